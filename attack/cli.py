@@ -1,0 +1,404 @@
+"""``python -m attack <command>``: the library from the command line. Every command has ``--help`` and ``--json``.
+
+Commands: models, classify, attack, fragility, transfer, universal, saliency, reproduce.
+Progress bars go to stderr; with ``--json`` stdout holds exactly one JSON object.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+__all__ = ["main", "build_parser"]
+
+
+def _json_default(o):
+    if isinstance(o, torch.Tensor):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    return str(o)
+
+
+def _emit(args, obj: dict, text: str) -> None:
+    if getattr(args, "json", False):
+        print(json.dumps(obj, default=_json_default))
+    else:
+        print(text)
+
+
+def _model(args):
+    from .models import load_model
+
+    return load_model(args.model, weights=getattr(args, "weights", None), device=args.device,
+                      input_size=getattr(args, "input_size", None), channels_last=True)
+
+
+def _resolve_image(spec: str) -> str:
+    """A path, or a sample name such as ``ai-benchmark/17`` / ``skimage/chelsea``."""
+    from .images import sample_images
+
+    if Path(spec).exists():
+        return spec
+    for s in sample_images():
+        if s.name == spec:
+            return str(s.path)
+    raise ValueError(f"no such image file or sample name: {spec!r} (see `python -m attack models --samples`)")
+
+
+def _common(p: argparse.ArgumentParser, model=True) -> None:
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    if model:
+        p.add_argument("--model", default="efficientnet-lite0", help="model name (see `models`)")
+        p.add_argument("--weights", default=None, help="weights file (required for inception-v3)")
+        p.add_argument("--input-size", type=int, default=None, help="input side in px (default: the model's)")
+
+
+def _add_loc(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--x", type=int, default=None, help="left column of the patch (px)")
+    p.add_argument("--y", type=int, default=None, help="top row of the patch (px)")
+    p.add_argument("--corner", default=None, choices=["top-left", "top-right", "bottom-left", "bottom-right"])
+
+
+def _loc(args, image_size: int, size: int, fallback=None):
+    from .patch import check_loc, corner_loc
+
+    if args.corner:
+        return corner_loc(args.corner, image_size, size)
+    if args.x is None and args.y is None:
+        if fallback is not None:
+            return tuple(fallback)
+        return corner_loc("top-left", image_size, size)
+    return check_loc((args.y or 0, args.x or 0), size, image_size)
+
+
+def _topk(probs: torch.Tensor, k: int = 5) -> list[dict]:
+    from .models import class_names
+
+    top = probs.topk(k)
+    return [{"id": int(i), "label": class_names()[int(i)], "p": round(float(v), 6)}
+            for i, v in zip(top.indices.tolist(), top.values.tolist())]
+
+
+# ---------------------------------------------------------------- commands
+def cmd_models(args) -> int:
+    from .images import sample_images
+    from .models import MODELS
+
+    rows = []
+    for spec in MODELS.values():
+        rows.append({"name": spec.name, "native_size": spec.native_size, "default_size": spec.default_size,
+                     "mean": spec.mean, "std": spec.std, "weights_available": spec.weights_available(),
+                     "needs_weights_file": spec.needs_weights_file, "description": spec.description})
+    out = {"models": rows, "default": "efficientnet-lite0"}
+    if args.samples:
+        out["samples"] = [{"name": s.name, "path": str(s.path), "label": list(s.label)} for s in sample_images()]
+    text = "\n".join(f"{r['name']:20s} {r['native_size']}px  weights: "
+                     f"{'installed' if r['weights_available'] else ('user file' if r['needs_weights_file'] else 'missing')}"
+                     f"  {r['description']}" for r in rows)
+    if args.samples:
+        text += "\n\nsample images:\n" + "\n".join(f"  {s['name']}" for s in out["samples"])
+    _emit(args, out, text)
+    return 0
+
+
+def cmd_classify(args) -> int:
+    from .images import load_image
+    from .io import load_patch
+    from .models import predict
+    from .patch import patched_logits
+
+    model = _model(args)
+    img = load_image(_resolve_image(args.image), model.input_size)
+    out: dict = {"model": model.name, "input_size": model.input_size, "image": args.image}
+    if args.patch:
+        res = load_patch(args.patch, model_name=model.name, input_size=model.input_size)
+        loc = _loc(args, model.input_size, res.size, fallback=res.loc)
+        with torch.no_grad():
+            logits = patched_logits(model, img.unsqueeze(0).to(model.device), res.patch.to(model.device), [loc],
+                                    res.domain)
+        probs = torch.softmax(logits.float(), 1)[0].cpu()
+        out.update(patch=args.patch, loc=list(loc), target=res.target, p_target=float(probs[res.target]))
+    else:
+        probs = predict(model, img)[0]
+    out["top5"] = _topk(probs)
+    out["pred"] = out["top5"][0]["id"]
+    out["label"] = out["top5"][0]["label"]
+    text = "\n".join(f"{t['p']:.4f}  {t['id']:4d}  {t['label']}" for t in out["top5"])
+    _emit(args, out, text)
+    return 0
+
+
+def cmd_attack(args) -> int:
+    from tqdm import tqdm
+
+    from .cache import PatchCache, cache_key
+    from .images import image_hash, load_image
+    from .io import save_patch
+    from .models import class_index, class_names
+    from .patch import size_for_area
+    from .train import default_lr, default_patch_size, train_patch
+
+    model = _model(args)
+    img = load_image(_resolve_image(args.image), model.input_size)
+    target = class_index(args.target)
+    size = args.size or (size_for_area(args.area, model.input_size) if args.area else default_patch_size(model.input_size))
+    loc = _loc(args, model.input_size, size)
+    lr = args.lr if args.lr is not None else default_lr(args.optimizer, args.domain)
+    key = cache_key(model=model.name, input_size=model.input_size, image=image_hash(img), target=target,
+                    source=None, loc=list(loc), size=size, domain=args.domain, loss=args.loss, steps=args.max_iter,
+                    lr=lr, optimizer=args.optimizer, stop_at=args.stop_at, seed=args.seed, init="random")
+    cache = PatchCache(args.cache_dir) if not args.no_cache else None
+    res = cache.get(key) if cache else None
+    cached = res is not None
+    if res is None:
+        bar = tqdm(total=args.max_iter, desc=f"{class_names()[target]}", unit="it", file=sys.stderr,
+                   disable=args.quiet)
+
+        def cb(info):
+            bar.update(1 if info.iteration > 0 else 0)
+            bar.set_postfix(p_target=f"{info.p_target:.3f}", p_source=f"{info.p_source:.3f}", refresh=False)
+
+        res = train_patch(model, img, target, loc, size=size, domain=args.domain, loss=args.loss,
+                          steps=args.max_iter, lr=lr, optimizer=args.optimizer, stop_at=args.stop_at,
+                          generator=torch.Generator().manual_seed(args.seed), callback=cb)
+        bar.close()
+        res.meta["image_hash"] = image_hash(img)
+        if cache:
+            cache.put(key, res)
+    out_path = Path(args.out) if args.out else Path("patches") / f"{Path(args.image).stem}_{target}_{loc[1]}_{loc[0]}_{size}_{args.domain}.safetensors"
+    save_patch(out_path, res)
+    out = {"success_0_9": bool(res.success["confident"]), "argmax_target": bool(res.success["argmax"]),
+           "not_source": bool(res.success["not_source"]), "iterations": int(res.steps),
+           "p_target": float(res.p_target), "p_source": float(res.p_source), "seconds": float(res.seconds),
+           "patch_path": str(out_path), "target": target, "target_label": class_names()[target],
+           "source": res.source, "source_label": class_names()[res.source], "loc": list(loc), "x": loc[1],
+           "y": loc[0], "size": size, "area": size * size / model.input_size ** 2, "domain": args.domain,
+           "model": model.name, "input_size": model.input_size, "cached": cached}
+    text = (f"{'cached: ' if cached else ''}{class_names()[res.source]} -> {class_names()[target]}: "
+            f"p(target)={res.p_target:.3f} p(source)={res.p_source:.3f} after {res.steps} iterations "
+            f"({res.seconds:.1f}s); success≥0.9={out['success_0_9']} argmax={out['argmax_target']} "
+            f"not_source={out['not_source']}\npatch: {out_path}")
+    _emit(args, out, text)
+    return 0
+
+
+def cmd_fragility(args) -> int:
+    from .fragility import shift_map
+    from .images import load_image
+    from .io import load_patch
+
+    model = _model(args)
+    res = load_patch(args.patch, model_name=model.name, input_size=model.input_size)
+    img = load_image(_resolve_image(args.image), model.input_size)
+    loc = _loc(args, model.input_size, res.size, fallback=res.loc)
+    maps = shift_map(model, img, res.patch, loc, res.target, radius=args.radius, domain=res.domain)
+    r = args.radius
+    out = {"radius": r, "loc": list(loc), "target": res.target, "source": maps["source"],
+           "p_target": maps["p_target"].tolist(), "p_source": maps["p_source"].tolist(),
+           "argmax": maps["argmax"].tolist(), "centre_p_target": float(maps["p_target"][r, r])}
+    lines = ["p(target) by shift (rows dy, columns dx):", "      " + " ".join(f"{dx:+6d}" for dx in range(-r, r + 1))]
+    for i, dy in enumerate(range(-r, r + 1)):
+        lines.append(f"{dy:+4d}  " + " ".join("   nan" if math.isnan(v) else f"{v:6.3f}" for v in maps["p_target"][i].tolist()))
+    _emit(args, out, "\n".join(lines))
+    return 0
+
+
+def cmd_transfer(args) -> int:
+    from .images import load_image
+    from .io import load_patch
+    from .transfer import border_transfer
+
+    model = _model(args)
+    res = load_patch(args.patch, model_name=model.name, input_size=model.input_size)
+    if res.loc is None:
+        raise ValueError("transfer needs a patch trained at one location (not a universal patch)")
+    src = load_image(_resolve_image(args.src), model.input_size)
+    dst = torch.stack([load_image(_resolve_image(d), model.input_size) for d in args.dst])
+    out = border_transfer(model, src, dst, res.patch, res.loc, res.target, borders=args.borders, domain=res.domain)
+    text = "border  area   p>=0.9  argmax  not_source  mean p(target)\n" + "\n".join(
+        f"{b:5.2f}  {a:5.3f}  {c:6.2f}  {m:6.2f}  {n:10.2f}  {p:.3f}" for b, a, c, m, n, p in
+        zip(out["borders"], out["area"], out["confident"], out["argmax"], out["not_source"], out["mean_p_target"]))
+    _emit(args, out, text)
+    return 0
+
+
+def cmd_universal(args) -> int:
+    from tqdm import tqdm
+
+    from .evaluate import evaluate_patch
+    from .images import load_image, sample_images
+    from .io import save_patch
+    from .models import class_index, class_names
+    from .patch import random_locs, size_for_area
+    from .train import default_patch_size
+    from .universal import train_universal
+
+    model = _model(args)
+    target = class_index(args.target)
+    photos = sample_images(("ai-benchmark",))
+    if len(photos) < args.train + args.test:
+        raise ValueError(f"only {len(photos)} photos available for {args.train}+{args.test}")
+    g = torch.Generator().manual_seed(args.seed)
+    order = torch.randperm(len(photos), generator=g).tolist()
+    train = torch.stack([load_image(photos[i].path, model.input_size) for i in order[:args.train]])
+    test = torch.stack([load_image(photos[i].path, model.input_size) for i in order[args.train:args.train + args.test]])
+    size = args.size or (size_for_area(args.area, model.input_size) if args.area else default_patch_size(model.input_size))
+    bar = tqdm(total=args.max_steps, desc=f"universal {class_names()[target]}", unit="it", file=sys.stderr,
+               disable=args.quiet)
+
+    def cb(info):
+        bar.update(1)
+        bar.set_postfix(p_target=f"{info['p_target']:.3f}", streak=info["streak"], refresh=False)
+
+    res = train_universal(model, train, target, size=size, domain=args.domain, loss=args.loss,
+                          patience=args.patience, max_steps=args.max_steps, batch_size=args.batch_size,
+                          lr=args.lr, generator=g, callback=cb)
+    bar.close()
+    locs = random_locs(len(test), model.input_size, size, g)
+    ev = evaluate_patch(model, test, res.patch, locs, target, domain=res.domain)
+    out_path = Path(args.out) if args.out else Path("patches") / f"universal_{target}_{size}_{args.domain}.safetensors"
+    res.meta.update(heldout={k: ev[k] for k in ("n", "confident", "argmax", "not_source", "mean_p_target")})
+    save_patch(out_path, res)
+    out = {"target": target, "target_label": class_names()[target], "size": size, "domain": res.domain,
+           "steps": res.steps, "converged": res.success["converged"], "seconds": res.seconds,
+           "heldout": res.meta["heldout"], "patch_path": str(out_path), "train_images": args.train,
+           "test_images": args.test}
+    h = out["heldout"]
+    _emit(args, out, f"{class_names()[target]}: {res.steps} steps, converged={res.success['converged']} "
+                     f"({res.seconds:.0f}s)\nheld-out ({h['n']} images): p>=0.9 {h['confident']:.1%}, "
+                     f"argmax {h['argmax']:.1%}, source misclassified {h['not_source']:.1%}\npatch: {out_path}")
+    return 0
+
+
+def cmd_saliency(args) -> int:
+    from .images import load_image
+    from .io import load_patch
+    from .patch import apply_patch, patch_mask
+    from .saliency import attribution_map, mass_in_patch
+
+    model = _model(args)
+    res = load_patch(args.patch, model_name=model.name, input_size=model.input_size)
+    img = load_image(_resolve_image(args.image), model.input_size)
+    loc = _loc(args, model.input_size, res.size, fallback=res.loc)
+    x = apply_patch(img.to(model.device), res.patch.to(model.device), loc, res.domain, model)
+    mask = patch_mask(model.input_size, res.size, loc)
+    out = {"loc": list(loc), "area": res.size ** 2 / model.input_size ** 2, "methods": {}}
+    for method in args.methods:
+        heat = attribution_map(model, x, res.target, method=method, domain=res.domain)
+        out["methods"][method] = {"mass_in_patch": float(mass_in_patch(heat, mask)[0])}
+    text = f"patch area share {out['area']:.3f}\n" + "\n".join(
+        f"{m:22s} mass in patch {v['mass_in_patch']:.3f}" for m, v in out["methods"].items())
+    _emit(args, out, text)
+    return 0
+
+
+# ---------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    from .losses import LOSSES
+    from .saliency import ATTRIBUTION_METHODS
+
+    ap = argparse.ArgumentParser(prog="python -m attack", description="LaVAN: localized and visible adversarial "
+                                 "noise (Karmon et al. 2018) on real ImageNet classifiers.")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("models", help="list models and whether their weights are available")
+    _common(p, model=False)
+    p.add_argument("--samples", action="store_true", help="also list the sample photos")
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("classify", help="top-5 for an image, optionally with a patch file applied")
+    _common(p)
+    p.add_argument("--image", required=True, help="image path or sample name (ai-benchmark/17)")
+    p.add_argument("--patch", default=None, help="safetensors patch file to apply (at its own location)")
+    _add_loc(p)
+    p.set_defaults(func=cmd_classify)
+
+    p = sub.add_parser("attack", help="train a LaVAN patch for one image at one location")
+    _common(p)
+    p.add_argument("--image", required=True, help="image path or sample name")
+    p.add_argument("--target", required=True, help="target class: id or name (toaster)")
+    _add_loc(p)
+    p.add_argument("--size", type=int, default=None, help="patch side in px (default: the measured default)")
+    p.add_argument("--area", type=float, default=None, help="patch area as a fraction (0.02 = paper)")
+    p.add_argument("--domain", default="network", choices=["network", "image"])
+    p.add_argument("--loss", default="logprob", choices=LOSSES)
+    p.add_argument("--optimizer", default="adam", choices=["adam", "sgd", "sign"])
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--max-iter", type=int, default=10_000, help="iteration cap (paper: 10,000)")
+    p.add_argument("--stop-at", type=float, default=0.9)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=None, help="patch file to write (default: patches/…)")
+    p.add_argument("--cache-dir", default=None)
+    p.add_argument("--no-cache", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_attack)
+
+    p = sub.add_parser("fragility", help="p(target) when the patch is shifted by ±radius px")
+    _common(p)
+    p.add_argument("--image", required=True)
+    p.add_argument("--patch", required=True)
+    p.add_argument("--radius", type=int, default=2)
+    _add_loc(p)
+    p.set_defaults(func=cmd_fragility)
+
+    p = sub.add_parser("transfer", help="paste a patch with a border of its source image onto other images")
+    _common(p)
+    p.add_argument("--patch", required=True)
+    p.add_argument("--src", required=True, help="the image the patch was trained on")
+    p.add_argument("--dst", nargs="+", required=True, help="other images")
+    p.add_argument("--borders", type=float, nargs="+", default=[0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5])
+    p.set_defaults(func=cmd_transfer)
+
+    p = sub.add_parser("universal", help="train a universal patch on sample photos, evaluate on held-out ones")
+    _common(p)
+    p.add_argument("--target", required=True)
+    p.add_argument("--size", type=int, default=None)
+    p.add_argument("--area", type=float, default=None)
+    p.add_argument("--domain", default="image", choices=["network", "image"])
+    p.add_argument("--loss", default="logprob", choices=LOSSES)
+    p.add_argument("--train", type=int, default=50, help="training photos")
+    p.add_argument("--test", type=int, default=50, help="held-out photos")
+    p.add_argument("--patience", type=int, default=30)
+    p.add_argument("--max-steps", type=int, default=3000)
+    p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=None)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_universal)
+
+    p = sub.add_parser("saliency", help="share of attribution mass inside the patch vs its area")
+    _common(p)
+    p.add_argument("--image", required=True)
+    p.add_argument("--patch", required=True)
+    p.add_argument("--methods", nargs="+", default=list(ATTRIBUTION_METHODS), choices=ATTRIBUTION_METHODS)
+    _add_loc(p)
+    p.set_defaults(func=cmd_saliency)
+
+    try:
+        from .reproduce import add_parser as add_reproduce
+    except ImportError:
+        add_reproduce = None
+    if add_reproduce is not None:
+        add_reproduce(sub)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, OSError) as exc:  # ImageError, PatchFileError, ModelError are ValueErrors
+        msg = f"{type(exc).__name__}: {exc}"
+        if getattr(args, "json", False):
+            print(json.dumps({"error": msg}))
+        print(f"error: {msg}", file=sys.stderr)
+        return 2
