@@ -80,7 +80,12 @@ def patch_from_bytes(data: bytes, name: str = "patch file", model_name: str | No
         raise PatchFileError(f"{name}: the file is empty")
     if len(data) > MAX_PATCH_BYTES:
         raise PatchFileError(f"{name}: {len(data) / 2**20:.1f} MiB is too large for a patch file")
-    if data[:2] == b"\x80\x04" or data[:2] == b"\x80\x02" or data[:4] == b"PK\x03\x04":
+    # A safetensors file starts with its header length (u64 LE) followed by a JSON header: only when that structure
+    # is absent can the first bytes be read as a pickle (b"\x80" + protocol 2..5) or zip (torch.save) signature.
+    header_len = int.from_bytes(data[:8], "little") if len(data) >= 8 else -1
+    looks_safetensors = 2 <= header_len <= len(data) - 8 and data[8:9] == b"{"
+    if not looks_safetensors and ((data[:1] == b"\x80" and data[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"))
+                                  or data[:4] == b"PK\x03\x04"):
         raise PatchFileError(f"{name}: this is a pickle / torch.save file; patch files must be safetensors "
                              "(pickles can run code and are never loaded)")
     try:
