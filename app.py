@@ -1,0 +1,93 @@
+"""LaVAN studio: see every finding of Karmon, Zoran & Goldberg (ICML 2018, arXiv:1801.02608) on a laptop CPU.
+
+Run with ``make run`` (``streamlit run app.py``). Pages are listed with ``st.navigation`` so that deep links
+(``/attack``, ``/universal`` …) work on a freshly started server. All attack logic is in the ``attack`` library.
+"""
+from __future__ import annotations
+
+import time
+
+_T0 = time.perf_counter()
+
+import streamlit as st  # noqa: E402
+import torch  # noqa: E402
+
+import attack  # noqa: E402
+from attack.models import DEFAULT_MODEL  # noqa: E402
+from ui import cache, jobs, widgets  # noqa: E402
+
+st.set_page_config(page_title="LaVAN studio", page_icon="🟥", layout="wide")
+
+PAGES = {
+    "attack": ("pages/1_Attack.py", "Attack one image", "🎯"),
+    "fragility": ("pages/2_Fragility.py", "Fragility", "🫨"),
+    "transfer": ("pages/3_Transfer.py", "Transfer", "🧩"),
+    "universal": ("pages/4_Universal.py", "Universal patch", "🌐"),
+    "gradients": ("pages/5_Gradients.py", "Gradients", "🔥"),
+    "models": ("pages/6_Models.py", "Models", "🏛️"),
+}
+
+
+def home() -> None:
+    model = widgets.current_model()
+    st.title("LaVAN studio")
+    st.markdown(
+        "**LaVAN** (*Localized and Visible Adversarial Noise*, Karmon, Zoran & Goldberg, ICML 2018) shows that a "
+        "small square of noise — about **2% of the image**, pasted anywhere, even in a corner, without touching "
+        "the object — makes an ImageNet classifier say whatever class the attacker chose. This studio lets you "
+        "train such patches yourself and check each of the paper's findings on your own images.")
+    st.subheader("The paper's findings, and where to see them here")
+    rows = [
+        ("A 42×42 patch (2% of a 299×299 image) flips the prediction to any target", "≈100% of images, "
+         "10,000 iterations at most", "attack", "Attack one image"),
+        ("The patch is fragile: moving it by one pixel mostly undoes it", "success drops sharply at ±1 px",
+         "fragility", "Fragility"),
+        ("A patch moved to another image needs ≈25% of its source image around it (per side) to keep working",
+         "≈25% border", "transfer", "Transfer"),
+        ("One universal patch trained on many images, at random places", "p≥0.9: 28.3%, top-1 target: 74.1%, "
+         "source lost: 78.9% (held-out)", "universal", "Universal patch"),
+        ("Gradients do not single out the patch as the cause of the error", "attribution share inside patch "
+         "≈ its area", "gradients", "Gradients"),
+        ("Patches do not transfer across networks", "no", "models", "Models"),
+    ]
+    for finding, number, path, title in rows:
+        c1, c2, c3 = st.columns([5, 3, 2])
+        c1.markdown(finding)
+        c2.markdown(f"*{number}*")
+        c3.page_link(PAGE_OBJECTS[path], label=title, icon=PAGES[path][2])
+    st.subheader("What runs here")
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    st.markdown(
+        f"- Model: **{model.describe()}** — {model.spec.description}.\n"
+        f"- Device: **{'GPU (' + gpu + ')' if gpu else 'CPU'}**, {torch.get_num_threads()} threads.\n"
+        "- The paper attacked **Inception v3** at 299×299. The default here is **EfficientNet-Lite**, a smaller "
+        "network that trains patches in seconds on a laptop CPU — *not the paper's model*, so numbers differ. "
+        "Inception v3 becomes available in the model picker when the server is started with "
+        "`LAVAN_INCEPTION_WEIGHTS=/path/to/inception_v3.pth` (no weights can be downloaded here).\n"
+        f"- Trained patches are cached in `{cache.cache_dir()}`; the same configuration again is answered at once. "
+        f"Trainings run in the background, at most {jobs.MAX_JOBS} at a time on this server.")
+    st.caption(f"Server start to this page: {time.perf_counter() - _T0:.2f} s for this run.")
+
+
+def sidebar() -> None:
+    names = cache.available_models()
+    if st.session_state.get("model_name") not in names:
+        st.session_state["model_name"] = DEFAULT_MODEL if DEFAULT_MODEL in names else names[0]
+    with st.sidebar:
+        st.selectbox("Model", names, key="model_name",
+                     format_func=lambda n: f"{n} ({attack.MODELS[n].default_size}px)",
+                     help="Loaded once per server process and shared by every session.")
+        model = widgets.current_model()
+        st.caption(f"{model.describe()} · EfficientNet-Lite is not the paper's Inception v3"
+                   if model.name != "inception-v3" else model.describe())
+        if jobs.running():
+            st.caption(f"Trainings running on this server: {jobs.running()} / {jobs.MAX_JOBS}")
+
+
+PAGE_OBJECTS = {"home": st.Page(home, title="Home", icon="🏠", url_path="home", default=True)}
+PAGE_OBJECTS.update({k: st.Page(f, title=t, icon=i, url_path=k) for k, (f, t, i) in PAGES.items()})
+
+page = st.navigation(list(PAGE_OBJECTS.values()))
+sidebar()
+jobs.leave_page(page.url_path)
+page.run()

@@ -1,0 +1,158 @@
+"""Attack one image: train a LaVAN patch for a photo, a target class and a place, and watch it work."""
+from __future__ import annotations
+
+import streamlit as st
+import torch
+
+import attack
+from ui import cache, charts, jobs, widgets
+
+PAGE, JOB = "attack", "attack"
+
+st.title("🎯 Attack one image")
+st.markdown(
+    "Pick a photo, a target class and where the square goes. **Train** optimises only the pixels inside the "
+    "square until the classifier is ≥ 90% sure the photo shows the target (the paper's criterion) — the rest of "
+    "the image is untouched. In the paper, a 42×42 patch (2% of the image) succeeded on almost every image.")
+
+model = widgets.current_model()
+with st.expander("Photo", expanded=True):
+    image, image_name = widgets.image_picker(model, key="attack_img")
+if image is None:
+    st.stop()
+image_key = attack.image_hash(image)
+clean_top = cache.topk(model, model.name, model.input_size, image_key, image)
+source = clean_top[0][0]
+
+left, right = st.columns([1.15, 1], gap="large")
+with right:
+    st.markdown(f"**{image_name}** — the model sees: **{clean_top[0][1]}** ({clean_top[0][2]:.1%})")
+    widgets.topk_table(clean_top)
+    target = widgets.target_picker("attack_target", exclude=source)
+    size = widgets.size_picker(model.input_size, "attack_size")
+    c1, c2 = st.columns(2)
+    domain = c1.radio("Domain", ["network", "image"], horizontal=True, key="attack_domain",
+                      help="network: the patch lives after normalisation, unbounded (the paper's main setting). "
+                           "image: a printable patch with pixel values in [0,1].")
+    loss = c2.selectbox("Loss", attack.LOSSES, key="attack_loss",
+                        help="logprob: log p(target) − log p(source) (the paper's objective, source term floored)")
+    c3, c4 = st.columns(2)
+    steps = int(c3.number_input("Max iterations", min_value=1, max_value=10_000, value=1000, step=100,
+                                key="attack_steps", help="The paper allowed up to 10,000"))
+    seed = int(c4.number_input("Seed", min_value=0, max_value=2**31 - 1, value=0, step=1, key="attack_seed"))
+    lr = attack.train.default_lr("adam", domain)
+    st.caption(f"Adam, step size {lr:g} (measured default for the {domain} domain), stops at p(target) ≥ 0.9.")
+with left:
+    loc = widgets.location_picker(image, size, key="attack_loc")
+
+config = dict(model=model.name, input_size=model.input_size, image=image_key, target=target, source=None,
+              loc=list(loc), size=size, domain=domain, loss=loss, steps=steps, lr=lr, optimizer="adam",
+              stop_at=0.9, seed=seed, init="random")
+key = attack.cache_key(**config)
+
+
+def _store(res: attack.PatchResult, img: torch.Tensor, from_cache: bool) -> None:
+    st.session_state["result"], st.session_state["result_image"] = res, img
+    st.session_state["result_from_cache"] = from_cache
+
+
+def _cache_put(cache_key: str, img_key: str):
+    def put(res: attack.PatchResult) -> None:  # runs in the worker thread: no st.* calls here
+        res.meta["image_hash"] = img_key
+        if not res.cancelled:
+            cache.patch_cache().put(cache_key, res)
+    return put
+
+
+job = jobs.get(JOB)
+b1, b2, b3 = st.columns([1, 1, 3])
+if b1.button("Train", type="primary", key="attack_train", width="stretch", disabled=bool(job and job.active)):
+    hit = cache.patch_cache().get(key)
+    if hit is not None:
+        jobs.forget(JOB)
+        _store(hit, image, True)
+        job = None
+    else:
+        st.session_state.pop("result", None)
+        job = jobs.start(JOB, attack.train_patch, model, image, target, loc, size=size, domain=domain, loss=loss,
+                         steps=steps, lr=lr, optimizer="adam", stop_at=0.9,
+                         generator=torch.Generator().manual_seed(seed), page=PAGE,
+                         on_done=_cache_put(key, image_key), meta={"image": image})
+b2.button("Stop", key="attack_stop", on_click=jobs.stop, args=(JOB,), width="stretch",
+          disabled=not (job and job.active))
+b3.caption("The same configuration again is answered from the cache at once.")
+
+
+@st.fragment(run_every=0.5 if job is not None and job.active else None)
+def live() -> None:
+    job = jobs.get(JOB)
+    if job is None:
+        return
+    if job.status == "queued":
+        st.info(f"Waiting for a free training slot: position {job.queue_position()} in the queue "
+                f"({jobs.MAX_JOBS} trainings run at once on this server).")
+    prog = list(job.progress)
+    if prog:
+        last = prog[-1]
+        m1, m2, m3, m4 = st.columns(4)
+        m1.metric("iteration", last.iteration)
+        m2.metric("p(target)", f"{last.p_target:.3f}")
+        m3.metric("p(source)", f"{last.p_source:.3f}")
+        m4.metric("seconds", f"{job.elapsed():.1f}")
+        if job.active:
+            st.plotly_chart(charts.confidence_curve([s.p_target for s in prog], [s.p_source for s in prog],
+                                                    [s.top5 for s in prog], target, source), key="attack_live",
+                            width="stretch")
+    if job.status == "error":
+        st.error(f"Training failed: {job.error}")
+    if not job.active and st.session_state.get("attack_consumed") != job.id:
+        st.session_state["attack_consumed"] = job.id
+        if job.result is not None:
+            _store(job.result, job.meta["image"], False)
+        st.rerun()
+
+
+live()
+
+res: attack.PatchResult | None = st.session_state.get("result")
+img = st.session_state.get("result_image")
+if res is not None and img is not None and res.model_name == model.name and res.input_size == model.input_size:
+    st.divider()
+    st.subheader("Result")
+    ok = res.success
+    crit = " · ".join(f"{'✅' if ok.get(k) else '❌'} {t}" for k, t in
+                      (("confident", "p(target) ≥ 0.9"), ("argmax", "target is top-1"),
+                       ("not_source", "source no longer top-1")))
+    origin = "answered from the cache" if st.session_state.get("result_from_cache") else (
+        "stopped" if res.cancelled else "trained")
+    st.markdown(f"{crit}  \n**{res.steps} iterations, {res.seconds:.1f} s** ({origin}) · "
+                f"{widgets.label(res.source)} → **{widgets.label(res.target)}** · patch {res.size}px at "
+                f"x={res.loc[1]}, y={res.loc[0]}, {res.domain} domain")
+    img_key = attack.image_hash(img)
+    patched = cache.patched_view(model, img, res.patch, res.loc, res.domain)
+    probs = cache.patched_probs(model, model.name, model.input_size, img_key, img, attack.image_hash(res.patch),
+                                res.patch, tuple(res.loc), res.domain)
+    c1, c2, c3, c4 = st.columns([1, 1, 1, 1.2])
+    c1.image(widgets.to_pil(img), caption="clean", width="stretch")
+    c2.image(widgets.to_pil(patched), caption="with the patch", width="stretch")
+    with c3:
+        st.markdown("**top-5 before**")
+        widgets.topk_table(cache.topk(model, model.name, model.input_size, img_key, img), (res.target,))
+    with c4:
+        st.markdown("**top-5 after**")
+        widgets.topk_table(cache.topk_from_probs(probs), (res.target,))
+    hist = res.history or {}
+    if hist.get("p_target"):
+        st.plotly_chart(charts.confidence_curve(hist["p_target"], hist.get("p_source", []), hist.get("top5"),
+                                                res.target, res.source), key="attack_result_curve",
+                        width="stretch")
+    stem = f"lavan_{res.model_name}_{res.target}_x{res.loc[1]}_y{res.loc[0]}_{res.size}_{res.domain}"
+    d1, d2, d3 = st.columns(3)
+    d1.download_button("Patch (.safetensors)", attack.io.patch_bytes(res), f"{stem}.safetensors",
+                       mime="application/octet-stream", key="dl_patch", width="stretch")
+    d2.download_button("Patch (.png)", attack.patch_png(res, model), f"{stem}_patch.png", mime="image/png",
+                       key="dl_patch_png", width="stretch")
+    d3.download_button("Patched image (.png)", widgets.png_bytes(patched), f"{stem}.png", mime="image/png",
+                       key="dl_image_png", width="stretch")
+    st.caption("Next: see how fragile it is on **Fragility**, paste it elsewhere on **Transfer**, or try other "
+               "networks on **Models**.")

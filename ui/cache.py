@@ -1,0 +1,115 @@
+"""Cached resources and results. One copy of each model per process (``st.cache_resource``); pickleable results
+per input (``st.cache_data``), keyed by ``model_name``/``input_size`` strings passed beside the ``_model``."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import streamlit as st
+import torch
+
+import attack
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def cache_dir() -> Path:
+    """Where trained patches are cached (shared with ``python -m attack attack``): $LAVAN_CACHE_DIR or .lavan-cache/."""
+    return Path(os.environ.get("LAVAN_CACHE_DIR", ROOT / ".lavan-cache"))
+
+
+def patch_cache() -> attack.PatchCache:
+    return attack.PatchCache(cache_dir())
+
+
+@st.cache_resource(show_spinner="Loading model…", max_entries=6)
+def get_model(name: str, weights: str | None = None) -> attack.Classifier:
+    """The one shared, frozen copy of a model for this server process."""
+    torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
+    return attack.load_model(name, weights=weights, channels_last=True)
+
+
+def inception_weights() -> str | None:
+    """Inception v3 weights file given by the server's operator ($LAVAN_INCEPTION_WEIGHTS), if it exists."""
+    path = os.environ.get("LAVAN_INCEPTION_WEIGHTS", "")
+    return path if path and Path(path).is_file() else None
+
+
+@st.cache_data(show_spinner=False)
+def available_models() -> list[str]:
+    names = [n for n, s in attack.MODELS.items() if not s.needs_weights_file and s.weights_available()]
+    if inception_weights():
+        names.append("inception-v3")
+    return names
+
+
+@st.cache_data(show_spinner=False)
+def class_options() -> list[str]:
+    """``"859 · toaster"`` for each of the 1,000 classes (the selectbox filters as you type)."""
+    return [f"{i} · {n}" for i, n in enumerate(attack.class_names())]
+
+
+@st.cache_data(show_spinner=False)
+def samples() -> list[tuple[str, str, str]]:
+    """(name, path, collection) of every sample photo installed here."""
+    return [(s.name, str(s.path), s.collection) for s in attack.sample_images()]
+
+
+@st.cache_data(show_spinner=False, max_entries=512)
+def sample_tensor(path: str, size: int) -> torch.Tensor:
+    return attack.load_image(path, size)
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def thumbnail(path: str, size: int = 96):
+    from PIL import Image
+    from attack.images import decode_image
+
+    img = decode_image(path)
+    img.thumbnail((size * 2, size * 2))
+    from PIL import ImageOps
+    return ImageOps.fit(img, (size, size), method=Image.Resampling.BICUBIC)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def upload_tensor(data: bytes, name: str, size: int) -> torch.Tensor:
+    """Decode an upload (raises attack.ImageError with the user-facing reason; errors are not cached)."""
+    return attack.load_image(data, size)
+
+
+def topk_from_probs(probs: torch.Tensor, k: int = 5) -> list[tuple[int, str, float]]:
+    names = attack.class_names()
+    top = probs.topk(k)
+    return [(int(i), names[int(i)], float(p)) for p, i in zip(top.values.tolist(), top.indices.tolist())]
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def topk(_model, model_name: str, input_size: int, image_key: str, _image: torch.Tensor, k: int = 5):
+    """Top-k (id, name, p) of a clean image; ``image_key`` is :func:`attack.image_hash` of it."""
+    return topk_from_probs(attack.predict(_model, _image)[0], k)
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def patched_probs(_model, model_name: str, input_size: int, image_key: str, _image: torch.Tensor,
+                  patch_key: str, _patch: torch.Tensor, loc: tuple[int, int], domain: str) -> torch.Tensor:
+    """Probabilities (1000,) of the image with the patch pasted at ``loc`` in ``domain``."""
+    with torch.no_grad():
+        device = _model.device
+        logits = attack.patch.patched_logits(_model, _image.to(device), _patch.to(device), loc, domain)
+    return torch.softmax(logits.float(), 1)[0].cpu()
+
+
+def model_view(model, images: torch.Tensor, domain: str) -> torch.Tensor:
+    """Model inputs (either domain) back to displayable [0,1] images."""
+    if domain == "network":
+        single = images.dim() == 3
+        x = model.denormalize(images.unsqueeze(0) if single else images).clamp(0, 1)
+        return x[0] if single else x
+    return images.clamp(0, 1)
+
+
+def patched_view(model, image: torch.Tensor, patch: torch.Tensor, loc, domain: str) -> torch.Tensor:
+    """Displayable [0,1] image with the patch pasted (network-domain patches are clipped for display only)."""
+    with torch.no_grad():
+        x = attack.apply_patch(image.to(model.device), patch.to(model.device), loc, domain, model)
+        return model_view(model, x, domain).cpu()

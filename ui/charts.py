@@ -1,0 +1,119 @@
+"""Plotly figures for the pages (numbers are charts or tables, not prose)."""
+from __future__ import annotations
+
+import math
+
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+import attack
+
+
+def _name(i: int) -> str:
+    return attack.class_names()[int(i)]
+
+
+def confidence_curve(p_target: list[float], p_source: list[float], top5: list | None, target: int,
+                     source: int | None, others: int = 3, stop_at: float = 0.9) -> go.Figure:
+    """p(target), p(source) and the strongest other classes per iteration."""
+    fig = go.Figure()
+    it = list(range(len(p_target)))
+    fig.add_scatter(x=it, y=p_target, name=f"target: {_name(target)}", line=dict(color="#d62728", width=3))
+    if source is not None:
+        fig.add_scatter(x=it, y=p_source, name=f"source: {_name(source)}", line=dict(color="#1f77b4", width=3))
+    if top5:
+        best: dict[int, float] = {}
+        for row in top5:
+            for cid, p in row:
+                if cid not in (target, source):
+                    best[int(cid)] = max(best.get(int(cid), 0.0), float(p))
+        for cid in sorted(best, key=best.get, reverse=True)[:others]:
+            ys = [next((float(p) for c, p in row if int(c) == cid), None) for row in top5]
+            fig.add_scatter(x=it[:len(ys)], y=ys, name=_name(cid), line=dict(dash="dot", width=1.5))
+    fig.add_hline(y=stop_at, line=dict(color="grey", dash="dash"), annotation_text=f"stop at {stop_at:g}")
+    fig.update_layout(xaxis_title="iteration", yaxis_title="probability", yaxis_range=[0, 1.02], height=330,
+                      margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h", y=-0.25))
+    return fig
+
+
+def universal_curve(p_target: list[float], streak: list[int], patience: int, target: int) -> go.Figure:
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    it = list(range(1, len(p_target) + 1))
+    fig.add_scatter(x=it, y=p_target, name=f"mean p({_name(target)})", line=dict(color="#d62728"),
+                    secondary_y=False)
+    fig.add_scatter(x=it, y=streak, name="consecutive successes", line=dict(color="#2ca02c"), secondary_y=True)
+    fig.add_hline(y=patience, line=dict(color="#2ca02c", dash="dash"), secondary_y=True,
+                  annotation_text=f"paper: {patience} in a row")
+    fig.update_yaxes(title_text="p(target)", range=[0, 1.02], secondary_y=False)
+    fig.update_yaxes(title_text="streak", range=[0, max(patience, max(streak or [0])) * 1.1], secondary_y=True)
+    fig.update_layout(xaxis_title="step", height=330, margin=dict(l=10, r=10, t=30, b=10),
+                      legend=dict(orientation="h", y=-0.25))
+    return fig
+
+
+def shift_heatmaps(maps: dict) -> go.Figure:
+    """p(target) and 'argmax is target' over the (dy, dx) grid of shifts."""
+    r = int(maps["radius"])
+    ticks = list(range(-r, r + 1))
+    pt = maps["p_target"].tolist()
+    am = maps["argmax"].tolist()
+    target = int(maps["target"])
+    hit = [[None if a < 0 else float(a == target) for a in row] for row in am]
+    text = [["off image" if a < 0 else _name(a)[:14] for a in row] for row in am]
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("p(target)", "top-1 class (red = target)"),
+                        horizontal_spacing=0.12)
+    fig.add_heatmap(z=pt, x=ticks, y=ticks, zmin=0, zmax=1, colorscale="Reds", row=1, col=1,
+                    text=[[("" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.2f}")
+                           for v in row] for row in pt], texttemplate="%{text}", colorbar=dict(x=0.44),
+                    hovertemplate="dx=%{x} dy=%{y}<br>p=%{z:.3f}<extra></extra>")
+    fig.add_heatmap(z=hit, x=ticks, y=ticks, zmin=0, zmax=1, colorscale=[[0, "#d0d7e5"], [1, "#d62728"]],
+                    showscale=False, text=text, texttemplate="%{text}", row=1, col=2,
+                    hovertemplate="dx=%{x} dy=%{y}<br>%{text}<extra></extra>")
+    for c in (1, 2):
+        fig.update_xaxes(title_text="dx (px)", dtick=1, row=1, col=c)
+        fig.update_yaxes(title_text="dy (px)", dtick=1, autorange="reversed", row=1, col=c, scaleanchor=f"x{c}")
+    fig.update_layout(height=420, margin=dict(l=10, r=10, t=40, b=10))
+    return fig
+
+
+def border_chart(out: dict, current: float | None = None) -> go.Figure:
+    fig = go.Figure()
+    xs = [b * 100 for b in out["borders"]]
+    for key, name in (("confident", "p(target) ≥ 0.9"), ("argmax", "target is top-1"),
+                      ("not_source", "source no longer top-1")):
+        fig.add_scatter(x=xs, y=[v * 100 for v in out[key]], name=name, mode="lines+markers")
+    fig.add_vline(x=25, line=dict(color="black", dash="dash"), annotation_text="paper ≈25%")
+    if current is not None:
+        fig.add_vline(x=current * 100, line=dict(color="#d62728", width=1), annotation_text="slider",
+                      annotation_position="bottom right")
+    fig.update_layout(xaxis_title="border per side (% of image side)", yaxis_title="% of other images",
+                      yaxis_range=[-2, 102], height=360, margin=dict(l=10, r=10, t=30, b=10),
+                      legend=dict(orientation="h", y=-0.3))
+    return fig
+
+
+def heat_grid(maps: list, titles: list[str], cols: int = 4) -> go.Figure:
+    rows = math.ceil(len(maps) / cols)
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=titles, horizontal_spacing=0.02,
+                        vertical_spacing=0.08)
+    for i, m in enumerate(maps):
+        r, c = divmod(i, cols)
+        z = m.tolist()
+        fig.add_heatmap(z=z, colorscale="Inferno", showscale=False, row=r + 1, col=c + 1,
+                        hovertemplate="x=%{x} y=%{y}<br>%{z:.3g}<extra></extra>")
+        fig.update_yaxes(autorange="reversed", showticklabels=False, row=r + 1, col=c + 1,
+                         scaleanchor=f"x{i + 1}" if i else "x")
+        fig.update_xaxes(showticklabels=False, row=r + 1, col=c + 1)
+    fig.update_layout(height=260 * rows, margin=dict(l=5, r=5, t=40, b=5))
+    return fig
+
+
+def model_bars(rows: list[dict]) -> go.Figure:
+    fig = go.Figure()
+    names = [r["model"] for r in rows]
+    fig.add_bar(x=names, y=[r["p(target) patched"] for r in rows], name="p(target) with patch",
+                marker_color="#d62728")
+    fig.add_bar(x=names, y=[r["p(target) clean"] for r in rows], name="p(target) clean", marker_color="#aaaaaa")
+    fig.update_layout(barmode="group", yaxis_range=[0, 1.02], yaxis_title="probability", height=320,
+                      margin=dict(l=10, r=10, t=30, b=10))
+    return fig

@@ -1,0 +1,295 @@
+"""Widgets shared by the pages. Each ``*_picker`` returns plain values (a tensor, ints, a class id); state that
+several pages share (model, image, current patch) lives in ``st.session_state`` under the names below.
+
+* ``model_name``: picked in the sidebar (app.py); :func:`current_model` returns the cached model.
+* ``image_src``: ``{"kind": "sample", "name", "path"}`` or ``{"kind": "upload", "name", "data"}``.
+* ``result`` / ``result_image``: the last single-image patch (PatchResult) and the image it was trained on.
+"""
+from __future__ import annotations
+
+import io
+import time
+
+import streamlit as st
+import torch
+from PIL import Image
+
+import attack
+from attack.models import DEFAULT_MODEL
+
+from . import cache
+
+PAPER_SIZE, PAPER_INPUT = 42, 299  # the paper's 42x42 patch on 299x299 Inception v3 inputs (1.97% of the area)
+DEFAULT_SAMPLE = "skimage/coffee"
+GALLERY = ("skimage/coffee", "skimage/chelsea", "ai-benchmark/3", "ai-benchmark/1", "ai-benchmark/5",
+           "sklearn/flower", "skimage/rocket", "matplotlib/grace_hopper")
+SUGGESTED_TARGETS = (859, 1, 107, 954, 409, 779)  # toaster, goldfish, jellyfish, banana, analog clock, school bus
+CANVAS_PX = 448
+
+
+def current_model() -> attack.Classifier:
+    names = cache.available_models()
+    name = st.session_state.get("model_name") or DEFAULT_MODEL
+    if name not in names:
+        name = names[0] if names else DEFAULT_MODEL
+    weights = cache.inception_weights() if name == "inception-v3" else None
+    return cache.get_model(name, weights)
+
+
+def to_pil(image: torch.Tensor) -> Image.Image:
+    arr = (image.detach().cpu().clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(1, 2, 0).numpy()
+    return Image.fromarray(arr)
+
+
+def png_bytes(image: torch.Tensor) -> bytes:
+    buf = io.BytesIO()
+    to_pil(image).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def label(class_id: int | None) -> str:
+    return "—" if class_id is None else f"{attack.class_names()[class_id]} ({class_id})"
+
+
+# ---------------------------------------------------------------------------------------------------- images
+def _sample_by_name() -> dict[str, tuple[str, str, str]]:
+    return {s[0]: s for s in cache.samples()}
+
+
+def _set_sample(name: str) -> None:
+    s = _sample_by_name().get(name)
+    if s is not None:
+        st.session_state["image_src"] = {"kind": "sample", "name": s[0], "path": s[1]}
+
+
+def _on_sample_select(key: str) -> None:
+    _set_sample(st.session_state[key])
+
+
+def image_source() -> dict:
+    src = st.session_state.get("image_src")
+    if src is None:
+        names = _sample_by_name()
+        name = DEFAULT_SAMPLE if DEFAULT_SAMPLE in names else next(iter(names), None)
+        if name is None:
+            st.error("No sample photos are installed (run `make setup`); upload a photo instead.")
+            return {}
+        _set_sample(name)
+        src = st.session_state["image_src"]
+    return src
+
+
+def load_source(src: dict, size: int) -> torch.Tensor | None:
+    if not src:
+        return None
+    if src["kind"] == "sample":
+        return cache.sample_tensor(src["path"], size)
+    return cache.upload_tensor(src["data"], src["name"], size)
+
+
+def image_picker(model, key: str = "img", gallery: bool = True) -> tuple[torch.Tensor | None, str]:
+    """Thumbnail gallery of sample photos, a selectbox of all of them, and an uploader.
+
+    Returns the chosen image as (3,S,S) at the model's input size (None if nothing usable) and its name.
+    A bad upload shows ``st.error`` with the loader's message and keeps the previous image.
+    """
+    names = _sample_by_name()
+    if gallery:
+        shown = [n for n in GALLERY if n in names]
+        cols = st.columns(len(shown) or 1)
+        for col, name in zip(cols, shown):
+            with col:
+                st.image(cache.thumbnail(names[name][1]), width="stretch")
+                st.button("Use", key=f"{key}_pick_{name}", on_click=_set_sample, args=(name,), width="stretch",
+                          help=name)
+    c1, c2 = st.columns(2)
+    with c1:
+        options = list(names)
+        cur = st.session_state.get("image_src", {}).get("name")
+        st.selectbox("…or any sample photo", options, index=options.index(cur) if cur in options else None,
+                     key=f"{key}_select", on_change=_on_sample_select, args=(f"{key}_select",),
+                     placeholder="Type to search 100+ photos")
+    with c2:
+        up = st.file_uploader("…or upload a photo", type=None, key=f"{key}_upload",
+                              help="JPEG, PNG, GIF, BMP, WebP or TIFF up to 25 MB")
+    if up is not None:
+        data = up.getvalue()
+        try:
+            cache.upload_tensor(data, up.name, model.input_size)
+        except attack.ImageError as exc:
+            st.error(f"Upload rejected — {exc}")
+        else:
+            if st.session_state.get(f"{key}_upload_id") != up.file_id:
+                st.session_state[f"{key}_upload_id"] = up.file_id
+                st.session_state["image_src"] = {"kind": "upload", "name": up.name, "data": data}
+    src = image_source()
+    try:
+        image = load_source(src, model.input_size)
+    except attack.ImageError as exc:  # a sample that went missing, or a stored upload that no longer decodes
+        st.error(str(exc))
+        st.session_state.pop("image_src", None)
+        return None, ""
+    return image, src.get("name", "")
+
+
+# ---------------------------------------------------------------------------------------------------- targets
+def _on_suggest(key: str, class_id: int) -> None:
+    st.session_state[key] = cache.class_options()[class_id]
+
+
+def target_picker(key: str = "target", default: int = 859, exclude: int | None = None) -> int:
+    """Searchable selectbox of the 1,000 classes with a few one-click suggestions; returns the class id."""
+    options = cache.class_options()
+    if key not in st.session_state:
+        st.session_state[key] = options[default]
+    st.selectbox("Target class (type to search the 1,000 ImageNet classes)", options, key=key)
+    cols = st.columns(len(SUGGESTED_TARGETS))
+    for col, cid in zip(cols, SUGGESTED_TARGETS):
+        col.button(attack.class_names()[cid], key=f"{key}_sugg_{cid}", on_click=_on_suggest, args=(key, cid),
+                   width="stretch", disabled=cid == exclude)
+    return int(st.session_state[key].split(" · ")[0])
+
+
+# ---------------------------------------------------------------------------------------------------- patch size
+def paper_size(input_size: int) -> int:
+    """The paper's 42-on-299 area (1.97%) at this input size."""
+    return attack.size_for_area(PAPER_SIZE ** 2 / PAPER_INPUT ** 2, input_size)
+
+
+def _set_size(key: str, value: int) -> None:
+    st.session_state[key] = value
+
+
+def size_picker(input_size: int, key: str = "size", default: int | None = None) -> int:
+    """Patch side in pixels: default from the measured default area, the paper's area one click away."""
+    default = int(default or attack.train.default_patch_size(input_size))
+    paper = paper_size(input_size)
+    if key not in st.session_state or not 4 <= st.session_state[key] <= input_size // 2:
+        st.session_state[key] = default
+    c1, c2, c3 = st.columns([2, 1, 1])
+    with c1:
+        size = st.number_input("Patch side (px)", min_value=4, max_value=input_size // 2, step=1, key=key)
+    c2.button(f"Paper: {paper}px", key=f"{key}_paper", on_click=_set_size, args=(key, paper),
+              help=f"The paper's 42x42 on 299x299 ({PAPER_SIZE**2 / PAPER_INPUT**2:.2%} of the image)",
+              width="stretch")
+    c3.button(f"Default: {default}px", key=f"{key}_default", on_click=_set_size, args=(key, default),
+              help=f"Measured default area {attack.train.DEFAULT_AREA:.2%} (README)", width="stretch")
+    st.caption(f"**{size}×{size} px = {attack.area_fraction(size, input_size):.2%} of the "
+               f"{input_size}×{input_size} image** (paper: 42×42 on 299×299 = 1.97%)")
+    return int(size)
+
+
+# ---------------------------------------------------------------------------------------------------- location
+def _clamp_loc(key: str, size: int, n: int) -> None:
+    hi = n - size
+    for k in (f"{key}_x", f"{key}_y"):
+        st.session_state[k] = int(min(max(int(st.session_state.get(k, 0)), 0), hi))
+
+
+def _on_corner(key: str, corner: str, size: int, n: int) -> None:
+    top, left = attack.corner_loc(corner, n, size)
+    st.session_state[f"{key}_x"], st.session_state[f"{key}_y"] = left, top
+
+
+def _on_canvas(key: str, size: int, n: int, scale: float) -> None:
+    """The canvas sent a drawing: a moved square gives its top-left, a newly drawn box (or click) its centre."""
+    state = st.session_state.get(f"{key}_canvas") or {}
+    drawing = state.get("drawing") if hasattr(state, "get") else None
+    objects = ((drawing or {}).get("raw") or {}).get("objects") or []
+    if not objects:
+        return
+    obj = objects[-1]
+    w = float(obj.get("width", 0)) * float(obj.get("scaleX", 1))
+    h = float(obj.get("height", 0)) * float(obj.get("scaleY", 1))
+    left = float(obj.get("left", 0)) - {"center": 0.5, "right": 1.0}.get(obj.get("originX", "left"), 0.0) * w
+    top = float(obj.get("top", 0)) - {"center": 0.5, "bottom": 1.0}.get(obj.get("originY", "top"), 0.0) * h
+    if len(objects) > 1:  # a new box: centre the patch on it
+        left, top = left + w / 2 - size * scale / 2, top + h / 2 - size * scale / 2
+    x, y = round(left / scale), round(top / scale)
+    hi = n - size
+    st.session_state[f"{key}_x"] = int(min(max(x, 0), hi))
+    st.session_state[f"{key}_y"] = int(min(max(y, 0), hi))
+    st.session_state[f"{key}_moved"] = time.perf_counter()
+
+
+def patch_square(x: int, y: int, size: int, scale: float, color: str = "#ff2b2b") -> dict:
+    return {"objects": [{
+        "type": "Rect", "left": x * scale, "top": y * scale, "width": size * scale, "height": size * scale,
+        "originX": "left", "originY": "top", "scaleX": 1, "scaleY": 1, "angle": 0,
+        "fill": "rgba(255, 43, 43, 0.25)", "stroke": color, "strokeWidth": 2, "strokeUniform": True,
+        "hasControls": False, "lockScalingX": True, "lockScalingY": True, "lockRotation": True,
+    }]}
+
+
+def location_picker(image: torch.Tensor, size: int, key: str = "loc", patch_image: torch.Tensor | None = None,
+                    canvas_px: int = CANVAS_PX) -> tuple[int, int]:
+    """Drag the patch square on the image (canvas), or use the x/y inputs and corner buttons; all stay in sync.
+
+    ``patch_image``: optional displayable patch (3,s,s) drawn into the background at the current place.
+    Returns ``(top, left)`` in model pixels.
+    """
+    from streamlit_drawable_canvas import st_canvas
+
+    n = image.shape[-1]
+    _clamp_loc(key, size, n)
+    scale = canvas_px / n
+    x, y = st.session_state[f"{key}_x"], st.session_state[f"{key}_y"]
+    shown = image if patch_image is None else attack.paste(image, patch_image.clamp(0, 1), (y, x))
+    bg = to_pil(shown).resize((canvas_px, canvas_px), Image.Resampling.NEAREST)
+    st_canvas(background_image=bg, drawing_mode="rect", initial_drawing=patch_square(x, y, size, scale),
+              width=canvas_px, height=canvas_px, stroke_width=2, stroke_color="#ff2b2b",
+              fill_color="rgba(255, 43, 43, 0.25)", key=f"{key}_canvas",
+              on_change=lambda: _on_canvas(key, size, n, scale))
+    st.caption("Click on the image to centre the patch there, or switch on ✎ *Edit* in the canvas toolbar and "
+               "drag the square. The inputs below move it by exact pixels.")
+    c1, c2 = st.columns(2)
+    c1.number_input("x (left, px)", min_value=0, max_value=n - size, step=1, key=f"{key}_x")
+    c2.number_input("y (top, px)", min_value=0, max_value=n - size, step=1, key=f"{key}_y")
+    cols = st.columns(4)
+    for col, corner in zip(cols, attack.CORNERS):
+        col.button(corner, key=f"{key}_corner_{corner}", on_click=_on_corner, args=(key, corner, size, n),
+                   width="stretch")
+    return int(st.session_state[f"{key}_y"]), int(st.session_state[f"{key}_x"])
+
+
+# ---------------------------------------------------------------------------------------------------- patches
+def patch_loader(model, key: str = "patch_file", label_text: str = "Load a patch file (.safetensors)",
+                 check_model: bool = True) -> attack.PatchResult | None:
+    """Uploader for a LaVAN patch file; a bad file shows ``st.error`` with the reason and returns None."""
+    up = st.file_uploader(label_text, key=key, help="A patch saved by this app or by `python -m attack attack`")
+    if up is None:
+        return None
+    try:
+        return attack.io.patch_from_bytes(up.getvalue(), up.name, model_name=model.name if check_model else None,
+                                          input_size=model.input_size if check_model else None)
+    except attack.PatchFileError as exc:
+        st.error(f"Patch file rejected — {exc}")
+        return None
+
+
+def current_patch(model, key: str) -> tuple[attack.PatchResult | None, torch.Tensor | None]:
+    """The session's last single-image patch and its image, or one loaded from a file on this page."""
+    loaded = patch_loader(model, key=f"{key}_patch_file")
+    if loaded is not None:
+        if loaded.loc is None:
+            st.error("This is a universal patch (no trained location); open it on the Universal page.")
+        else:
+            img, _ = image_picker(model, key=f"{key}_img", gallery=False)
+            return loaded, img
+    res = st.session_state.get("result")
+    if res is None:
+        return None, None
+    if res.model_name != model.name or res.input_size != model.input_size:
+        st.warning(f"The last patch was trained on {res.model_name} @ {res.input_size}px; the sidebar model is "
+                   f"{model.describe()}. Switch back, or load a patch file for this model.")
+        return None, None
+    return res, st.session_state.get("result_image")
+
+
+def topk_table(rows: list[tuple[int, str, float]], highlight: tuple[int, ...] = ()) -> None:
+    import pandas as pd
+
+    df = pd.DataFrame([{"class": f"{'▶ ' if i in highlight else ''}{name}", "id": i, "p": p} for i, name, p in rows])
+    st.dataframe(df, hide_index=True, width="stretch",
+                 column_config={"p": st.column_config.ProgressColumn("p", min_value=0.0, max_value=1.0,
+                                                                     format="%.3f")})
