@@ -1,1 +1,80 @@
-import streamlit as st; st.title("todo")
+"""Fragility: the same patch moved by a pixel or two (paper: the attack mostly stops working)."""
+from __future__ import annotations
+
+import streamlit as st
+
+import attack
+from ui import cache, charts, widgets
+
+st.title("🫨 Fragility")
+st.markdown(
+    "A LaVAN patch is trained for one exact place. Here the current patch is pasted at every shift of up to "
+    "±k pixels from that place and the image is classified again. The paper found that **moving the patch by "
+    "a single pixel is often enough to undo the attack** — the centre cell is red, its neighbours are not.")
+
+model = widgets.current_model()
+res, image = widgets.current_patch(model, "frag")
+if res is None or image is None:
+    st.info("No patch yet: train one on **Attack one image** (it appears here), or load a patch file above.")
+    st.stop()
+
+
+@st.cache_data(show_spinner="Classifying every shift…", max_entries=32)
+def _shift_map(_model, model_name: str, input_size: int, image_key: str, _image, patch_key: str, _patch,
+               loc: tuple[int, int], target: int, source: int | None, radius: int, domain: str) -> dict:
+    return attack.shift_map(_model, _image, _patch, loc, target, source=source, radius=radius, domain=domain)
+
+
+radius = st.slider("Shift radius k (px)", 1, 8, 3, key="frag_radius")
+image_key, patch_key = attack.image_hash(image), attack.image_hash(res.patch)
+loc = tuple(res.loc)
+maps = _shift_map(model, model.name, model.input_size, image_key, image, patch_key, res.patch, loc, res.target,
+                  res.source, radius, res.domain)
+st.plotly_chart(charts.shift_heatmaps(maps), key="frag_heat", width="stretch")
+pt = maps["p_target"]
+ring1 = [float(pt[radius + dy, radius + dx]) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dy, dx) != (0, 0)]
+ring1 = [v for v in ring1 if v == v]
+c1, c2, c3 = st.columns(3)
+c1.metric("p(target) at the trained place", f"{float(pt[radius, radius]):.3f}")
+c2.metric("mean p(target), 1-px shifts", f"{sum(ring1) / max(1, len(ring1)):.3f}")
+c3.metric("1-px shifts still top-1 target",
+          f"{sum(int(maps['argmax'][radius + dy, radius + dx]) == res.target for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dy, dx) != (0, 0))} / 8")
+
+st.subheader("Nudge it yourself")
+st.caption("Move the patch one pixel at a time and watch the prediction snap back to the original class.")
+
+
+def _nudge(dy: int, dx: int) -> None:
+    if dy == 0 and dx == 0:
+        st.session_state["frag_dy"] = st.session_state["frag_dx"] = 0
+        return
+    st.session_state["frag_dy"] = st.session_state.get("frag_dy", 0) + dy
+    st.session_state["frag_dx"] = st.session_state.get("frag_dx", 0) + dx
+
+
+n, size = model.input_size, res.size
+for k, lo, hi in (("frag_dy", -loc[0], n - size - loc[0]), ("frag_dx", -loc[1], n - size - loc[1])):
+    st.session_state[k] = int(min(max(st.session_state.get(k, 0), lo), hi))
+left, right = st.columns([1, 1.2], gap="large")
+with left:
+    b = st.columns(5)
+    b[0].button("← 1px", key="frag_left", on_click=_nudge, args=(0, -1), width="stretch")
+    b[1].button("→ 1px", key="frag_right", on_click=_nudge, args=(0, 1), width="stretch")
+    b[2].button("↑ 1px", key="frag_up", on_click=_nudge, args=(-1, 0), width="stretch")
+    b[3].button("↓ 1px", key="frag_down", on_click=_nudge, args=(1, 0), width="stretch")
+    b[4].button("reset", key="frag_reset", on_click=_nudge, args=(0, 0), width="stretch")
+    c1, c2 = st.columns(2)
+    dx = int(c1.number_input("dx (px)", min_value=-loc[1], max_value=n - size - loc[1], step=1, key="frag_dx"))
+    dy = int(c2.number_input("dy (px)", min_value=-loc[0], max_value=n - size - loc[0], step=1, key="frag_dy"))
+    shifted = (loc[0] + dy, loc[1] + dx)
+    st.image(widgets.to_pil(cache.patched_view(model, image, res.patch, shifted, res.domain)),
+             caption=f"patch at x={shifted[1]}, y={shifted[0]} (trained at x={loc[1]}, y={loc[0]})", width=336)
+with right:
+    probs = cache.patched_probs(model, model.name, model.input_size, image_key, image, patch_key, res.patch,
+                                shifted, res.domain)
+    top = cache.topk_from_probs(probs)
+    hit = top[0][0] == res.target
+    st.markdown(f"### {'🎯' if hit else '↩️'} top-1: **{top[0][1]}** ({top[0][2]:.1%})")
+    st.caption(f"target {widgets.label(res.target)}: p = {float(probs[res.target]):.3f} · source "
+               f"{widgets.label(res.source)}: p = {float(probs[res.source]) if res.source is not None else float('nan'):.3f}")
+    widgets.topk_table(top, (res.target,))
