@@ -36,9 +36,11 @@ def train_universal(model, images: torch.Tensor, target: int, *, size: int | Non
         raise ValueError("patience, max_steps and batch_size must be >= 1")
     if optimizer not in ("adam", "sgd", "sign"):
         raise ValueError(f"unknown optimizer {optimizer!r}")
+    if domain not in ("image", "network"):
+        raise ValueError(f"unknown domain {domain!r}; choose 'image' or 'network'")
     device = next(model.buffers()).device
     n, _, h, _ = images.shape
-    size = int(size or default_patch_size(h))
+    size = default_patch_size(h) if size is None else int(size)  # size=0 is an error (check_loc), not "default"
     lr = float(lr if lr is not None else default_lr(optimizer, domain))
     with torch.no_grad():
         clean = torch.cat([model(images[i:i + 64].to(device)).argmax(1).cpu() for i in range(0, n, 64)])
