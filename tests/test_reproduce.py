@@ -1,0 +1,97 @@
+"""`python -m attack reproduce <name> --quick`: every experiment writes its CSV/MD/PNG/JSON, resumes, and the
+acceptance command prints the documented JSON keys. Quick runs: 1–2 configs, 10 iterations, batched."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from attack.cli import main
+from attack.eot import EOTParams, eot_paste, random_eot_params
+from attack.patch import paste
+from attack.reproduce import EXPERIMENTS, load_report
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _rows(path: Path) -> list[dict]:
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _run(capsys, *argv) -> dict:
+    capsys.readouterr()
+    assert main(["reproduce", *argv, "--json"]) == 0
+    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def out(tmp_path_factory):
+    """reports/quick under a temporary working directory, with `single` partly run (1 of 2 configs)."""
+    cwd = tmp_path_factory.mktemp("repro")
+    d = cwd / "reports" / "quick"
+    assert main(["reproduce", "single", "--quick", "--configs", "1", "--out", str(d)]) == 0
+    assert len(_rows(d / "single.csv")) == 1
+    return d
+
+
+def test_single_acceptance_command_resumes_and_prints_json(out):
+    # exactly the acceptance command, run where its default --out (reports/quick) is our temp folder
+    before = _rows(out / "single.csv")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-m", "attack", "reproduce", "single", "--quick", "--json"],
+                          cwd=out.parent.parent, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    obj = json.loads(proc.stdout)
+    for key in ("configs", "success_0_9", "argmax_target", "not_source", "median_iterations"):
+        assert key in obj
+    assert obj["configs"] == 2
+    for key in ("success_0_9", "argmax_target", "not_source"):
+        assert 0.0 <= obj[key] <= 1.0
+    rows = _rows(out / "single.csv")
+    assert len(rows) == 2 and rows[0] == before[0]  # resumed: the first config was not trained again
+    for r in rows:
+        assert (out / r["patch"]).is_file()
+    assert "iteration cap" in (out / "single.md").read_text().lower()
+
+
+@pytest.mark.parametrize("name", [n for n in EXPERIMENTS if n != "single"])
+def test_experiment_quick_writes_report(out, capsys, name):
+    summary = _run(capsys, name, "--quick", "--out", str(out))
+    assert summary["configs"] >= 1
+    for ext in ("csv", "md", "png", "json"):
+        assert (out / f"{name}.{ext}").is_file(), ext
+    md = (out / f"{name}.md").read_text()
+    assert "| | paper | ours |" in md and "Command: `python -m attack reproduce" in md and "Machine:" in md
+    rep = load_report(name, out)
+    assert rep["summary"]["configs"] == summary["configs"] and rep["table"]
+
+
+def test_rerun_adds_no_rows(out, capsys):
+    for name in ("single", "universal"):
+        n = len(_rows(out / f"{name}.csv"))
+        _run(capsys, name, "--quick", "--out", str(out))
+        assert len(_rows(out / f"{name}.csv")) == n
+    assert len(load_report("single", out)["sessions"]) >= 3
+
+
+def test_load_report_missing(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        load_report("single", tmp_path)
+
+
+def test_eot_identity_matches_paste_and_is_differentiable():
+    img = torch.rand(2, 3, 32, 32)
+    patch = torch.rand(3, 8, 8, requires_grad=True)
+    prm = EOTParams(torch.ones(2), torch.zeros(2), torch.tensor([[3 + 3.5, 5 + 3.5], [20 + 3.5, 10 + 3.5]]))
+    out = eot_paste(img, patch, prm)
+    assert torch.allclose(out, paste(img, patch.detach(), [(3, 5), (20, 10)]), atol=1e-5)
+    prm = random_eot_params(2, 32, 8, generator=torch.Generator().manual_seed(0))
+    eot_paste(img, patch, prm).sum().backward()
+    assert patch.grad is not None and patch.grad.abs().sum() > 0
