@@ -138,6 +138,10 @@ class _Table:
         self.path, self.fields = path, fields
         self.rows: list[dict] = []
         if path.is_file():
+            data = path.read_bytes()
+            if data and not data.endswith(b"\n"):  # a process stopped mid-write: drop the partial last line
+                with path.open("r+b") as f:
+                    f.truncate(data.rfind(b"\n") + 1)
             with path.open(newline="") as f:
                 self.rows = list(csv.DictReader(f))
         self.done = {r["config"] for r in self.rows}
@@ -220,7 +224,8 @@ TRAIN_FIELDS = ["config", "variant", "model", "input_size", "size", "area", "dom
 
 
 def _train_rows(ctx: _Ctx, table: _Table, cfgs: list[dict], *, model_name: str, input_size: int | None,
-                size: int | None, domain: str, patch_dir: str, loss: str = "logprob") -> int:
+                size: int | None, domain: str, patch_dir: str, loss: str = "logprob",
+                max_iter: int | None = None) -> int:
     """Train the configs not yet in ``table`` in batches of ``--batch`` and append one row per config."""
     from .io import save_patch
     from .images import image_hash
@@ -234,7 +239,7 @@ def _train_rows(ctx: _Ctx, table: _Table, cfgs: list[dict], *, model_name: str, 
     model = ctx.model(model_name, input_size)
     s = model.input_size
     size = int(size or default_patch_size(s))
-    max_iter = opts.pick(opts.max_iter, 10, 1000)
+    max_iter = max_iter or opts.pick(opts.max_iter, 10, 1000)
     batch = opts.pick(opts.batch, 2, 8)
     for chunk in _chunks(todo, batch):
         t0 = time.perf_counter()
@@ -690,7 +695,7 @@ def crossmodel(ctx: _Ctx) -> dict:
     for m in LITE_MODELS:
         cfgs = [{**d, "config": f"{m}-{d['i']:03d}", "variant": m} for d in draws]
         _train_rows(ctx, trained, cfgs, model_name=m, input_size=None, size=None, domain="image",
-                    patch_dir="crossmodel")
+                    patch_dir="crossmodel", max_iter=opts.pick(opts.max_iter, 5, 1000))
     fields = ["config", "train_model", "eval_model", "same", "trained_ok", "size", "top", "left", "p_target",
               "confident", "argmax", "not_source"]
     table = _Table(opts.out / "crossmodel.csv", fields)
@@ -764,7 +769,7 @@ def brown(ctx: _Ctx) -> dict:
     train = torch.stack([ctx.image(p.name, s) for p in train_p])
     test = torch.stack([ctx.image(p.name, s) for p in test_p])
     targets = _targets(ctx, opts.pick(opts.targets, 1, 3), 5)
-    steps = opts.pick(opts.max_iter, 10, 1000)
+    steps = opts.pick(opts.max_iter, 5, 1000)
     patience = 3 if opts.quick else 30
     sizes = {"app-area": default_patch_size(s), "10pct": size_for_area(0.10, s)}
     fields = ["config", "method", "area_tag", "size", "area", "target", "target_label", "steps", "converged",
