@@ -67,8 +67,8 @@ with left:
     dx = int(c1.number_input("dx (px)", min_value=-loc[1], max_value=n - size - loc[1], step=1, key="frag_dx"))
     dy = int(c2.number_input("dy (px)", min_value=-loc[0], max_value=n - size - loc[0], step=1, key="frag_dy"))
     shifted = (loc[0] + dy, loc[1] + dx)
-    st.image(widgets.to_pil(cache.patched_view(model, image, res.patch, shifted, res.domain)),
-             caption=f"patch at x={shifted[1]}, y={shifted[0]} (trained at x={loc[1]}, y={loc[0]})", width=336)
+    st.image(widgets.to_pil(cache.patched_view(model, image, res.patch, shifted, res.domain)), width=336)
+    st.caption(f"patch at x={shifted[1]}, y={shifted[0]} (trained at x={loc[1]}, y={loc[0]})")
 with right:
     probs = cache.patched_probs(model, model.name, model.input_size, image_key, image, patch_key, res.patch,
                                 shifted, res.domain)

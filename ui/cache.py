@@ -2,6 +2,7 @@
 per input (``st.cache_data``), keyed by ``model_name``/``input_size`` strings passed beside the ``_model``."""
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 
@@ -74,7 +75,9 @@ def thumbnail(path: str, size: int = 96):
 @st.cache_data(show_spinner=False, max_entries=64)
 def upload_tensor(data: bytes, name: str, size: int) -> torch.Tensor:
     """Decode an upload (raises attack.ImageError with the user-facing reason; errors are not cached)."""
-    return attack.load_image(data, size)
+    buf = io.BytesIO(data)
+    buf.name = name  # the loader's messages start with the file's name
+    return attack.load_image(buf, size)
 
 
 def topk_from_probs(probs: torch.Tensor, k: int = 5) -> list[tuple[int, str, float]]:

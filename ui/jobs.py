@@ -8,11 +8,13 @@ with the same key starts, or nobody has polled it for ``HEARTBEAT_S`` seconds (t
 """
 from __future__ import annotations
 
+import atexit
 import itertools
 import os
 import threading
 import time
 import traceback
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -26,6 +28,7 @@ _slots = threading.BoundedSemaphore(MAX_JOBS)
 _queue: list[int] = []  # ids of jobs waiting for a slot, in arrival order
 _queue_lock = threading.Lock()
 _ids = itertools.count(1)
+_every_job: weakref.WeakSet = weakref.WeakSet()  # all sessions' jobs, for shutdown
 
 
 @dataclass
@@ -112,6 +115,7 @@ def start(key: str, fn: Callable, *args, page: str = "", on_done: Callable[[Any]
     job.thread = threading.Thread(target=job._run, args=(fn, args, kwargs), name=f"lavan-{key}-{job.id}",
                                   daemon=True)
     _jobs()[key] = job
+    _every_job.add(job)
     job.thread.start()
     return job
 
@@ -152,3 +156,15 @@ def wait(job: Job, timeout: float = 60.0) -> bool:
     if job.thread is not None:
         job.thread.join(timeout)
     return not job.active
+
+
+def stop_all(timeout: float = 10.0) -> None:
+    """Cancel every job of every session and wait for the threads (server shutdown, end of a test run)."""
+    live = [j for j in list(_every_job) if j.thread is not None]
+    for j in live:
+        j.cancel.set()
+    for j in live:
+        j.thread.join(timeout)
+
+
+atexit.register(stop_all)

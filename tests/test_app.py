@@ -1,0 +1,357 @@
+"""AppTest (streamlit.testing) for every page of the studio: renders, canvas twins, short trainings, bad uploads.
+
+Trainings here run a handful of iterations; the page logic is what is tested, not attack success.
+"""
+from __future__ import annotations
+
+import io
+import json
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save as st_save
+from streamlit.testing.v1 import AppTest
+from streamlit.testing.v1.element_tree import UnknownElement
+
+import attack
+
+ROOT = Path(__file__).resolve().parent.parent
+APP = str(ROOT / "app.py")
+PAGES = ["pages/1_Attack.py", "pages/2_Fragility.py", "pages/3_Transfer.py", "pages/4_Universal.py",
+         "pages/5_Gradients.py", "pages/6_Models.py"]
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("LAVAN_CACHE_DIR", str(tmp_path / "cache"))
+    torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def lite0():
+    return attack.load_model("efficientnet-lite0", device="cpu", channels_last=True)
+
+
+@pytest.fixture(scope="module")
+def coffee(lite0):
+    s = {x.name: x for x in attack.sample_images()}
+    return attack.load_image(s["skimage/coffee"].path, lite0.input_size)
+
+
+@pytest.fixture(scope="module")
+def trained(lite0, coffee):
+    """A real (if weak) 3-iteration patch at (top=16, left=24), as the Attack page would leave it."""
+    res = attack.train_patch(lite0, coffee, 859, (16, 24), size=40, steps=3,
+                             generator=torch.Generator().manual_seed(0))
+    res.meta["image_hash"] = attack.image_hash(coffee)
+    return res
+
+
+@pytest.fixture(scope="module")
+def universal(lite0, coffee):
+    return attack.train_universal(lite0, coffee.unsqueeze(0).repeat(2, 1, 1, 1), 859, size=40, max_steps=2,
+                                  generator=torch.Generator().manual_seed(0))
+
+
+def app(page: str | None = None, **state) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=180)
+    for k, v in state.items():
+        at.session_state[k] = v
+    at.run()  # through app.py first: st.navigation registers the pages, as a browser session would
+    assert not at.exception, [e.message for e in at.exception]
+    if page:
+        at.switch_page(page).run()
+        assert not at.exception, [e.message for e in at.exception]
+        assert at.selectbox(key="model_name").value == "efficientnet-lite0"  # the sidebar ran too
+    return at
+
+
+def canvas(at: AppTest, key: str) -> dict:
+    """The patch square the drawable canvas was asked to draw (canvas px), from the component's JSON args."""
+    found = [e for e in _walk(at._tree) if isinstance(e, UnknownElement) and e.type == "bidi_component"
+             and e.proto.id.endswith(f"-{key}")]
+    assert len(found) == 1, f"canvas {key} not rendered"
+    data = json.loads(found[0].proto.json)
+    (rect,) = data["initialDrawing"]["objects"]
+    assert rect["originX"] == "left" and rect["originY"] == "top"
+    return {"left": rect["left"], "top": rect["top"], "width": rect["width"], "px": data["canvasWidth"]}
+
+
+def _walk(node):
+    kids = getattr(node, "children", None)
+    kids = kids.values() if isinstance(kids, dict) else (kids or [])
+    for c in kids:
+        yield c
+        yield from _walk(c)
+
+
+def texts(at: AppTest) -> str:
+    return "\n".join([m.value for m in at.markdown] + [c.value for c in at.caption] + [m.value for m in at.info])
+
+
+def poll(at: AppTest, done, timeout: float = 120.0) -> AppTest:
+    """Rerun the script (as the page's st.fragment timer would) until ``done(at)``."""
+    end = time.time() + timeout
+    while time.time() < end:
+        time.sleep(0.4)
+        at.run()
+        assert not at.exception, [e.message for e in at.exception]
+        if done(at):
+            return at
+    raise AssertionError("timed out waiting for the page")
+
+
+def job(at: AppTest, key: str):
+    return at.session_state["_lavan_jobs"][key]
+
+
+# ------------------------------------------------------------------------------------------------ home + pages
+def test_home_says_which_model_and_device_and_links_every_page():
+    at = app()
+    body = texts(at)
+    assert "efficientnet-lite0 @ 224x224 on cpu" in body
+    assert "not the paper's model" in body and "Inception v3" in body
+    assert "CPU" in body or "GPU" in body
+    assert len(at.get("page_link")) == 6
+    assert at.selectbox(key="model_name").value == "efficientnet-lite0"
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_renders_without_a_patch(page):
+    at = app(page)
+    assert not at.error
+    if page != "pages/1_Attack.py":
+        assert "Universal" in page or "No patch yet" in texts(at)
+
+
+@pytest.mark.parametrize("page,charts", [("pages/2_Fragility.py", 1), ("pages/3_Transfer.py", 1),
+                                         ("pages/5_Gradients.py", 1), ("pages/6_Models.py", 1)])
+def test_patch_pages_render_the_current_patch(page, charts, trained, coffee):
+    at = app(page, result=trained, result_image=coffee)
+    assert not at.error, [e.value for e in at.error]
+    assert len(at.get("plotly_chart")) >= charts
+    if "Models" in page:
+        models = at.dataframe[0].value["model"].tolist()
+        assert "efficientnet-lite0 (trained on)" in models and "efficientnet-lite1" in models
+
+
+def test_fragility_nudge_moves_the_patch_by_one_pixel(trained, coffee):
+    at = app("pages/2_Fragility.py", result=trained, result_image=coffee)
+    assert "trained at x=24, y=16" in texts(at)
+    at.button(key="frag_right").click().run()
+    assert at.number_input(key="frag_dx").value == 1
+    assert "patch at x=25, y=16" in texts(at)
+    at.button(key="frag_up").click().run()
+    assert (at.number_input(key="frag_dx").value, at.number_input(key="frag_dy").value) == (1, -1)
+    at.button(key="frag_reset").click().run()
+    assert (at.number_input(key="frag_dx").value, at.number_input(key="frag_dy").value) == (0, 0)
+
+
+def test_transfer_marks_the_papers_25_percent(trained, coffee):
+    at = app("pages/3_Transfer.py", result=trained, result_image=coffee)
+    fig = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert any(a["text"] == "paper ≈25%" for a in fig["layout"]["annotations"])
+    assert any(s["type"] == "line" and s["x0"] == s["x1"] == 25 for s in fig["layout"]["shapes"])
+    assert fig["data"][0]["x"][0] == 0 and fig["data"][0]["x"][-1] == 50
+    at.slider(key="transfer_border").set_value(0).run()
+    assert not at.exception
+
+
+def test_gradients_table_compares_mass_with_area(trained, coffee):
+    at = app("pages/5_Gradients.py", result=trained, result_image=coffee)
+    df = at.dataframe[0].value
+    assert set(df["method"]) == {"saliency", "grad_cam"} and len(df) == 8
+    assert (df["patch area (%)"] == round(100 * 40 * 40 / 224 ** 2, 1)).all()
+    assert df["mass inside patch (%)"].between(0, 100).all()
+
+
+# ------------------------------------------------------------------------------------------------ attack page
+def test_number_inputs_and_corners_move_the_canvas_square():
+    at = app(PAGES[0])
+    size = at.number_input(key="attack_size").value
+    assert size == attack.train.default_patch_size(224)
+    c = canvas(at, "attack_loc_canvas")
+    scale = c["px"] / 224
+    assert (c["left"], c["top"], c["width"]) == (0, 0, size * scale)
+    at.number_input(key="attack_loc_x").set_value(100).run()
+    at.number_input(key="attack_loc_y").set_value(40).run()
+    c = canvas(at, "attack_loc_canvas")
+    assert (c["left"], c["top"]) == (100 * scale, 40 * scale)
+    at.button(key="attack_loc_corner_bottom-right").click().run()
+    far = 224 - size
+    assert (at.number_input(key="attack_loc_x").value, at.number_input(key="attack_loc_y").value) == (far, far)
+    assert (canvas(at, "attack_loc_canvas")["left"], canvas(at, "attack_loc_canvas")["top"]) == (far * scale,
+                                                                                                  far * scale)
+    at.button(key="attack_loc_corner_top-right").click().run()
+    assert (at.number_input(key="attack_loc_x").value, at.number_input(key="attack_loc_y").value) == (far, 0)
+    # a bigger patch pulls the square back inside the image
+    at.number_input(key="attack_size").set_value(100).run()
+    assert at.number_input(key="attack_loc_x").value == 124
+    assert canvas(at, "attack_loc_canvas")["left"] == 124 * scale
+
+
+def test_paper_size_is_one_click_away_and_area_is_shown():
+    at = app(PAGES[0])
+    at.button(key="attack_size_paper").click().run()
+    assert at.number_input(key="attack_size").value == 31  # 42/299 of the side -> 1.97% of the area at 224
+    assert "31×31 px = 1.92% of the 224×224 image" in texts(at)
+
+
+def test_target_search_list_and_suggestions():
+    at = app(PAGES[0])
+    sb = at.selectbox(key="attack_target")
+    assert len(sb.options) == 1000 and sb.value == "859 · toaster"
+    at.button(key="attack_target_sugg_954").click().run()
+    assert at.selectbox(key="attack_target").value == "954 · banana"
+
+
+def test_short_training_completes_draws_the_curve_and_is_cached(tmp_path):
+    at = app(PAGES[0])
+    at.number_input(key="attack_steps").set_value(6).run()
+    at.number_input(key="attack_loc_x").set_value(8).run()
+    at.button(key="attack_train").click().run()
+    assert job(at, "attack").page == "attack"
+    poll(at, lambda a: "result" in a.session_state and a.session_state["result"] is not None)
+    res = at.session_state["result"]
+    assert res.steps <= 6 and res.loc == (0, 8) and res.target == 859
+    assert len(res.history["p_target"]) == res.steps + 1
+    curve = [c for c in at.get("plotly_chart") if "iteration" in c.proto.spec]
+    assert curve, "the confidence curve is not drawn"
+    spec = json.loads(curve[0].proto.spec)
+    assert len(spec["data"][0]["y"]) == res.steps + 1
+    assert f"{res.steps} iterations" in texts(at) and "(trained)" in texts(at)
+    assert len(at.get("download_button")) == 3
+    assert len(list((tmp_path / "cache").glob("*.safetensors"))) == 1
+    # the same configuration again: answered from the cache, no thread
+    at.button(key="attack_train").click().run()
+    assert "answered from the cache" in texts(at)
+    assert "attack" not in at.session_state["_lavan_jobs"]
+
+
+def test_stop_ends_the_training_thread():
+    at = app(PAGES[0])
+    at.number_input(key="attack_steps").set_value(10_000).run()
+    at.button(key="attack_train").click().run()
+    j = job(at, "attack")
+    poll(at, lambda a: len(j.progress) >= 1, timeout=60)
+    at.button(key="attack_stop").click().run()
+    j.thread.join(30)
+    assert not j.thread.is_alive() and j.status == "cancelled"
+    poll(at, lambda a: "(stopped)" in texts(a), timeout=30)
+    assert at.session_state["result"].cancelled and at.session_state["result"].steps < 10_000
+
+
+def test_leaving_the_page_stops_its_training():
+    at = app(PAGES[0])
+    at.number_input(key="attack_steps").set_value(10_000).run()
+    at.button(key="attack_train").click().run()
+    j = job(at, "attack")
+    at.switch_page("pages/2_Fragility.py").run()
+    assert j.cancel.is_set()
+    j.thread.join(30)
+    assert not j.thread.is_alive()
+
+
+def _png(size=(64, 64)) -> bytes:
+    from PIL import Image
+    buf = io.BytesIO()
+    Image.new("RGB", size, (200, 30, 30)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+BAD_IMAGES = {
+    "notes.txt": b"this is not an image at all",
+    "empty.jpg": b"",
+    "corrupt.jpg": b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + b"\x00" * 40,
+    "huge.png": b"\x89PNG\r\n\x1a\n" + b"\x00" * (25 * 1024 * 1024 + 10),
+    "tiny.png": _png((4, 4)),
+    "drawing.svg": b"<svg xmlns='http://www.w3.org/2000/svg'></svg>",
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_IMAGES))
+def test_bad_image_upload_shows_the_loaders_message_and_keeps_working(name):
+    at = app(PAGES[0])
+    at.file_uploader(key="attack_img_upload").upload(name, BAD_IMAGES[name]).run()
+    assert not at.exception
+    errors = [e.value for e in at.error]
+    assert len(errors) == 1 and errors[0].startswith("Upload rejected — ")
+    with pytest.raises(attack.ImageError) as info:
+        attack.load_image(BAD_IMAGES[name], 224)
+    assert errors[0] == "Upload rejected — " + str(info.value).replace("upload:", f"{name}:", 1)
+    assert at.session_state["image_src"]["name"] == "skimage/coffee"  # the previous photo stays
+    at.number_input(key="attack_loc_x").set_value(5).run()  # the page still works
+    assert not at.exception and canvas(at, "attack_loc_canvas")["left"] > 0
+
+
+def test_good_upload_becomes_the_photo():
+    at = app(PAGES[0])
+    at.file_uploader(key="attack_img_upload").upload("red.png", _png((300, 200)), "image/png").run()
+    assert not at.error and at.session_state["image_src"]["name"] == "red.png"
+
+
+def _bad_patches(trained) -> dict[str, bytes]:
+    buf = io.BytesIO()
+    torch.save({"patch": trained.patch}, buf)
+    good = attack.io.patch_bytes(trained)
+    header = json.loads(good[8:8 + int.from_bytes(good[:8], "little")])["__metadata__"]
+    return {
+        "pickle.safetensors": buf.getvalue(),
+        "random.safetensors": bytes(range(256)) * 8,
+        "wrong_shape.safetensors": st_save({"patch": torch.rand(3, 40, 12)}, metadata=header),
+        "no_metadata.safetensors": st_save({"patch": torch.rand(3, 40, 40)}),
+        "nan.safetensors": st_save({"patch": torch.full((3, 40, 40), float("nan"))}, metadata=header),
+    }
+
+
+@pytest.mark.parametrize("which", ["pickle.safetensors", "random.safetensors", "wrong_shape.safetensors",
+                                   "no_metadata.safetensors", "nan.safetensors"])
+def test_bad_patch_file_shows_an_error_and_keeps_working(which, trained, coffee):
+    data = _bad_patches(trained)[which]
+    at = app("pages/2_Fragility.py", result=trained, result_image=coffee)
+    at.file_uploader(key="frag_patch_file").upload(which, data).run()
+    assert not at.exception
+    errors = [e.value for e in at.error]
+    assert len(errors) == 1 and errors[0].startswith("Patch file rejected — ")
+    with pytest.raises(attack.PatchFileError) as info:
+        attack.io.patch_from_bytes(data, which, model_name="efficientnet-lite0", input_size=224)
+    assert errors[0].endswith(str(info.value))
+    assert len(at.get("plotly_chart")) == 1  # the session's own patch is still shown
+
+
+def test_good_patch_file_is_used(trained, coffee):
+    at = app("pages/2_Fragility.py")
+    at.file_uploader(key="frag_patch_file").upload("p.safetensors", attack.io.patch_bytes(trained)).run()
+    assert not at.error and len(at.get("plotly_chart")) == 1
+    assert "trained at x=24, y=16" in texts(at)
+
+
+# ------------------------------------------------------------------------------------------------ universal page
+def test_universal_short_training_shows_streak_table_and_live_view():
+    at = app("pages/4_Universal.py")
+    at.number_input(key="uni_train").set_value(3).run()
+    at.number_input(key="uni_steps").set_value(4).run()
+    at.button(key="uni_train_btn").click().run()
+    poll(at, lambda a: "universal" in a.session_state and a.session_state["universal"] is not None)
+    res = at.session_state["universal"]
+    assert res.loc is None and res.steps <= 4
+    assert any("streak" in c.proto.spec for c in at.get("plotly_chart")), "no live/progress chart"
+    table = at.dataframe[0].value
+    assert table["paper (%)"].tolist() == [28.3, 74.1, 78.9]
+    assert table["ours (%)"].between(0, 100).all()
+    # live view: the twins move the universal patch and the prediction is recomputed
+    at.number_input(key="uni_loc_x").set_value(30).run()
+    scale = canvas(at, "uni_loc_canvas")["px"] / 224
+    assert canvas(at, "uni_loc_canvas")["left"] == 30 * scale
+    assert at.session_state["uni_latency_ms"] < 2000
+
+
+def test_universal_assets_load_instantly():
+    at = app("pages/4_Universal.py")
+    assets = at.selectbox(key="uni_asset") if any(s.key == "uni_asset" for s in at.selectbox) else None
+    if assets is None:
+        pytest.skip("no universal patch for efficientnet-lite0 in assets/")
+    at.button(key="uni_use_asset").click().run()
+    assert not at.error and at.dataframe[0].value["paper (%)"].tolist() == [28.3, 74.1, 78.9]
