@@ -1,7 +1,8 @@
 """On-disk cache of trained patches, keyed by everything that determines the result.
 
 Entries are safetensors patch files written atomically (temp file + rename) and named by the key; the history
-is kept in a JSON side file. A corrupted or unreadable entry is deleted and reported as a miss, never served.
+is kept in a JSON side file. Each entry records its own key and SHA-256 digests of its patch tensor and history, so a
+corrupted, truncated or tampered entry is detected, deleted and reported as a miss, never served.
 """
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import json
 import os
 import tempfile
 from pathlib import Path
+
+import torch
 
 from .io import PatchFileError, load_patch, save_patch
 from .results import PatchResult
@@ -21,6 +24,14 @@ CACHE_VERSION = "2"  # bump when the trainer changes in a way that changes resul
 
 def default_cache_dir() -> Path:
     return Path(os.environ.get("LAVAN_CACHE_DIR", Path(__file__).resolve().parent.parent / ".lavan-cache"))
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _patch_digest(result: PatchResult) -> str:
+    return _digest(result.patch.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
 
 
 def cache_key(**fields) -> str:
@@ -49,8 +60,12 @@ class PatchCache:
             result = load_patch(patch_path)
             if result.meta.get("cache_key") != key:
                 raise PatchFileError("entry does not carry its own key")
-            if hist_path.exists():
-                result.history = json.loads(hist_path.read_text())
+            if result.meta.get("patch_sha256") != _patch_digest(result):
+                raise PatchFileError("patch tensor does not match its checksum")
+            hist_text = hist_path.read_text()
+            if result.meta.get("history_sha256") != _digest(hist_text.encode()):
+                raise PatchFileError("history does not match its checksum")
+            result.history = json.loads(hist_text)
         except (PatchFileError, ValueError, OSError):
             for p in (patch_path, hist_path):
                 try:
@@ -64,11 +79,14 @@ class PatchCache:
     def put(self, key: str, result: PatchResult) -> Path:
         patch_path, hist_path = self._paths(key)
         self.root.mkdir(parents=True, exist_ok=True)
+        hist_text = json.dumps(result.history)
         result.meta["cache_key"] = key
+        result.meta["patch_sha256"] = _patch_digest(result)
+        result.meta["history_sha256"] = _digest(hist_text.encode())
         # history first, patch last: the patch file's presence marks a complete entry
         fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-", suffix=".json")
         with os.fdopen(fd, "w") as f:
-            json.dump(result.history, f)
+            f.write(hist_text)
         os.replace(tmp, hist_path)
         save_patch(patch_path, result)
         return patch_path
