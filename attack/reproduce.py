@@ -85,6 +85,7 @@ class Options:
     variants: tuple[str, ...] | None = None
     targets: int | None = None
     threads: int | None = None
+    report_only: bool = False
     command: str = ""
     log: Callable[[str], None] = field(default=lambda msg: print(msg, file=sys.stderr, flush=True))
 
@@ -234,7 +235,7 @@ def _train_rows(ctx: _Ctx, table: _Table, cfgs: list[dict], *, model_name: str, 
 
     opts = ctx.opts
     todo = [c for c in cfgs if c["config"] not in table.done]
-    if not todo:
+    if not todo or opts.report_only:
         return 0
     model = ctx.model(model_name, input_size)
     s = model.input_size
@@ -294,7 +295,7 @@ def _single_rows(ctx: _Ctx) -> list[dict]:
     """Rows of the single experiment in the same --out; runs it (with these options) when it has none yet."""
     path = ctx.opts.out / "single.csv"
     t = _Table(path, TRAIN_FIELDS)
-    if not t.rows:
+    if not t.rows and not ctx.opts.report_only:
         ctx.opts.log(f"[{ctx.opts.name}] no {path} yet: running `single` first")
         sub = Options(**{**ctx.opts.__dict__, "name": "single"})
         run_experiment(sub)
@@ -387,7 +388,7 @@ def fragility(ctx: _Ctx) -> dict:
     table = _Table(opts.out / "fragility.csv", fields)
     model_for = {}
     for r in src:
-        if r["config"] in table.done:
+        if r["config"] in table.done or opts.report_only:
             continue
         res = _load_single_patch(ctx, r)
         model = ctx.model(r["model"], int(r["input_size"]))
@@ -457,7 +458,7 @@ def transfer(ctx: _Ctx) -> dict:
               "mean_p_target", "n_dst"]
     table = _Table(opts.out / "transfer.csv", fields)
     for r in src:
-        if r["config"] in table.done:
+        if r["config"] in table.done or opts.report_only:
             continue
         res = _load_single_patch(ctx, r)
         model = ctx.model(r["model"], int(r["input_size"]))
@@ -542,7 +543,7 @@ def universal(ctx: _Ctx) -> dict:
     table = _Table(opts.out / "universal.csv", fields)
     for t in targets:
         cid = f"t{t}"
-        if cid in table.done:
+        if cid in table.done or opts.report_only:
             continue
         res = train_universal(model, train, t, size=size, domain="image", max_steps=max_steps,
                               patience=30 if not opts.quick else 3, generator=ctx.gen(5, t))
@@ -631,7 +632,7 @@ def saliency(ctx: _Ctx) -> dict:
     fields = ["config", "variant", "domain", "size", "input_size", "area", "method", "mass_in_patch", "ratio"]
     table = _Table(opts.out / "saliency.csv", fields)
     for r in src:
-        if r["config"] in table.done:
+        if r["config"] in table.done or opts.report_only:
             continue
         res = _load_single_patch(ctx, r)
         model = ctx.model(r["model"], int(r["input_size"]))
@@ -701,7 +702,7 @@ def crossmodel(ctx: _Ctx) -> dict:
     table = _Table(opts.out / "crossmodel.csv", fields)
     planned = {f"{m}-{d['i']:03d}" for m in LITE_MODELS for d in draws}
     for r in trained.rows:
-        if r["config"] not in planned or r["config"] in table.done:
+        if r["config"] not in planned or r["config"] in table.done or opts.report_only:
             continue
         res = load_patch(opts.out / r["patch"])
         s0 = int(r["input_size"])
@@ -782,7 +783,7 @@ def brown(ctx: _Ctx) -> dict:
         for tag, size in sizes.items():
             for method in ("lavan", "brown"):
                 cid = f"{method}-{tag}-t{t}"
-                if cid in table.done:
+                if cid in table.done or opts.report_only:
                     continue
                 if method == "lavan":
                     res = train_universal(model, train, t, size=size, domain="image", max_steps=steps,
@@ -987,6 +988,9 @@ def _write_report(opts: Options, out: dict, wall: float, device: str) -> dict:
             sessions = json.loads(path_json.read_text()).get("sessions", [])
         except (OSError, ValueError):
             sessions = []
+    if opts.report_only:  # the report names the command that trained the rows, not the re-summary
+        trained = [x["command"] for x in sessions if "--report-only" not in x.get("command", "")]
+        opts.command = trained[-1] if trained else opts.command
     sessions.append({"date": time.strftime("%Y-%m-%d %H:%M:%S"), "wall_s": round(wall, 1), "command": opts.command,
                      "configs_done": out.get("configs"), "machine": _machine()})
     table, notes = out.pop("_table", []), out.pop("_notes", [])
@@ -1055,7 +1059,8 @@ def _command(args) -> str:
     parts = ["python -m attack reproduce", args.name]
     for flag, val in (("--quick", args.quick), ("--out", args.out), ("--seed", args.seed), ("--model", args.model),
                       ("--device", args.device), ("--max-iter", args.max_iter), ("--configs", args.configs),
-                      ("--batch", args.batch), ("--targets", args.targets), ("--threads", args.threads)):
+                      ("--batch", args.batch), ("--targets", args.targets), ("--threads", args.threads),
+                      ("--report-only", args.report_only)):
         if val is True:
             parts.append(flag)
         elif val not in (None, False):
@@ -1075,7 +1080,7 @@ def cmd_reproduce(args) -> int:
         opts = Options(name=name, out=Path(args.out), quick=args.quick, seed=args.seed, model=args.model,
                        device=args.device, max_iter=args.max_iter, configs=args.configs, batch=args.batch,
                        variants=tuple(args.variants) if args.variants else None, targets=args.targets,
-                       threads=args.threads, command=_command(sub))
+                       threads=args.threads, report_only=args.report_only, command=_command(sub))
         results[name] = run_experiment(opts)
         if not args.json:
             print(f"{name}: wrote {Path(args.out) / (name + '.md')}")
@@ -1105,5 +1110,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="single: which geometry/domain variants (default: all four; quick: app-network)")
     p.add_argument("--targets", type=int, default=None, help="universal/brown/classes: number of target classes")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads for this run")
+    p.add_argument("--report-only", action="store_true",
+                   help="train nothing: rewrite the report from the rows already in the CSV")
     p.set_defaults(func=cmd_reproduce)
     return p

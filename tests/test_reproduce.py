@@ -78,6 +78,9 @@ def test_rerun_adds_no_rows(out, capsys):
         n = len(_rows(out / f"{name}.csv"))
         _run(capsys, name, "--quick", "--out", str(out))
         assert len(_rows(out / f"{name}.csv")) == n
+    n = len(_rows(out / "classes.csv"))
+    summary = _run(capsys, "classes", "--quick", "--out", str(out), "--targets", "3", "--report-only")
+    assert len(_rows(out / "classes.csv")) == n and summary["planned"] == 3 and summary["configs"] == n
     assert len(load_report("single", out)["sessions"]) >= 3
 
 
