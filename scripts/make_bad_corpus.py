@@ -111,11 +111,26 @@ def _png16_rgb(w: int, h: int) -> tuple[bytes, np.ndarray]:
     return _raw_png(w, h, 16, 2, rows), pix
 
 
+def _safetensors(tensors: dict[str, np.ndarray], metadata: dict[str, str] | None = None) -> bytes:
+    """safetensors bytes with a sorted header (the library's writer orders keys by hash: not byte-reproducible)."""
+    dtypes = {np.dtype(np.float32): "F32", np.dtype(np.int32): "I32", np.dtype(np.float64): "F64"}
+    header: dict = {"__metadata__": dict(sorted(metadata.items()))} if metadata else {}
+    offset, blobs = 0, []
+    for name in sorted(tensors):
+        arr = np.ascontiguousarray(tensors[name]).astype(tensors[name].dtype.newbyteorder("<"))
+        data = arr.tobytes()
+        header[name] = {"dtype": dtypes[arr.dtype], "shape": list(arr.shape), "data_offsets": [offset, offset + len(data)]}
+        offset += len(data)
+        blobs.append(data)
+    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    return struct.pack("<Q", len(text)) + text + b"".join(blobs)
+
+
 def _patch_bytes(shape=(3, 8, 8), fill: float | None = 0.5, meta: dict | None = None, tensor_name: str = "patch",
                  dtype=np.float32) -> bytes:
-    """A safetensors patch file written directly with safetensors.numpy (no attack import needed)."""
-    from safetensors.numpy import save
-
+    """A safetensors patch file in the library's format (lavan-patch/1 metadata), written byte-reproducibly."""
+    save = _safetensors
     arr = np.full(shape, 0.5 if fill is None else fill, dtype=dtype)
     size = shape[-1]
     base = {"lavan_format": "lavan-patch/1", "model": PATCH_MODEL, "input_size": str(PATCH_INPUT_SIZE),
@@ -294,7 +309,7 @@ def build_corpus(directory: str | Path) -> list[Case]:
              description="metadata says input size 299"), _patch_bytes(meta={"input_size": "299"}))
     add(Case("patch_no_metadata", "plain.safetensors", "patch", "error", "metadata",
              description="a generic safetensors file without LaVAN metadata"),
-        __import__("safetensors.numpy", fromlist=["save"]).save({"patch": np.zeros((3, 8, 8), np.float32)}))
+        _safetensors({"patch": np.zeros((3, 8, 8), np.float32)}))
     add(Case("patch_wrong_tensor_name", "renamed.safetensors", "patch", "error", "exactly one tensor",
              description="tensor stored as 'weights'"), _patch_bytes(tensor_name="weights"))
     add(Case("patch_int_dtype", "int.safetensors", "patch", "error", "dtype",
