@@ -31,11 +31,12 @@ def default_patch_size(input_size: int) -> int:
 
 def default_lr(optimizer: str, domain: str) -> float:
     """Default step sizes. Adam: probed with bench/tune_lr.py (network domain, 6 corner configs at 6.25% area:
-    lr 0.03 -> 4/6 ok, median 219 it; 0.1 -> 4/6, 261 it; 0.3 -> 3/6). Plain gradient ("sgd", the paper's
+    lr 0.03 -> 4/6 ok, median 219 it; 0.1 -> 4/6, 261 it; 0.3 -> 3/6; image domain, sigmoid space: 0.1 -> 3/6,
+    0.3 -> 4/6, median 245 it). Plain gradient ("sgd", the paper's
     method): lr chosen so that the first step has the same mean size as Adam's (mean |grad| at a random patch
     is ~0.007 in the network domain and ~0.0025 in sigmoid space)."""
-    table = {("adam", "network"): 0.05, ("adam", "image"): 0.2,
-             ("sgd", "network"): 7.0, ("sgd", "image"): 80.0,
+    table = {("adam", "network"): 0.05, ("adam", "image"): 0.3,
+             ("sgd", "network"): 7.0, ("sgd", "image"): 120.0,
              ("sign", "network"): 0.01, ("sign", "image"): 0.05}
     return table[(optimizer, domain)]
 
