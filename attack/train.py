@@ -22,7 +22,7 @@ __all__ = ["train_patch", "train_patches", "StepInfo", "Cancelled", "OPTIMIZERS"
 OPTIMIZERS = ("adam", "sgd", "sign")
 # Default patch area for the app and CLI, chosen by measurement (README: smallest area where >= 80% of random
 # corner configs reach p >= 0.9 within 1,000 iterations on the default model).
-DEFAULT_AREA = 0.0625
+DEFAULT_AREA = 0.08
 
 
 def default_patch_size(input_size: int) -> int:
