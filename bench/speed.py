@@ -1,0 +1,99 @@
+"""Speed ratios of the library, each pair measured side by side in one run on this machine.
+
+    .venv/bin/python bench/speed.py [--threads 2] [--reps 3]
+
+Prints a markdown table: channels_last vs contiguous memory format, training-step overhead over a bare
+forward+backward, batched vs one-by-one training throughput, batched vs per-shift fragility map.
+Each figure is the median of --reps repetitions (time.perf_counter).
+"""
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import time
+
+import torch
+
+import attack
+from attack.patch import patched_logits
+
+
+def timed(fn, reps: int) -> float:
+    fn()  # warm-up
+    out = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t)
+    return statistics.median(out)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--iters", type=int, default=10)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    photos = attack.sample_images(("ai-benchmark",))
+    rows = []
+    size = attack.train.default_patch_size(224)
+    x8 = torch.stack([attack.load_image(p.path, 224) for p in photos[:8]])
+
+    def fwd_bwd(model, x):
+        w = torch.zeros(x.shape[0], 3, size, size, requires_grad=True)
+        lg = patched_logits(model, x, w, [(0, 0)] * x.shape[0], "network")
+        torch.autograd.grad(lg[:, 859].sum(), w)
+
+    m_cf = attack.load_model(channels_last=False)
+    m_cl = attack.load_model(channels_last=True)
+    for b in (1, 8):
+        x = x8[:b]
+        a = timed(lambda: fwd_bwd(m_cf, x), args.reps)
+        c = timed(lambda: fwd_bwd(m_cl, x), args.reps)
+        rows.append((f"forward+backward, batch {b}: contiguous / channels_last", f"{a * 1e3:.0f} ms / {c * 1e3:.0f} ms",
+                     f"{a / c:.2f}×"))
+
+    model = m_cl
+    # overhead: trainer iteration vs bare fwd+bwd on the same batch (stop_at=1.0 so nobody leaves early)
+    bare = timed(lambda: [fwd_bwd(model, x8) for _ in range(args.iters)], args.reps) / args.iters
+    train = timed(lambda: attack.train_patches(model, x8, 859, (0, 0), size=size, steps=args.iters - 1,
+                                               stop_at=1.0, generator=torch.Generator().manual_seed(0)),
+                  args.reps) / args.iters
+    rows.append(("training step / bare forward+backward (batch 8)", f"{train * 1e3:.0f} ms / {bare * 1e3:.0f} ms",
+                 f"{train / bare:.2f}× (goal ≤ 1.15)"))
+
+    # batching: 8 configs batched vs one by one, same iterations
+    one = timed(lambda: [attack.train_patches(model, x8[i:i + 1], 859, (0, 0), size=size, steps=args.iters - 1,
+                                              stop_at=1.0) for i in range(8)], max(1, args.reps - 1))
+    bat = timed(lambda: attack.train_patches(model, x8, 859, (0, 0), size=size, steps=args.iters - 1, stop_at=1.0),
+                max(1, args.reps - 1))
+    rows.append((f"8 configs × {args.iters} it: one by one / batched", f"{one:.1f} s / {bat:.1f} s",
+                 f"{one / bat:.2f}× throughput (goal ≥ 3)"))
+
+    # fragility: radius 2 (25 shifts) batched vs one forward per shift
+    img = x8[0]
+    patch = torch.zeros(3, size, size)
+    r = 2
+    locs = [(r + dy, r + dx) for dy in range(-r, r + 1) for dx in range(-r, r + 1)]
+
+    def per_shift():
+        with torch.no_grad():
+            for loc in locs:
+                patched_logits(model, img.unsqueeze(0), patch, [loc], "network")
+
+    bm = timed(lambda: attack.shift_map(model, img, patch, (r, r), 859, radius=r), args.reps)
+    ps = timed(per_shift, args.reps)
+    rows.append(("fragility map ±2 px (25 shifts): per shift / batched", f"{ps * 1e3:.0f} ms / {bm * 1e3:.0f} ms",
+                 f"{ps / bm:.2f}× (goal ≥ 3)"))
+
+    print(f"machine: {platform.machine()} {platform.processor() or ''}, torch {torch.__version__}, "
+          f"{args.threads} threads, model {model.describe()}, patch {size}px")
+    print("| measurement | raw | ratio |\n|---|---|---|")
+    for name, raw, ratio in rows:
+        print(f"| {name} | {raw} | {ratio} |")
+
+
+if __name__ == "__main__":
+    main()
