@@ -286,7 +286,8 @@ def build_corpus(directory: str | Path) -> list[Case]:
     import zipfile
 
     with zipfile.ZipFile(torch_zip, "w") as zf:  # what torch.save writes: a zip holding data.pkl
-        zf.writestr("archive/data.pkl", pickle.dumps({"patch": 1}, protocol=2))
+        zf.writestr(zipfile.ZipInfo("archive/data.pkl", date_time=(2018, 1, 1, 0, 0, 0)),  # fixed: reproducible
+                    pickle.dumps({"patch": 1}, protocol=2))
     add(Case("patch_torch_zip", "torchsave.safetensors", "patch", "error", "pickle",
              description="a torch.save (zip) file renamed .safetensors"), torch_zip.getvalue())
     add(Case("patch_empty", "empty.safetensors", "patch", "error", "empty", description="0-byte patch file"), b"")

@@ -175,9 +175,9 @@ def _pil_images(draw):
         img = img.convert("P").convert("PA")
     else:
         img = img.convert(mode)
-    fmt = draw(st.sampled_from(["PNG", "TIFF", None] if mode in ("I;16", "F") else ["PNG", "TIFF", "BMP", None]
-                                if mode not in ("CMYK", "RGBA", "LA", "PA") else
-                                (["JPEG", "TIFF", None] if mode == "CMYK" else ["PNG", "TIFF", None])))
+    formats = {"F": ["TIFF", None], "I;16": ["PNG", "TIFF", None], "CMYK": ["JPEG", "TIFF", None],
+               "RGBA": ["PNG", "TIFF", None], "LA": ["PNG", "TIFF", None], "PA": [None]}
+    fmt = draw(st.sampled_from(formats.get(mode, ["PNG", "TIFF", "BMP", None])))
     return img, fmt
 
 

@@ -170,8 +170,10 @@ def test_image_shape_errors(model, photo):
 
 
 def test_default_patch_size():
-    assert default_patch_size(224) == 56  # 6.25% of the image, the measured default
-    assert default_patch_size(299) == attack.size_for_area(attack.train.DEFAULT_AREA, 299)
+    for side in (224, 240, 260, 299):  # the measured default area, as a square patch on each input size
+        size = default_patch_size(side)
+        assert size == attack.size_for_area(attack.train.DEFAULT_AREA, side)
+        assert abs(size * size / side**2 - attack.train.DEFAULT_AREA) < 2 * size / side**2
 
 
 @pytest.mark.slow

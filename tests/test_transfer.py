@@ -55,7 +55,7 @@ def test_border_transfer_monotonic_sanity(model, photos, real_attack):
     out = border_transfer(model, src, dst, res.patch, real_attack.loc, res.target, borders=borders,
                           domain="network")
     assert out["borders"] == list(borders)
-    assert out["area"] == sorted(out["area"]) and out["area"][0] == pytest.approx((56 / 224) ** 2)
+    assert out["area"] == sorted(out["area"]) and out["area"][0] == pytest.approx((res.size / 224) ** 2)
     assert out["area"][-1] == 1.0
     # full border: every destination becomes the attacked source image
     assert out["confident"][-1] == 1.0 and out["argmax"][-1] == 1.0
