@@ -98,16 +98,19 @@ def test_attack_json_and_patch_reapplied(capsys, tmp_path, fast_models):
 
 
 def test_attack_cache_hits_and_misses(capsys, tmp_path, fast_models, samples):
-    """Every input that determines the result is part of the CLI's cache key."""
+    """Every input that determines the result is part of the CLI's cache key: an identical request is a hit, a
+    change to any one of them (image, target, location, size, domain, loss, optimizer, seed, …) is a miss."""
     cache = str(tmp_path / "cache")
     other_image = str(next(s for s in samples if s.name == "ai-benchmark/77").path)
-    base = ["attack", "--image", "ai-benchmark/76", "--target", "859", "--x", "0", "--y", "0", "--size", "24",
+    base = ["attack", "--image", "ai-benchmark/76", "--input-size", "96", "--target", "859", "--x", "0", "--y", "0",
+            "--size", "24",
+            "--domain", "network", "--loss", "logprob", "--optimizer", "adam", "--seed", "0", "--stop-at", "0.9",
             "--max-iter", "1", "--device", "cpu", "--json", "--quiet", "--cache-dir", cache,
             "--out", str(tmp_path / "out.safetensors")]
 
-    def cached(*changes):
+    def cached(flag=None, value=None):
         argv = list(base)
-        for flag, value in zip(changes[::2], changes[1::2]):
+        if flag is not None:
             argv[argv.index(flag) + 1] = value
         code, out, err = _run(capsys, *argv)
         assert code == 0, err
@@ -115,23 +118,11 @@ def test_attack_cache_hits_and_misses(capsys, tmp_path, fast_models, samples):
 
     assert cached() is False
     assert cached() is True  # identical request: served from the cache
-    assert cached("--target", "858") is False
-    assert cached("--x", "1") is False
-    assert cached("--size", "25") is False
-    assert cached("--image", other_image) is False
-    assert cached("--max-iter", "2") is False
+    for flag, value in [("--image", other_image), ("--target", "858"), ("--x", "1"), ("--y", "1"), ("--size", "25"),
+                        ("--input-size", "97"), ("--domain", "image"), ("--loss", "logit"), ("--optimizer", "sgd"), ("--seed", "1"),
+                        ("--stop-at", "0.8"), ("--max-iter", "2")]:
+        assert cached(flag, value) is False, flag
     assert cached() is True  # the original entry is still there
-
-
-@pytest.mark.parametrize("flag,value", [("--domain", "image"), ("--loss", "logit"), ("--seed", "1"),
-                                        ("--optimizer", "sgd"), ("--stop-at", "0.8")])
-def test_attack_cache_misses_on_options(capsys, tmp_path, fast_models, flag, value):
-    argv = ["attack", "--image", "ai-benchmark/76", "--target", "859", "--size", "24", "--max-iter", "1",
-            "--device", "cpu", "--json", "--quiet", "--cache-dir", str(tmp_path / "c"), "--out",
-            str(tmp_path / "o.safetensors")]
-    assert _run(capsys, *argv)[1]["cached"] is False
-    assert _run(capsys, *argv)[1]["cached"] is True
-    assert _run(capsys, *argv, flag, value)[1]["cached"] is False
 
 
 def test_bad_image_path_exit_2(capsys, tmp_path):
