@@ -111,6 +111,11 @@ def patch_from_bytes(data: bytes, name: str = "patch file", model_name: str | No
         loc = json.loads(meta.get("loc", "null"))
         success = json.loads(meta.get("success", "{}"))
         extra = json.loads(meta.get("extra", "{}"))
+        steps = int(meta.get("steps", "0") or 0)
+        if loc is not None and not (isinstance(loc, list) and all(type(v) is int for v in loc)):
+            raise ValueError(f"loc must be a list of integers, got {str(loc)[:40]!r}")
+        if not isinstance(success, dict) or not isinstance(extra, dict):
+            raise ValueError("'success' and 'extra' must be JSON objects")
     except (KeyError, ValueError, TypeError) as exc:
         raise PatchFileError(f"{name}: metadata is incomplete or malformed ({exc})") from None
     if patch.dim() != 3 or patch.shape[0] != 3 or patch.shape[1] != patch.shape[2] or patch.shape[1] != size:
@@ -141,7 +146,7 @@ def patch_from_bytes(data: bytes, name: str = "patch file", model_name: str | No
             return float("nan")
     return PatchResult(patch=patch, loc=tuple(int(v) for v in loc) if loc is not None else None, target=target,
                        source=int(meta["source"]) if meta.get("source", "").isdigit() else None, domain=domain,
-                       size=size, steps=int(meta.get("steps", "0") or 0), success=success,
+                       size=size, steps=steps, success=success,
                        p_target=_f("p_target"), p_source=_f("p_source"), seconds=_f("seconds"),
                        model_name=meta.get("model", ""), input_size=isz, loss=meta.get("loss", ""),
                        stop_at=_f("stop_at"), meta=extra)

@@ -321,6 +321,11 @@ def build_corpus(directory: str | Path) -> list[Case]:
              description="location (220, 220) for an 8-px patch on 224"), _patch_bytes(meta={"loc": "[220, 220]"}))
     add(Case("patch_bad_metadata", "bad_meta.safetensors", "patch", "error", "metadata",
              description="metadata size is not a number"), _patch_bytes(meta={"size": "eight"}))
+    for name, meta in [("loc_not_a_list", {"loc": "5"}), ("loc_not_integers", {"loc": '["a", 0.5]'}),
+                       ("extra_not_an_object", {"extra": "[]"}), ("steps_not_a_number", {"steps": "many"}),
+                       ("success_not_an_object", {"success": "[1]"})]:
+        add(Case(f"patch_{name}", f"{name}.safetensors", "patch", "error", "metadata",
+                 description=f"hostile metadata {meta}"), _patch_bytes(meta=meta))
     return cases
 
 

@@ -164,3 +164,33 @@ def test_non_finite_scalars_in_metadata_do_not_crash(tmp_path):
     res.p_target = float("nan")
     back = patch_from_bytes(patch_bytes(res))
     assert math.isnan(back.p_target)
+
+
+# ------------------------------------------------------------------ property tests: hostile bytes and metadata
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+META_KEYS = ["lavan_format", "model", "input_size", "domain", "size", "target", "source", "loc", "loss", "steps",
+             "success", "p_target", "p_source", "stop_at", "seconds", "image_hash", "extra"]
+JSONISH = st.one_of(st.text(max_size=12), st.sampled_from(["null", "[]", "{}", "[0, 0]", "[1]", "5", "-3", "1e9",
+                                                          "NaN", "[0, 0, 0]", '{"a": 1}', "true", "8", "224"]))
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.dictionaries(st.sampled_from(META_KEYS), JSONISH, max_size=5))
+def test_property_hostile_metadata_only_raises_patchfileerror(bad_corpus, meta):
+    data = __import__("make_bad_corpus")._patch_bytes(meta=meta)
+    try:
+        res = patch_from_bytes(data, "x.safetensors")
+    except PatchFileError:
+        return
+    assert res.patch.shape == (3, res.size, res.size) and torch.isfinite(res.patch).all()
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.binary(max_size=300), st.integers(0, 400))
+def test_property_hostile_bytes_only_raise_patchfileerror(tail, header_len):
+    for data in (tail, header_len.to_bytes(8, "little") + tail):
+        try:
+            patch_from_bytes(data, "x.safetensors")
+        except PatchFileError:
+            pass
