@@ -18,13 +18,15 @@ from ui import cache, jobs, widgets  # noqa: E402
 
 st.set_page_config(page_title="LaVAN studio", page_icon="🟥", layout="wide")
 
+# File names are lower case on purpose: before app.py has run once, a fresh server still lists pages/ the old way
+# (url = file name without its number), and a deep link such as /attack must match that name too.
 PAGES = {
-    "attack": ("pages/1_Attack.py", "Attack one image", "🎯"),
-    "fragility": ("pages/2_Fragility.py", "Fragility", "🫨"),
-    "transfer": ("pages/3_Transfer.py", "Transfer", "🧩"),
-    "universal": ("pages/4_Universal.py", "Universal patch", "🌐"),
-    "gradients": ("pages/5_Gradients.py", "Gradients", "🔥"),
-    "models": ("pages/6_Models.py", "Models", "🏛️"),
+    "attack": ("pages/1_attack.py", "Attack one image", "🎯"),
+    "fragility": ("pages/2_fragility.py", "Fragility", "🫨"),
+    "transfer": ("pages/3_transfer.py", "Transfer", "🧩"),
+    "universal": ("pages/4_universal.py", "Universal patch", "🌐"),
+    "gradients": ("pages/5_gradients.py", "Gradients", "🔥"),
+    "models": ("pages/6_models.py", "Models", "🏛️"),
 }
 
 

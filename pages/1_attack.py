@@ -5,10 +5,11 @@ import streamlit as st
 import torch
 
 import attack
-from ui import cache, charts, jobs, widgets
+from ui import boot, cache, charts, jobs, widgets
 
 PAGE, JOB = "attack", "attack"
 
+boot.ensure_app()
 st.title("🎯 Attack one image")
 st.markdown(
     "Pick a photo, a target class and where the square goes. **Train** optimises only the pixels inside the "

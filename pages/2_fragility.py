@@ -4,8 +4,9 @@ from __future__ import annotations
 import streamlit as st
 
 import attack
-from ui import cache, charts, widgets
+from ui import boot, cache, charts, widgets
 
+boot.ensure_app()
 st.title("🫨 Fragility")
 st.markdown(
     "A LaVAN patch is trained for one exact place. Here the current patch is pasted at every shift of up to "

@@ -5,8 +5,9 @@ import streamlit as st
 import torch
 
 import attack
-from ui import cache, charts, widgets
+from ui import boot, cache, charts, widgets
 
+boot.ensure_app()
 st.title("🧩 Transfer")
 st.markdown(
     "Paste the current patch on *other* photos at the same place. Alone it rarely works; the paper found it "

@@ -9,12 +9,13 @@ import streamlit as st
 import torch
 
 import attack
-from ui import cache, charts, jobs, widgets
+from ui import boot, cache, charts, jobs, widgets
 
 PAGE, JOB = "universal", "universal"
 PAPER = {"confident": 28.3, "argmax": 74.1, "not_source": 78.9}  # held-out, Inception v3, 42x42 image domain
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 
+boot.ensure_app()
 st.title("🌐 Universal patch")
 st.markdown(
     "Instead of one photo and one place, train **one patch over many photos at random places**; training stops "
@@ -178,6 +179,6 @@ with right:
     st.markdown(f"### {'🎯' if top[0][0] == res.target else '·'} **{top[0][1]}** ({top[0][2]:.1%})")
     widgets.topk_table(top, (res.target,))
     lat = f" · drag to prediction {1000 * (time.perf_counter() - moved):.0f} ms" if moved else ""
-    st.caption(f"prediction {ms:.0f} ms{lat}")
+    st.caption(f"prediction for x={loc[1]}, y={loc[0]} in {ms:.0f} ms{lat}")
     st.session_state["uni_latency_ms"] = ms
     st.session_state.pop("uni_loc_moved", None)

@@ -6,8 +6,9 @@ import streamlit as st
 import torch
 
 import attack
-from ui import cache, charts, widgets
+from ui import boot, cache, charts, widgets
 
+boot.ensure_app()
 st.title("🔥 Gradients")
 st.markdown(
     "Attribution maps show which pixels a class score depends on. If the network *localised* the patch as the "

@@ -6,8 +6,9 @@ import streamlit as st
 import torch
 
 import attack
-from ui import cache, charts, widgets
+from ui import boot, cache, charts, widgets
 
+boot.ensure_app()
 st.title("🏛️ Models")
 st.markdown(
     "The current patch is pasted at the same relative place on the same photo and shown to each network. "

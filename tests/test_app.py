@@ -19,8 +19,8 @@ import attack
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "app.py")
-PAGES = ["pages/1_Attack.py", "pages/2_Fragility.py", "pages/3_Transfer.py", "pages/4_Universal.py",
-         "pages/5_Gradients.py", "pages/6_Models.py"]
+PAGES = ["pages/1_attack.py", "pages/2_fragility.py", "pages/3_transfer.py", "pages/4_universal.py",
+         "pages/5_gradients.py", "pages/6_models.py"]
 
 
 @pytest.fixture(autouse=True)
@@ -122,12 +122,12 @@ def test_home_says_which_model_and_device_and_links_every_page():
 def test_every_page_renders_without_a_patch(page):
     at = app(page)
     assert not at.error
-    if page != "pages/1_Attack.py":
+    if page != "pages/1_attack.py":
         assert "Universal" in page or "No patch yet" in texts(at)
 
 
-@pytest.mark.parametrize("page,charts", [("pages/2_Fragility.py", 1), ("pages/3_Transfer.py", 1),
-                                         ("pages/5_Gradients.py", 1), ("pages/6_Models.py", 1)])
+@pytest.mark.parametrize("page,charts", [("pages/2_fragility.py", 1), ("pages/3_transfer.py", 1),
+                                         ("pages/5_gradients.py", 1), ("pages/6_models.py", 1)])
 def test_patch_pages_render_the_current_patch(page, charts, trained, coffee):
     at = app(page, result=trained, result_image=coffee)
     assert not at.error, [e.value for e in at.error]
@@ -138,7 +138,7 @@ def test_patch_pages_render_the_current_patch(page, charts, trained, coffee):
 
 
 def test_fragility_nudge_moves_the_patch_by_one_pixel(trained, coffee):
-    at = app("pages/2_Fragility.py", result=trained, result_image=coffee)
+    at = app("pages/2_fragility.py", result=trained, result_image=coffee)
     assert "trained at x=24, y=16" in texts(at)
     at.button(key="frag_right").click().run()
     assert at.number_input(key="frag_dx").value == 1
@@ -150,7 +150,7 @@ def test_fragility_nudge_moves_the_patch_by_one_pixel(trained, coffee):
 
 
 def test_transfer_marks_the_papers_25_percent(trained, coffee):
-    at = app("pages/3_Transfer.py", result=trained, result_image=coffee)
+    at = app("pages/3_transfer.py", result=trained, result_image=coffee)
     fig = json.loads(at.get("plotly_chart")[0].proto.spec)
     assert any(a["text"] == "paper ≈25%" for a in fig["layout"]["annotations"])
     assert any(s["type"] == "line" and s["x0"] == s["x1"] == 25 for s in fig["layout"]["shapes"])
@@ -160,7 +160,7 @@ def test_transfer_marks_the_papers_25_percent(trained, coffee):
 
 
 def test_gradients_table_compares_mass_with_area(trained, coffee):
-    at = app("pages/5_Gradients.py", result=trained, result_image=coffee)
+    at = app("pages/5_gradients.py", result=trained, result_image=coffee)
     df = at.dataframe[0].value
     assert set(df["method"]) == {"saliency", "grad_cam"} and len(df) == 8
     assert (df["patch area (%)"] == round(100 * 40 * 40 / 224 ** 2, 1)).all()
@@ -248,7 +248,7 @@ def test_leaving_the_page_stops_its_training():
     at.number_input(key="attack_steps").set_value(10_000).run()
     at.button(key="attack_train").click().run()
     j = job(at, "attack")
-    at.switch_page("pages/2_Fragility.py").run()
+    at.switch_page("pages/2_fragility.py").run()
     assert j.cancel.is_set()
     j.thread.join(30)
     assert not j.thread.is_alive()
@@ -310,7 +310,7 @@ def _bad_patches(trained) -> dict[str, bytes]:
                                    "no_metadata.safetensors", "nan.safetensors"])
 def test_bad_patch_file_shows_an_error_and_keeps_working(which, trained, coffee):
     data = _bad_patches(trained)[which]
-    at = app("pages/2_Fragility.py", result=trained, result_image=coffee)
+    at = app("pages/2_fragility.py", result=trained, result_image=coffee)
     at.file_uploader(key="frag_patch_file").upload(which, data).run()
     assert not at.exception
     errors = [e.value for e in at.error]
@@ -322,7 +322,7 @@ def test_bad_patch_file_shows_an_error_and_keeps_working(which, trained, coffee)
 
 
 def test_good_patch_file_is_used(trained, coffee):
-    at = app("pages/2_Fragility.py")
+    at = app("pages/2_fragility.py")
     at.file_uploader(key="frag_patch_file").upload("p.safetensors", attack.io.patch_bytes(trained)).run()
     assert not at.error and len(at.get("plotly_chart")) == 1
     assert "trained at x=24, y=16" in texts(at)
@@ -330,7 +330,7 @@ def test_good_patch_file_is_used(trained, coffee):
 
 # ------------------------------------------------------------------------------------------------ universal page
 def test_universal_short_training_shows_streak_table_and_live_view():
-    at = app("pages/4_Universal.py")
+    at = app("pages/4_universal.py")
     at.number_input(key="uni_train").set_value(3).run()
     at.number_input(key="uni_steps").set_value(4).run()
     at.button(key="uni_train_btn").click().run()
@@ -349,7 +349,7 @@ def test_universal_short_training_shows_streak_table_and_live_view():
 
 
 def test_universal_assets_load_instantly():
-    at = app("pages/4_Universal.py")
+    at = app("pages/4_universal.py")
     assets = at.selectbox(key="uni_asset") if any(s.key == "uni_asset" for s in at.selectbox) else None
     if assets is None:
         pytest.skip("no universal patch for efficientnet-lite0 in assets/")

@@ -31,7 +31,7 @@ _ids = itertools.count(1)
 _every_job: weakref.WeakSet = weakref.WeakSet()  # all sessions' jobs, for shutdown
 
 
-@dataclass
+@dataclass(eq=False)  # identity semantics: jobs are hashable (kept in a WeakSet)
 class Job:
     key: str
     page: str

@@ -143,10 +143,11 @@ def target_picker(key: str = "target", default: int = 859, exclude: int | None =
     if key not in st.session_state:
         st.session_state[key] = options[default]
     st.selectbox("Target class (type to search the 1,000 ImageNet classes)", options, key=key)
-    cols = st.columns(len(SUGGESTED_TARGETS))
-    for col, cid in zip(cols, SUGGESTED_TARGETS):
-        col.button(attack.class_names()[cid], key=f"{key}_sugg_{cid}", on_click=_on_suggest, args=(key, cid),
-                   width="stretch", disabled=cid == exclude)
+    with st.container(horizontal=True, gap="small"):
+        st.caption("Try:")
+        for cid in SUGGESTED_TARGETS:
+            st.button(attack.class_names()[cid], key=f"{key}_sugg_{cid}", on_click=_on_suggest, args=(key, cid),
+                      disabled=cid == exclude, type="tertiary")
     return int(st.session_state[key].split(" · ")[0])
 
 

@@ -1,0 +1,344 @@
+"""End to end in a real headless browser: Debian chromium driven by Playwright's sync API.
+
+A fixture starts ``streamlit run app.py`` on a free local port (fresh server, own patch cache), then the tests
+open a deep link first (cold start), upload a photo, drag the patch square with the mouse and watch the x/y
+inputs follow, train with a live chart and stop it, visit every page with the patch, and drag a universal patch
+while timing the prediction. Screenshots go to test-artifacts/screenshots/, numbers to test-artifacts/metrics.json.
+Tests run in file order and share one browser session (the session state carries the trained patch).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "test-artifacts"
+SHOTS = ARTIFACTS / "screenshots"
+CHROMIUM = os.environ.get("LAVAN_CHROMIUM", "/usr/bin/chromium")
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+METRICS: dict[str, float] = {}
+
+if not Path(CHROMIUM).exists():
+    pytest.skip(f"no chromium at {CHROMIUM} (run `make browser`)", allow_module_level=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    port = _free_port()
+    log = ARTIFACTS / "streamlit-server.log"
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, LAVAN_CACHE_DIR=str(tmp_path_factory.mktemp("lavan-cache")), LAVAN_MAX_JOBS="2",
+               OMP_NUM_THREADS="2", PYTHONUNBUFFERED="1")
+    t0 = time.perf_counter()
+    with open(log, "w") as out:
+        proc = subprocess.Popen([str(Path(sys.executable).parent / "streamlit"), "run", "app.py", "--server.port",
+                                 str(port), "--server.headless", "true", "--server.address", "127.0.0.1",
+                                 "--browser.gatherUsageStats", "false"],
+                                cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 90
+        while True:
+            try:
+                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
+                    break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.time() > deadline:
+                raise RuntimeError(f"streamlit did not start; see {log}")
+            time.sleep(0.2)
+        METRICS["server_health_s"] = round(time.perf_counter() - t0, 2)
+        yield {"url": url, "t0": t0, "proc": proc}
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        (ARTIFACTS / "metrics.json").write_text(json.dumps(METRICS, indent=2))
+
+
+@pytest.fixture(autouse=True)
+def _screenshot_on_failure(request):
+    """Keep a picture of the page when a test fails (test-artifacts/FAILED_<test>.png)."""
+    failed = request.session.testsfailed
+    yield
+    pg = request.node.funcargs.get("tab")
+    if pg is not None and request.session.testsfailed > failed:
+        pg.screenshot(path=str(ARTIFACTS / f"FAILED_{request.node.name}.png"), full_page=True)
+
+
+@pytest.fixture(scope="module")
+def tab(server):
+    from playwright.sync_api import sync_playwright
+
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        pg = browser.new_page(viewport={"width": 1400, "height": 1000})
+        pg.set_default_timeout(60_000)
+        yield pg
+        browser.close()
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+def idle(pg, quiet_ms: int = 800, timeout_s: float = 120) -> None:
+    """Wait until the app has finished running (no 'Running…' status widget for ``quiet_ms``)."""
+    end, calm = time.time() + timeout_s, 0
+    while time.time() < end:
+        calm = calm + 100 if pg.locator('[data-testid="stStatusWidget"]').count() == 0 else 0
+        if calm >= quiet_ms:
+            return
+        pg.wait_for_timeout(100)
+    raise AssertionError("the app never became idle")
+
+
+def healthy(pg) -> None:
+    assert pg.locator('[data-testid="stException"]').count() == 0, pg.locator('[data-testid="stException"]').first.inner_text()
+    assert pg.get_by_text("Page not found").count() == 0
+
+
+def shot(pg, name: str) -> Path:
+    path = SHOTS / f"{name}.png"
+    pg.screenshot(path=str(path), full_page=True)
+    assert path.stat().st_size > 10_000
+    return path
+
+
+def go(pg, server, path: str, title: str) -> None:
+    pg.goto(f"{server['url']}/{path}")
+    pg.get_by_role("heading", name=title).first.wait_for(timeout=120_000)
+    idle(pg)
+    healthy(pg)
+
+
+def nav(pg, label: str, title: str) -> None:
+    """Open a page from the sidebar (same browser session, so the session state is kept)."""
+    pg.locator('[data-testid="stSidebarNav"]').get_by_role("link", name=label).click()
+    pg.get_by_role("heading", name=title).first.wait_for(timeout=120_000)
+    idle(pg)
+    healthy(pg)
+
+
+def num(pg, label: str):
+    """The number input called ``label`` (its help button carries the same words, so go by role)."""
+    return pg.get_by_role("spinbutton", name=label, exact=True)
+
+
+def xy(pg) -> tuple[int, int]:
+    return int(num(pg, "x (left, px)").input_value()), int(num(pg, "y (top, px)").input_value())
+
+
+def drag_square(pg, canvas_index: int, start: tuple[int, int], delta: tuple[int, int]) -> float:
+    """Switch the canvas to edit mode and drag the square from ``start`` by ``delta`` (canvas px).
+    Returns the time of the mouse-up (perf_counter)."""
+    canvas = pg.locator("canvas.upper-canvas").nth(canvas_index)
+    canvas.scroll_into_view_if_needed()
+    box = canvas.bounding_box()
+    canvas.hover()
+    edit = pg.locator(".dc-root").nth(canvas_index).locator("button[aria-label='Edit']")
+    if edit.get_attribute("aria-pressed") != "true":
+        edit.click()
+    x0, y0 = box["x"] + start[0], box["y"] + start[1]
+    pg.mouse.move(x0, y0)
+    pg.mouse.down()
+    for i in range(1, 11):
+        pg.mouse.move(x0 + delta[0] * i / 10, y0 + delta[1] * i / 10)
+    pg.mouse.up()
+    return time.perf_counter()
+
+
+def wait_for(pg, cond, timeout_s: float = 60, what: str = "condition") -> None:
+    end = time.time() + timeout_s
+    while time.time() < end:
+        if cond():
+            return
+        pg.wait_for_timeout(100)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def sample_path(name: str) -> Path:
+    import attack
+
+    return next(s.path for s in attack.sample_images() if s.name == name)
+
+
+# ------------------------------------------------------------------------------------------------ tests
+def test_cold_start_deep_link_opens_the_attack_page(tab, server):
+    """The first request to a fresh server is a deep link: it must open that page, not 'Page not found'."""
+    go(tab, server, "attack", "Attack one image")
+    tab.locator("canvas.upper-canvas").wait_for(timeout=60_000)
+    idle(tab)
+    METRICS["cold_start_to_first_page_s"] = round(time.perf_counter() - server["t0"], 2)
+    assert tab.locator("canvas.upper-canvas").count() == 1
+    assert tab.get_by_text("the model sees:").count() == 1
+    # app.py ran too (not only the page file): its navigation titles and the sidebar model picker are there
+    sidebar = tab.locator('[data-testid="stSidebar"]')
+    assert sidebar.get_by_role("link", name="Attack one image").count() == 1
+    assert sidebar.get_by_text("EfficientNet-Lite is not the paper's Inception v3").count() == 1
+    shot(tab, "01_attack_deep_link")
+
+
+def test_upload_bad_then_good_photo(tab, server, tmp_path):
+    bad = tmp_path / "notes.jpg"
+    bad.write_bytes(b"definitely not a jpeg")
+    upload = tab.locator('[data-testid="stFileUploader"]').first.locator("input[type=file]")
+    upload.set_input_files(str(bad))
+    tab.get_by_text("Upload rejected").first.wait_for()
+    idle(tab)
+    assert "notes.jpg: not an image file" in tab.locator('[data-testid="stAlert"]').first.inner_text()
+    assert tab.get_by_text("skimage/coffee — the model sees").count() == 1  # still the previous photo
+    good = tmp_path / "red_panda.jpg"
+    shutil.copy(sample_path("ai-benchmark/3"), good)
+    upload.set_input_files(str(good))
+    tab.get_by_text("red_panda.jpg — the model sees").wait_for()
+    idle(tab)
+    healthy(tab)
+    assert tab.locator('[data-testid="stAlert"]').count() == 0
+
+
+def test_drag_the_patch_and_the_inputs_follow(tab, server):
+    assert xy(tab) == (0, 0)
+    size = int(num(tab, "Patch side (px)").input_value())
+    scale = tab.locator("canvas.upper-canvas").first.bounding_box()["width"] / 224
+    drag_square(tab, 0, (size * scale / 2, size * scale / 2), (100, 60))
+    wait_for(tab, lambda: xy(tab) != (0, 0), what="x/y inputs to follow the drag")
+    idle(tab)
+    assert xy(tab) == (round(100 / scale), round(60 / scale))
+    # and the other way: typing x moves the square; a second drag starts from there
+    num(tab, "x (left, px)").fill("120")
+    num(tab, "x (left, px)").press("Enter")
+    idle(tab)
+    x, y = xy(tab)
+    assert x == 120
+    drag_square(tab, 0, ((x + size / 2) * scale, (y + size / 2) * scale), (-40, 20))
+    wait_for(tab, lambda: xy(tab)[0] != 120, what="second drag")
+    idle(tab)
+    assert xy(tab) == (120 - round(40 / scale), y + round(20 / scale))
+    shot(tab, "02_attack_dragged")
+
+
+def test_training_shows_a_live_chart_and_stops(tab, server):
+    num(tab, "Max iterations").fill("10000")
+    num(tab, "Max iterations").press("Enter")
+    idle(tab)
+    tab.get_by_role("button", name="Train", exact=True).click()
+    live = tab.locator(".st-key-attack_live .js-plotly-plot")
+    live.wait_for(timeout=120_000)
+    metric = tab.locator('[data-testid="stMetricValue"]').first
+    first = int(metric.inner_text())
+    t = time.perf_counter()
+    wait_for(tab, lambda: int(metric.inner_text()) > first, 30, "the live chart to advance")
+    METRICS["live_refresh_s"] = round(time.perf_counter() - t, 2)
+    assert tab.locator(".st-key-attack_live .js-plotly-plot .scatterlayer .trace").count() >= 2
+    shot(tab, "03_attack_training_live")
+    tab.get_by_role("button", name="Stop", exact=True).click()
+    tab.get_by_text("(stopped)").wait_for(timeout=60_000)
+    idle(tab)
+    healthy(tab)
+    assert tab.locator(".st-key-attack_result_curve .js-plotly-plot").count() == 1
+    assert tab.get_by_role("button", name="Patch (.safetensors)").count() == 1
+    shot(tab, "04_attack_result")
+
+
+def test_a_short_training_finishes_then_comes_from_the_cache(tab, server):
+    num(tab, "Max iterations").fill("8")
+    num(tab, "Max iterations").press("Enter")
+    idle(tab)
+    tab.get_by_role("button", name="Train", exact=True).click()
+    tab.get_by_text("(trained)").wait_for(timeout=180_000)
+    idle(tab)
+    assert tab.locator(".st-key-attack_result_curve .js-plotly-plot").count() == 1
+    t = time.perf_counter()
+    tab.get_by_role("button", name="Train", exact=True).click()
+    tab.get_by_text("answered from the cache").wait_for(timeout=30_000)
+    METRICS["cached_answer_s"] = round(time.perf_counter() - t, 2)
+    idle(tab)
+    healthy(tab)
+
+
+@pytest.mark.parametrize("label,title,shot_name,selector", [
+    ("Fragility", "Fragility", "05_fragility", ".st-key-frag_heat .js-plotly-plot"),
+    ("Transfer", "Transfer", "06_transfer", ".st-key-transfer_chart .js-plotly-plot"),
+    ("Gradients", "Gradients", "07_gradients", ".st-key-grad_heat .js-plotly-plot"),
+    ("Models", "Models", "08_models", ".st-key-models_bars .js-plotly-plot"),
+])
+def test_every_page_shows_the_sessions_patch(tab, server, label, title, shot_name, selector):
+    nav(tab, label, title)
+    tab.locator(selector).wait_for(timeout=180_000)
+    idle(tab)
+    healthy(tab)
+    shot(tab, shot_name)
+
+
+def test_fragility_nudge(tab, server):
+    nav(tab, "Fragility", "Fragility")
+    caption = tab.get_by_text("(trained at x=")
+    before = caption.inner_text()
+    tab.get_by_role("button", name="→ 1px").click()
+    wait_for(tab, lambda: caption.inner_text() != before, 30, "the nudge")
+    idle(tab)
+    assert num(tab, "dx (px)").input_value() == "1"
+
+
+def test_universal_training_and_live_drag_latency(tab, server):
+    nav(tab, "Universal patch", "Universal patch")
+    shot(tab, "09_universal_empty")
+    tab.get_by_role("tab", name="Train one").click()
+    num(tab, "Training photos").fill("3")
+    num(tab, "Training photos").press("Enter")
+    idle(tab)
+    num(tab, "Max steps").fill("5")
+    num(tab, "Max steps").press("Enter")
+    idle(tab)
+    tab.get_by_role("button", name="Train", exact=True).click()
+    tab.get_by_text("paper (%)").wait_for(timeout=180_000)
+    idle(tab)
+    healthy(tab)
+    assert tab.locator(".st-key-uni_live .js-plotly-plot").count() == 1  # streak chart
+    canvas = tab.locator("canvas.upper-canvas").first
+    scale = canvas.bounding_box()["width"] / 224
+    size = int(num(tab, "Patch side (px)").input_value())
+    latencies = []
+    for k, (dx, dy) in enumerate([(80, 40), (40, 80), (-60, 30)]):
+        x, y = xy(tab)
+        t_up = drag_square(tab, 0, ((x + size / 2) * scale, (y + size / 2) * scale), (dx, dy))
+        want = f"prediction for x={min(max(x + round(dx / scale), 0), 224 - size)}, " \
+               f"y={min(max(y + round(dy / scale), 0), 224 - size)}"
+        tab.get_by_text(want).wait_for(timeout=30_000)
+        latencies.append((time.perf_counter() - t_up) * 1000)
+        idle(tab)
+    METRICS["universal_drag_to_prediction_ms"] = [round(v) for v in latencies]
+    METRICS["universal_drag_to_prediction_ms_median"] = round(sorted(latencies)[1])
+    assert sorted(latencies)[1] < 3000
+    healthy(tab)
+    shot(tab, "10_universal")
+
+
+def test_home_and_deep_links_on_a_warm_server(tab, server):
+    go(tab, server, "", "LaVAN studio")
+    assert tab.get_by_text("not the paper's model").count() >= 1
+    shot(tab, "00_home")
+    for path, title in (("universal", "Universal patch"), ("gradients", "Gradients"), ("models", "Models"),
+                        ("transfer", "Transfer"), ("fragility", "Fragility")):
+        go(tab, server, path, title)
+        assert tab.get_by_text("No patch yet").count() + tab.get_by_text("Pick a ready patch").count() == 1
+    shot(tab, "11_deep_link_fresh_session")
