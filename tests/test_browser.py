@@ -158,12 +158,30 @@ def drag_square(pg, canvas_index: int, start: tuple[int, int], delta: tuple[int,
     if edit.get_attribute("aria-pressed") != "true":
         edit.click()
     x0, y0 = box["x"] + start[0], box["y"] + start[1]
-    pg.mouse.move(x0, y0)
+    pg.mouse.move(x0, y0, steps=3)
+    pg.wait_for_timeout(100)
     pg.mouse.down()
-    for i in range(1, 11):
-        pg.mouse.move(x0 + delta[0] * i / 10, y0 + delta[1] * i / 10)
+    pg.wait_for_timeout(100)
+    pg.mouse.move(x0 + delta[0], y0 + delta[1], steps=12)
+    pg.wait_for_timeout(100)
     pg.mouse.up()
     return time.perf_counter()
+
+
+def drag_until(pg, canvas_index: int, start, delta, moved, what: str) -> float:
+    """Drag, and wait for ``moved()``; a drag that the canvas dropped (it happens under heavy CPU load while the
+    page is still settling) is repeated up to twice. Returns the mouse-up time of the drag that worked."""
+    for attempt in range(3):
+        t_up = drag_square(pg, canvas_index, start, delta)
+        try:
+            wait_for(pg, moved, 15, what)
+            METRICS["drag_retries"] = METRICS.get("drag_retries", 0) + attempt
+            return t_up
+        except AssertionError:
+            if attempt == 2:
+                raise
+            idle(pg)
+    raise AssertionError(what)
 
 
 def wait_for(pg, cond, timeout_s: float = 60, what: str = "condition") -> None:
@@ -219,8 +237,8 @@ def test_drag_the_patch_and_the_inputs_follow(tab, server):
     assert xy(tab) == (0, 0)
     size = int(num(tab, "Patch side (px)").input_value())
     scale = tab.locator("canvas.upper-canvas").first.bounding_box()["width"] / 224
-    drag_square(tab, 0, (size * scale / 2, size * scale / 2), (100, 60))
-    wait_for(tab, lambda: xy(tab) != (0, 0), what="x/y inputs to follow the drag")
+    drag_until(tab, 0, (size * scale / 2, size * scale / 2), (100, 60), lambda: xy(tab) != (0, 0),
+               "x/y inputs to follow the drag")
     idle(tab)
     assert xy(tab) == (round(100 / scale), round(60 / scale))
     # and the other way: typing x moves the square; a second drag starts from there
@@ -229,8 +247,8 @@ def test_drag_the_patch_and_the_inputs_follow(tab, server):
     idle(tab)
     x, y = xy(tab)
     assert x == 120
-    drag_square(tab, 0, ((x + size / 2) * scale, (y + size / 2) * scale), (-40, 20))
-    wait_for(tab, lambda: xy(tab)[0] != 120, what="second drag")
+    drag_until(tab, 0, ((x + size / 2) * scale, (y + size / 2) * scale), (-40, 20), lambda: xy(tab)[0] != 120,
+               "second drag")
     idle(tab)
     assert xy(tab) == (120 - round(40 / scale), y + round(20 / scale))
     shot(tab, "02_attack_dragged")
@@ -243,19 +261,22 @@ def test_training_shows_a_live_chart_and_stops(tab, server):
     tab.get_by_role("button", name="Train", exact=True).click()
     live = tab.locator(".st-key-attack_live .js-plotly-plot")
     live.wait_for(timeout=120_000)
-    metric = tab.locator('[data-testid="stMetricValue"]').first
-    first = int(metric.inner_text())
-    t = time.perf_counter()
-    wait_for(tab, lambda: int(metric.inner_text()) > first, 30, "the live chart to advance")
-    METRICS["live_refresh_s"] = round(time.perf_counter() - t, 2)
+    seconds = tab.locator('[data-testid="stMetricValue"]').nth(3)  # iteration, p(target), p(source), seconds
+    seen, t = set(), time.perf_counter()
+    while time.perf_counter() - t < 4.0:
+        seen.add(seconds.inner_text())
+        tab.wait_for_timeout(100)
+    METRICS["live_updates_in_4s"] = len(seen)
+    assert len(seen) >= 4, f"the live view refreshed {len(seen)} times in 4 s (want >= 1 Hz)"
     assert tab.locator(".st-key-attack_live .js-plotly-plot .scatterlayer .trace").count() >= 2
     shot(tab, "03_attack_training_live")
     tab.get_by_role("button", name="Stop", exact=True).click()
-    tab.get_by_text("(stopped)").wait_for(timeout=60_000)
+    tab.locator(".st-key-attack_result_curve .js-plotly-plot").wait_for(timeout=60_000)
+    tab.get_by_text("Patch (.safetensors)").wait_for(timeout=30_000)
     idle(tab)
     healthy(tab)
-    assert tab.locator(".st-key-attack_result_curve .js-plotly-plot").count() == 1
-    assert tab.get_by_role("button", name="Patch (.safetensors)").count() == 1
+    assert tab.get_by_text("(stopped)").count() == 1
+    assert tab.locator(".st-key-attack_live").count() == 0  # the live view is gone once the thread ended
     shot(tab, "04_attack_result")
 
 
@@ -265,8 +286,8 @@ def test_a_short_training_finishes_then_comes_from_the_cache(tab, server):
     idle(tab)
     tab.get_by_role("button", name="Train", exact=True).click()
     tab.get_by_text("(trained)").wait_for(timeout=180_000)
+    tab.locator(".st-key-attack_result_curve .js-plotly-plot").wait_for(timeout=30_000)
     idle(tab)
-    assert tab.locator(".st-key-attack_result_curve .js-plotly-plot").count() == 1
     t = time.perf_counter()
     tab.get_by_role("button", name="Train", exact=True).click()
     tab.get_by_text("answered from the cache").wait_for(timeout=30_000)
@@ -310,7 +331,7 @@ def test_universal_training_and_live_drag_latency(tab, server):
     num(tab, "Max steps").press("Enter")
     idle(tab)
     tab.get_by_role("button", name="Train", exact=True).click()
-    tab.get_by_text("paper (%)").wait_for(timeout=180_000)
+    tab.get_by_text("held-out photos (not used for training)").wait_for(timeout=180_000)
     idle(tab)
     healthy(tab)
     assert tab.locator(".st-key-uni_live .js-plotly-plot").count() == 1  # streak chart

@@ -23,10 +23,20 @@ def patch_cache() -> attack.PatchCache:
     return attack.PatchCache(cache_dir())
 
 
+def torch_threads() -> int:
+    """Threads per torch call: $LAVAN_TORCH_THREADS, else 1 on a machine with <= 2 cores (several sessions and
+    trainings share them, and OpenMP teams larger than the free cores stall each other), else up to 4."""
+    env = os.environ.get("LAVAN_TORCH_THREADS")
+    if env:
+        return max(1, int(env))
+    cores = os.cpu_count() or 1
+    return 1 if cores <= 2 else min(4, cores // 2)
+
+
 @st.cache_resource(show_spinner="Loading model…", max_entries=6)
 def get_model(name: str, weights: str | None = None) -> attack.Classifier:
     """The one shared, frozen copy of a model for this server process."""
-    torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
+    torch.set_num_threads(torch_threads())
     return attack.load_model(name, weights=weights, channels_last=True)
 
 

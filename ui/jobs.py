@@ -83,7 +83,9 @@ class Job:
                 _queue.remove(self.id)
             try:
                 self.status, self.started = "running", time.time()
-                torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
+                from .cache import torch_threads
+
+                torch.set_num_threads(torch_threads())
                 self.result = fn(*args, callback=self._callback, cancel=self.cancel, **kwargs)
                 if self.on_done is not None and self.result is not None:
                     self.on_done(self.result)
