@@ -26,11 +26,11 @@ def two(photos):
 def test_batched_equals_single(model, two, optimizer, atol):
     """Two configs trained in one batch give the same patches as each trained alone (gray init: same start)."""
     targets, locs = [859, 56], [(0, 0), (150, 170)]
-    kw = dict(size=24, steps=3, optimizer=optimizer, stop_at=1.0, init="gray", domain="network")
+    kw = dict(size=24, steps=2, optimizer=optimizer, stop_at=1.0, init="gray", domain="network")
     batched = train_patches(model, two, targets, locs, **kw)
     for i in range(2):
         single = train_patch(model, two[i], targets[i], locs[i], **kw)
-        assert batched[i].steps == single.steps == 3
+        assert batched[i].steps == single.steps == 2
         assert batched[i].source == single.source
         diff = (batched[i].patch - single.patch).abs()
         assert diff.max() <= atol * max(1.0, float(single.patch.abs().max())), (optimizer, i, float(diff.max()))
@@ -108,13 +108,14 @@ def test_cancel_callable_and_not_cancelled_when_capped(model, photo):
 
 @pytest.mark.parametrize("domain", ["network", "image"])
 def test_deterministic_on_cpu(model, photo, domain):
-    kw = dict(size=20, steps=3, stop_at=1.0, domain=domain)
+    kw = dict(size=20, steps=2, stop_at=1.0, domain=domain)
     a = train_patch(model, photo, 859, (10, 10), generator=_gen(7), **kw)
     b = train_patch(model, photo, 859, (10, 10), generator=_gen(7), **kw)
-    c = train_patch(model, photo, 859, (10, 10), generator=_gen(8), **kw)
     assert torch.equal(a.patch, b.patch)
     assert a.history["p_target"] == b.history["p_target"]
-    assert not torch.equal(a.patch, c.patch)
+    if domain == "network":  # and the seed matters (otherwise the equality above would be vacuous)
+        c = train_patch(model, photo, 859, (10, 10), generator=_gen(8), **kw)
+        assert not torch.equal(a.patch, c.patch)
 
 
 def test_result_and_callback_contents(model, photo):
