@@ -361,7 +361,13 @@ def single(ctx: _Ctx) -> dict:
         f"Iteration cap(s) used: {caps} (paper: 10,000). Configs that hit the cap count as failures; "
         "the plot shows success vs iterations up to the cap.",
         "Patches: `patches/single/<config>.safetensors` (load with attack.load_patch).",
-    ]
+    ] + [f"{v}: {int(_f(vr[0]['size']))}×{int(_f(vr[0]['size']))} px on {vr[0]['input_size']}×{vr[0]['input_size']} "
+         f"({_f(vr[0]['area']):.2%} area), {vr[0]['domain']} domain, loss {vr[0]['loss']}, optimiser "
+         f"{vr[0]['optimizer']} lr {vr[0]['lr']} (the library defaults at run time), {len(vr)} configs."
+         for v in variants for vr in [[r for r in rows if r["variant"] == v]] if vr]
+    if len(planned) < 100 * len(variants):
+        out["_notes"].append(f"Partial reproduction: {n} configs per variant (the issue asks for 100), to fit the "
+                             "CPU time available; resume with a larger --configs to extend the same draws.")
     _plot_single(opts, out)
     return out
 
@@ -1013,7 +1019,8 @@ def _write_report(opts: Options, out: dict, wall: float, device: str) -> dict:
            f"- Command: `{opts.command}`" + (" (quick: a tiny smoke run, not a result)" if opts.quick else ""),
            f"- Model: {opts.model} (see notes for the input sizes); device: {device}; seed: {opts.seed}",
            f"- Machine: {_machine()}",
-           f"- Wall time: {wall:.0f} s this session, {meta['wall_s_total']:.0f} s over {len(sessions)} session(s)",
+           f"- Wall time: {meta['wall_s_total']:.0f} s over {len(sessions)} session(s) (this one {wall:.0f} s"
+           + (", a --report-only re-summary)" if opts.report_only else ")"),
            f"- Configs done / planned: {out.get('configs')} / {out.get('planned')}",
            f"- Iteration cap: {caps} (paper: 10,000)",
            f"- Raw rows: [`{opts.name}.csv`]({opts.name}.csv); summary: [`{opts.name}.json`]({opts.name}.json)",
