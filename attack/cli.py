@@ -54,6 +54,8 @@ def _resolve_image(spec: str) -> str:
 def _common(p: argparse.ArgumentParser, model=True) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads for torch (default: torch's choice; 1 is faster on a busy small machine)")
     if model:
         p.add_argument("--model", default="efficientnet-lite0", help="model name (see `models`)")
         p.add_argument("--weights", default=None, help="weights file (required for inception-v3)")
@@ -394,6 +396,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if getattr(args, "threads", None):
+        torch.set_num_threads(max(1, args.threads))
     try:
         return int(args.func(args) or 0)
     except (ValueError, OSError) as exc:  # ImageError, PatchFileError, ModelError are ValueErrors
