@@ -66,6 +66,7 @@ def server(tmp_path_factory):
                 raise RuntimeError(f"streamlit did not start; see {log}")
             time.sleep(0.2)
         METRICS["server_health_s"] = round(time.perf_counter() - t0, 2)
+        os.environ["LAVAN_TEST_URL"] = url
         yield {"url": url, "t0": t0, "proc": proc}
     finally:
         proc.terminate()
@@ -132,6 +133,9 @@ def go(pg, server, path: str, title: str) -> None:
 
 def nav(pg, label: str, title: str) -> None:
     """Open a page from the sidebar (same browser session, so the session state is kept)."""
+    if not pg.url.startswith("http"):  # this test runs on its own: open the app first
+        pg.goto(os.environ["LAVAN_TEST_URL"])
+        pg.get_by_role("heading", name="LaVAN studio").wait_for(timeout=120_000)
     pg.locator('[data-testid="stSidebarNav"]').get_by_role("link", name=label).click()
     pg.get_by_role("heading", name=title).first.wait_for(timeout=120_000)
     idle(pg)
@@ -341,12 +345,13 @@ def test_universal_training_and_live_drag_latency(tab, server):
     latencies = []
     for k, (dx, dy) in enumerate([(80, 40), (40, 80), (-60, 30)]):
         x, y = xy(tab)
-        t_up = drag_square(tab, 0, ((x + size / 2) * scale, (y + size / 2) * scale), (dx, dy))
-        want = f"prediction for x={min(max(x + round(dx / scale), 0), 224 - size)}, " \
-               f"y={min(max(y + round(dy / scale), 0), 224 - size)}"
-        tab.get_by_text(want).wait_for(timeout=30_000)
+        want = (min(max(x + round(dx / scale), 0), 224 - size), min(max(y + round(dy / scale), 0), 224 - size))
+        caption = tab.get_by_text(f"prediction for x={want[0]}, y={want[1]} in")
+        t_up = drag_until(tab, 0, ((x + size / 2) * scale, (y + size / 2) * scale), (dx, dy),
+                          lambda: caption.count() > 0, f"prediction for {want}")
         latencies.append((time.perf_counter() - t_up) * 1000)
         idle(tab)
+        assert xy(tab) == want
     METRICS["universal_drag_to_prediction_ms"] = [round(v) for v in latencies]
     METRICS["universal_drag_to_prediction_ms_median"] = round(sorted(latencies)[1])
     assert sorted(latencies)[1] < 3000
@@ -360,6 +365,7 @@ def test_home_and_deep_links_on_a_warm_server(tab, server):
     shot(tab, "00_home")
     for path, title in (("universal", "Universal patch"), ("gradients", "Gradients"), ("models", "Models"),
                         ("transfer", "Transfer"), ("fragility", "Fragility")):
-        go(tab, server, path, title)
-        assert tab.get_by_text("No patch yet").count() + tab.get_by_text("Pick a ready patch").count() == 1
+        go(tab, server, path, title)  # a new browser session: no patch in its state
+        tab.get_by_text("No patch yet").or_(tab.get_by_text("Pick a ready patch")).first.wait_for(timeout=60_000)
+        healthy(tab)
     shot(tab, "11_deep_link_fresh_session")

@@ -236,8 +236,9 @@ def location_picker(image: torch.Tensor, size: int, key: str = "loc", patch_imag
     scale = canvas_px / n
     x, y = st.session_state[f"{key}_x"], st.session_state[f"{key}_y"]
     shown = image if patch_image is None else attack.paste(image, patch_image.clamp(0, 1), (y, x))
-    bg = to_pil(shown).resize((canvas_px, canvas_px), Image.Resampling.NEAREST)
-    st_canvas(background_image=bg, drawing_mode="rect", initial_drawing=patch_square(x, y, size, scale),
+    buf = io.BytesIO()  # JPEG: ~10x smaller than PNG, so a drag round-trip ships ~40 kB instead of ~400 kB
+    to_pil(shown).resize((canvas_px, canvas_px), Image.Resampling.NEAREST).save(buf, format="JPEG", quality=90)
+    st_canvas(background_image=buf.getvalue(), drawing_mode="rect", initial_drawing=patch_square(x, y, size, scale),
               width=canvas_px, height=canvas_px, stroke_width=2, stroke_color="#ff2b2b",
               fill_color="rgba(255, 43, 43, 0.25)", key=f"{key}_canvas",
               on_change=lambda: _on_canvas(key, size, n, scale))
