@@ -263,8 +263,8 @@ def test_training_shows_a_live_chart_and_stops(tab, server):
     num(tab, "Max iterations").press("Enter")
     idle(tab)
     tab.get_by_role("button", name="Train", exact=True).click()
-    live = tab.locator(".st-key-attack_live .js-plotly-plot")
-    live.wait_for(timeout=120_000)
+    # the chart is redrawn twice a second, so poll for it rather than wait for one element to settle
+    wait_for(tab, lambda: tab.locator(".st-key-attack_live .js-plotly-plot").count() > 0, 120, "the live chart")
     seconds = tab.locator('[data-testid="stMetricValue"]').nth(3)  # iteration, p(target), p(source), seconds
     seen, t = set(), time.perf_counter()
     while time.perf_counter() - t < 4.0:
