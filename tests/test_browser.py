@@ -237,24 +237,40 @@ def test_upload_bad_then_good_photo(tab, server, tmp_path):
     assert tab.locator('[data-testid="stAlert"]').count() == 0
 
 
+def drag_patch_to(pg, size: int, scale: float, target: tuple[int, int]) -> None:
+    """Drag the square (from wherever the x/y inputs say it is) so that its top-left lands on ``target``.
+
+    Under heavy CPU load the canvas sometimes commits a drag part-way (a rerun re-renders it while the mouse is
+    still moving: seen once as exactly half the distance). Then the square is dragged again from where the inputs
+    say it now is — which itself checks that the inputs followed the first, partial drag."""
+    for attempt in range(3):
+        x, y = xy(pg)
+        start = ((x + size / 2) * scale, (y + size / 2) * scale)
+        delta = (round((target[0] - x) * scale), round((target[1] - y) * scale))
+        drag_until(pg, 0, start, delta, lambda: xy(pg) != (x, y), "x/y inputs to follow the drag")
+        idle(pg)
+        if xy(pg) == target:
+            METRICS["partial_drags"] = METRICS.get("partial_drags", 0) + attempt
+            return
+    assert xy(pg) == target
+
+
 def test_drag_the_patch_and_the_inputs_follow(tab, server):
     assert xy(tab) == (0, 0)
     size = int(num(tab, "Patch side (px)").input_value())
     scale = tab.locator("canvas.upper-canvas").first.bounding_box()["width"] / 224
-    drag_until(tab, 0, (size * scale / 2, size * scale / 2), (100, 60), lambda: xy(tab) != (0, 0),
-               "x/y inputs to follow the drag")
-    idle(tab)
-    assert xy(tab) == (round(100 / scale), round(60 / scale))
+    target = (round(100 / scale), round(60 / scale))
+    drag_patch_to(tab, size, scale, target)
+    assert xy(tab) == target
     # and the other way: typing x moves the square; a second drag starts from there
     num(tab, "x (left, px)").fill("120")
     num(tab, "x (left, px)").press("Enter")
     idle(tab)
     x, y = xy(tab)
     assert x == 120
-    drag_until(tab, 0, ((x + size / 2) * scale, (y + size / 2) * scale), (-40, 20), lambda: xy(tab)[0] != 120,
-               "second drag")
-    idle(tab)
-    assert xy(tab) == (120 - round(40 / scale), y + round(20 / scale))
+    target = (120 - round(40 / scale), y + round(20 / scale))
+    drag_patch_to(tab, size, scale, target)
+    assert xy(tab) == target
     shot(tab, "02_attack_dragged")
 
 
