@@ -354,7 +354,8 @@ def test_universal_training_and_live_drag_latency(tab, server):
     tab.get_by_text("held-out photos (not used for training)").wait_for(timeout=180_000)
     idle(tab)
     healthy(tab)
-    assert tab.locator(".st-key-uni_live .js-plotly-plot").count() == 1  # streak chart
+    # one streak chart (polled: while the fragment reruns, the old and the new chart can briefly coexist)
+    wait_for(tab, lambda: tab.locator(".st-key-uni_live .js-plotly-plot").count() == 1, 30, "one streak chart")
     canvas = tab.locator("canvas.upper-canvas").first
     scale = canvas.bounding_box()["width"] / 224
     size = int(num(tab, "Patch side (px)").input_value())
