@@ -63,6 +63,7 @@ def save_patch(path: str | Path, result: PatchResult) -> Path:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files; a saved patch is an ordinary readable file
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
