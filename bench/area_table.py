@@ -10,6 +10,7 @@ finishes; a rerun skips finished cells, so the table can be filled over several 
 from __future__ import annotations
 
 import argparse
+import sys
 import csv
 import os
 import platform
@@ -19,7 +20,9 @@ from pathlib import Path
 
 import torch
 
-import attack
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as `python bench/x.py`
+
+import attack  # noqa: E402
 from attack.patch import CORNERS, corner_loc, size_for_area
 
 AREAS = (0.02, 0.035, 0.05, 0.08)

@@ -9,10 +9,14 @@ time of one forward+backward (batch 1). Prints a markdown table.
 from __future__ import annotations
 
 import time
+import sys
+from pathlib import Path
 
 import torch
 
-import attack
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as `python bench/x.py`
+
+import attack  # noqa: E402
 
 
 def fwd_bwd_ms(model, size: int, reps: int = 5) -> float:

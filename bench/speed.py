@@ -9,13 +9,17 @@ Each figure is the median of --reps repetitions (time.perf_counter).
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 import platform
 import statistics
 import time
 
 import torch
 
-import attack
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as `python bench/x.py`
+
+import attack  # noqa: E402
 from attack.patch import patched_logits
 
 

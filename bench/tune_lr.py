@@ -6,6 +6,7 @@ Writes rows to bench/results/tune_lr.csv (appends) and prints a table.
 from __future__ import annotations
 
 import argparse
+import sys
 import csv
 import statistics
 import time
@@ -13,7 +14,9 @@ from pathlib import Path
 
 import torch
 
-import attack
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as `python bench/x.py`
+
+import attack  # noqa: E402
 from attack.patch import corner_loc, CORNERS
 
 
