@@ -89,9 +89,7 @@ def live() -> None:
     job = jobs.get(JOB)
     if job is None:
         return
-    if job.status == "queued":
-        st.info(f"Waiting for a free training slot: position {job.queue_position()} in the queue "
-                f"({jobs.MAX_JOBS} trainings run at once on this server).")
+    jobs.show_status(job)
     prog = list(job.progress)
     if prog:
         last = prog[-1]

@@ -87,8 +87,7 @@ with tab_train:
         job = jobs.get(JOB)
         if job is None:
             return
-        if job.status == "queued":
-            st.info(f"Waiting for a free training slot: position {job.queue_position()} in the queue.")
+        jobs.show_status(job)
         prog = list(job.progress)
         if prog:
             last = prog[-1]

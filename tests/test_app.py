@@ -279,6 +279,21 @@ def test_stop_ends_the_training_thread():
     assert at.session_state["result"].cancelled and at.session_state["result"].steps < 10_000
 
 
+def test_the_server_caps_iterations_whatever_the_page_asks(monkeypatch):
+    """The cap lives in ui.jobs.start, not in the widget: an operator's LAVAN_MAX_ITER below the widget's maximum
+    (as a crafted websocket message above it would be) still ends the training at the cap, and the page says so."""
+    monkeypatch.setenv("LAVAN_MAX_ITER", "3")
+    at = app(PAGES[0])
+    at.number_input(key="attack_steps").set_value(50).run()
+    at.button(key="attack_train").click().run()
+    j = job(at, "attack")
+    assert j.meta["clamped_from"] == 50 and j.meta["cap"] == 3
+    assert any("50 iterations asked" in w.value and "at 3" in w.value for w in at.warning)
+    poll(at, lambda a: a.session_state.get("result") is not None)
+    res = at.session_state["result"]
+    assert res.steps <= 3 and len(res.history["p_target"]) == res.steps + 1
+
+
 def test_leaving_the_page_stops_its_training():
     at = app(PAGES[0])
     at.number_input(key="attack_steps").set_value(10_000).run()

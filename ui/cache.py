@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import os
+import sys
+import time
 from pathlib import Path
 
 import streamlit as st
@@ -37,7 +39,11 @@ def torch_threads() -> int:
 def get_model(name: str, weights: str | None = None) -> attack.Classifier:
     """The one shared, frozen copy of a model for this server process."""
     torch.set_num_threads(torch_threads())
-    return attack.load_model(name, weights=weights, channels_last=True)
+    t = time.perf_counter()
+    model = attack.load_model(name, weights=weights, channels_last=True)
+    # one line per load: the browser tests count them to prove that sessions share one copy
+    print(f"lavan loaded model {name} in {time.perf_counter() - t:.1f} s", file=sys.stderr, flush=True)
+    return model
 
 
 def inception_weights() -> str | None:
