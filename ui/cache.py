@@ -21,6 +21,16 @@ def cache_dir() -> Path:
     return Path(os.environ.get("LAVAN_CACHE_DIR", ROOT / ".lavan-cache"))
 
 
+def _library_caches_in_cache_dir() -> None:
+    """Keep third-party caches inside the app's cache dir, not in $HOME: matplotlib (imported by Captum on the
+    Gradients page) would otherwise write its font list to ~/.cache/matplotlib (tests/test_fs_writes.py).
+    An operator's own MPLCONFIGDIR wins. Runs on import, before any page can import matplotlib."""
+    os.environ.setdefault("MPLCONFIGDIR", str(cache_dir() / "matplotlib"))
+
+
+_library_caches_in_cache_dir()
+
+
 def patch_cache() -> attack.PatchCache:
     return attack.PatchCache(cache_dir())
 
