@@ -11,70 +11,30 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+from browser_kit import ARGS, ARTIFACTS, CHROMIUM, healthy, idle, num, sample_path, streamlit_server, wait_for
 
 pytestmark = pytest.mark.browser
 
-ROOT = Path(__file__).resolve().parent.parent
-ARTIFACTS = ROOT / "test-artifacts"
 SHOTS = ARTIFACTS / "screenshots"
-CHROMIUM = os.environ.get("LAVAN_CHROMIUM", "/usr/bin/chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 METRICS: dict[str, float] = {}
 
 if not Path(CHROMIUM).exists():
     pytest.skip(f"no chromium at {CHROMIUM} (run `make browser`)", allow_module_level=True)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    port = _free_port()
-    log = ARTIFACTS / "streamlit-server.log"
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, LAVAN_CACHE_DIR=str(tmp_path_factory.mktemp("lavan-cache")), LAVAN_MAX_JOBS="2",
-               OMP_NUM_THREADS="2", PYTHONUNBUFFERED="1")
-    t0 = time.perf_counter()
-    with open(log, "w") as out:
-        proc = subprocess.Popen([str(Path(sys.executable).parent / "streamlit"), "run", "app.py", "--server.port",
-                                 str(port), "--server.headless", "true", "--server.address", "127.0.0.1",
-                                 "--browser.gatherUsageStats", "false"],
-                                cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 90
-        while True:
-            try:
-                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                    break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.time() > deadline:
-                raise RuntimeError(f"streamlit did not start; see {log}")
-            time.sleep(0.2)
-        METRICS["server_health_s"] = round(time.perf_counter() - t0, 2)
-        os.environ["LAVAN_TEST_URL"] = url
-        yield {"url": url, "t0": t0, "proc": proc}
-    finally:
-        proc.terminate()
+    with streamlit_server(tmp_path_factory.mktemp("lavan-cache"), ARTIFACTS / "streamlit-server.log") as srv:
+        METRICS["server_health_s"] = round(time.perf_counter() - srv["t0"], 2)
+        os.environ["LAVAN_TEST_URL"] = srv["url"]
         try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        (ARTIFACTS / "metrics.json").write_text(json.dumps(METRICS, indent=2))
+            yield srv
+        finally:
+            (ARTIFACTS / "metrics.json").write_text(json.dumps(METRICS, indent=2))
 
 
 @pytest.fixture(autouse=True)
@@ -101,20 +61,8 @@ def tab(server):
 
 
 # ------------------------------------------------------------------------------------------------ helpers
-def idle(pg, quiet_ms: int = 800, timeout_s: float = 120) -> None:
-    """Wait until the app has finished running (no 'Running…' status widget for ``quiet_ms``)."""
-    end, calm = time.time() + timeout_s, 0
-    while time.time() < end:
-        calm = calm + 100 if pg.locator('[data-testid="stStatusWidget"]').count() == 0 else 0
-        if calm >= quiet_ms:
-            return
-        pg.wait_for_timeout(100)
-    raise AssertionError("the app never became idle")
 
 
-def healthy(pg) -> None:
-    assert pg.locator('[data-testid="stException"]').count() == 0, pg.locator('[data-testid="stException"]').first.inner_text()
-    assert pg.get_by_text("Page not found").count() == 0
 
 
 def shot(pg, name: str) -> Path:
@@ -142,9 +90,6 @@ def nav(pg, label: str, title: str) -> None:
     healthy(pg)
 
 
-def num(pg, label: str):
-    """The number input called ``label`` (its help button carries the same words, so go by role)."""
-    return pg.get_by_role("spinbutton", name=label, exact=True)
 
 
 def xy(pg) -> tuple[int, int]:
@@ -188,19 +133,8 @@ def drag_until(pg, canvas_index: int, start, delta, moved, what: str) -> float:
     raise AssertionError(what)
 
 
-def wait_for(pg, cond, timeout_s: float = 60, what: str = "condition") -> None:
-    end = time.time() + timeout_s
-    while time.time() < end:
-        if cond():
-            return
-        pg.wait_for_timeout(100)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
-def sample_path(name: str) -> Path:
-    import attack
-
-    return next(s.path for s in attack.sample_images() if s.name == name)
 
 
 # ------------------------------------------------------------------------------------------------ tests

@@ -143,9 +143,10 @@ class Job:
 
     def _log(self) -> None:
         after = f", ended {self.finished - self.stop_asked:.2f} s after the stop" if self.stop_asked else ""
-        ran = f"{self.finished - self.started:.1f} s" if self.started else "never started"
-        print(f"lavan job {self.id} {self.key} {self.status} ({self.stop_reason or 'ran to its end'}; {ran}{after})",
-              file=sys.stderr, flush=True)
+        ran = (f"{self.finished - self.started:.1f} s, {len(self.progress)} progress reports" if self.started
+               else "never started")
+        print(f"lavan job {self.id} {self.key} {self.status} ({self.stop_reason or 'ran to its end'}; {ran}{after}) "
+              f"at {self.finished:.3f}", file=sys.stderr, flush=True)
 
 
 def _watchdog() -> None:

@@ -165,11 +165,15 @@ def size_picker(input_size: int, key: str = "size", default: int | None = None) 
     """Patch side in pixels: default from the measured default area, the paper's area one click away."""
     default = int(default or attack.train.default_patch_size(input_size))
     paper = paper_size(input_size)
-    if key not in st.session_state or not 4 <= st.session_state[key] <= input_size // 2:
-        st.session_state[key] = default
+    if key in st.session_state and not 4 <= st.session_state[key] <= input_size // 2:
+        st.session_state[key] = default  # another model's size
     c1, c2, c3 = st.columns([2, 1, 1])
     with c1:
-        size = st.number_input("Patch side (px)", min_value=4, max_value=input_size // 2, step=1, key=key)
+        # value=default on every run (the buttons below still set it through session state; config.toml turns
+        # off Streamlit's warning about using both). Without it the widget's own default is min_value, and the
+        # first session on a cold server sometimes got its square reset to 4 px by the browser.
+        size = st.number_input("Patch side (px)", min_value=4, max_value=input_size // 2, step=1, key=key,
+                               value=default)
     c2.button(f"Paper: {paper}px", key=f"{key}_paper", on_click=_set_size, args=(key, paper),
               help=f"The paper's 42x42 on 299x299 ({PAPER_SIZE**2 / PAPER_INPUT**2:.2%} of the image)",
               width="stretch")
