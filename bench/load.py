@@ -425,7 +425,8 @@ def main() -> None:
           f"a queue place, {out['training_pages']} showed training progress (last iterations seen: "
           f"{', '.join(map(str, out['iterations']))})")
     print(f"Train clicked on every page: {out['train_answered']}/{args.sessions} of those runs had finished "
-          f"{out['train_wait']:.0f} s after the last click (the window starts then, at most {args.setup_timeout:.0f} s)")
+          f"{out['train_wait']:.0f} s after the last click (the window starts then, at most "
+          f"{args.setup_timeout:.0f} s)")
     print(f"CPU used in the window: server {out['server_cpu']:.0f} s ({out['server_cpu'] / out['window']:.2f} cores), "
           f"this client {out['client_cpu']:.1f} s")
     print()
