@@ -22,12 +22,14 @@ if res is None or image is None:
     st.info("No patch yet: train one on **Attack one image** (it appears here), or load a patch file above.")
     st.stop()
 
-weights = st.text_input("Inception v3 weights file (path on the server, optional)",
-                        value=cache.inception_weights() or "", key="models_inception",
-                        help="A torchvision Inception v3 state_dict (.pth or .safetensors). Nothing is downloaded.")
-names = [n for n in cache.available_models() if n != "inception-v3"]
-if weights.strip():
-    names.append("inception-v3")
+# Only the server's operator names a weights file ($LAVAN_INCEPTION_WEIGHTS): a path typed by a visitor would let
+# anyone make the server open any file (/dev/zero, other users' files).
+weights = cache.inception_weights() or ""
+names = cache.available_models()
+if not weights:
+    st.caption("Inception v3 (the paper's network) joins this table when the server is started with "
+               "`LAVAN_INCEPTION_WEIGHTS=/path/to/inception_v3.pth` — a torchvision state_dict; nothing can be "
+               "downloaded here.")
 src_name = st.session_state.get("image_src", {}).get("name", "")
 
 

