@@ -505,3 +505,53 @@ def test_paper_page_survives_corrupt_and_partial_reports(tmp_path, monkeypatch):
     saliency = json.loads((out / "saliency.json").read_text())
     assert len(_frame(at, "measure", measure=[r["what"] for r in saliency["table"]])) > 0  # intact report still shows
     assert [c.proto.id.rsplit("-", 1)[1] for c in at.get("plotly_chart")] == ["paper_fig_saliency"]
+
+
+# ------------------------------------------------------------------------------------------------ whole corpus
+# Every upload widget of the app, fed the whole generated corpus (scripts/make_bad_corpus.py) in one session each:
+# a bad file gives exactly one st.error carrying the loader's own message and leaves the previous choice in place;
+# a tricky-but-valid file is accepted. The page keeps working after every file.
+IMAGE_UPLOADERS = [("pages/1_attack.py", "attack_img_upload"), ("pages/4_universal.py", "uni_img_upload")]
+PATCH_UPLOADERS = [("pages/2_fragility.py", "frag_patch_file"), ("pages/3_transfer.py", "transfer_patch_file"),
+                   ("pages/5_gradients.py", "grad_patch_file"), ("pages/6_models.py", "models_patch_file"),
+                   ("pages/4_universal.py", "uni_patch_file")]
+
+
+@pytest.mark.parametrize("page,key", IMAGE_UPLOADERS)
+def test_every_corpus_image_through_the_image_uploader(page, key, bad_corpus, universal):
+    directory, cases = bad_corpus
+    at = app(page, **({"universal": universal} if "universal" in page else {}))  # its drag view needs a patch
+    expected = at.session_state["image_src"]["name"] if "image_src" in at.session_state else None
+    for case in [c for c in cases if c.kind == "image"]:
+        at.file_uploader(key=key).upload(case.filename, (directory / case.filename).read_bytes()).run()
+        assert not at.exception, (case.name, [e.message for e in at.exception])
+        errors = [e.value for e in at.error]
+        if case.expect == "error":
+            assert len(errors) == 1 and errors[0].startswith("Upload rejected — "), (case.name, errors)
+            assert case.message_fragment.lower() in errors[0].lower(), (case.name, errors[0])
+            assert case.filename in errors[0], (case.name, errors[0])  # says which file
+        else:
+            assert not errors, (case.name, errors)
+            expected = case.filename
+        assert at.session_state.get("image_src", {}).get("name") == expected, case.name
+    at.file_uploader(key=key).clear().run()
+    assert not at.exception and not at.error
+
+
+@pytest.mark.parametrize("page,key", PATCH_UPLOADERS)
+def test_every_corpus_patch_file_through_the_patch_uploader(page, key, bad_corpus, trained, coffee):
+    directory, cases = bad_corpus
+    at = app(page, result=trained, result_image=coffee, grad_methods=["saliency"])  # one map: a faster rerun
+    for case in [c for c in cases if c.kind == "patch"]:
+        at.file_uploader(key=key).upload(case.filename, (directory / case.filename).read_bytes()).run()
+        assert not at.exception, (case.name, [e.message for e in at.exception])
+        errors = [e.value for e in at.error]
+        if case.expect == "error":
+            assert len(errors) == 1 and errors[0].startswith("Patch file rejected — "), (case.name, errors)
+            assert case.message_fragment.lower() in errors[0].lower(), (case.name, errors[0])
+        else:
+            assert not any(e.startswith("Patch file rejected") for e in errors), (case.name, errors)
+    at.file_uploader(key=key).clear().run()
+    assert not at.exception and not at.error
+    if "universal" not in page:  # the session's own patch is still the one shown
+        assert at.session_state["result"] is trained
