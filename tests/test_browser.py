@@ -320,3 +320,50 @@ def test_home_and_deep_links_on_a_warm_server(tab, server):
         tab.get_by_text("No patch yet").or_(tab.get_by_text("Pick a ready patch")).first.wait_for(timeout=60_000)
         healthy(tab)
     shot(tab, "11_deep_link_fresh_session")
+    go(tab, server, "paper", "Paper vs us")
+    tab.get_by_text("Patch area vs success").first.wait_for(timeout=60_000)
+    healthy(tab)
+
+
+def _upload_and_check(pg, upload, path: Path, ok: bool, fragment: str, prefix: str, ok_text: str | None) -> None:
+    """Upload one file; a bad one must give exactly one alert naming the file, with the loader's reason."""
+    upload.set_input_files(str(path))
+    if ok:
+        if ok_text:
+            pg.get_by_text(ok_text).first.wait_for(timeout=60_000)
+        idle(pg)
+        assert pg.locator('[data-testid="stAlert"]').filter(has_text=prefix).count() == 0, path.name
+    else:
+        alert = pg.locator('[data-testid="stAlert"]').filter(has_text=f"{prefix} — {path.name}:")
+        try:
+            alert.first.wait_for(timeout=60_000)
+        except Exception:  # the browser refuses files above server.maxUploadSize itself, before any rerun
+            if "25 MiB" not in fragment:
+                raise
+            pg.get_by_text("must be 25").first.wait_for(timeout=10_000)
+            return
+        idle(pg)
+        assert alert.count() == 1 and fragment.lower() in alert.inner_text().lower(), alert.inner_text()
+    healthy(pg)
+
+
+def test_bad_input_corpus_through_the_browser(tab, server, bad_corpus):
+    """Every generated corpus file through the Attack page's photo uploader and the Fragility page's patch
+    uploader of a real browser: one alert with the reason per bad file, the previous photo stays, page usable."""
+    directory, cases = bad_corpus
+    go(tab, server, "attack", "Attack one image")
+    upload = tab.locator('[data-testid="stFileUploader"]').first.locator("input[type=file]")
+    shown = "skimage/coffee"
+    for case in [c for c in cases if c.kind == "image"]:
+        ok = case.expect == "ok"
+        _upload_and_check(tab, upload, directory / case.filename, ok, case.message_fragment, "Upload rejected",
+                          f"{case.filename} — the model sees")
+        shown = case.filename if ok else shown
+        assert tab.get_by_text(f"{shown} — the model sees").count() == 1, (case.name, shown)
+    # the patch uploader, with the session's last photo as the patch's image
+    nav(tab, "Fragility", "Fragility")
+    upload = tab.locator('[data-testid="stFileUploader"]').first.locator("input[type=file]")
+    for case in [c for c in cases if c.kind == "patch"]:
+        _upload_and_check(tab, upload, directory / case.filename, case.expect == "ok", case.message_fragment,
+                          "Patch file rejected", None)
+    shot(tab, "13_corpus_done")
