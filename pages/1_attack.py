@@ -84,34 +84,20 @@ b2.button("Stop", key="attack_stop", on_click=jobs.stop, args=(JOB,), width="str
 b3.caption("The same configuration again is answered from the cache at once.")
 
 
-@st.fragment(run_every=0.5 if job is not None and job.active else None)
-def live() -> None:
-    job = jobs.get(JOB)
-    if job is None:
-        return
-    jobs.show_status(job)
-    prog = list(job.progress)
-    if prog:
-        last = prog[-1]
-        m1, m2, m3, m4 = st.columns(4)
-        m1.metric("iteration", last.iteration)
-        m2.metric("p(target)", f"{last.p_target:.3f}")
-        m3.metric("p(source)", f"{last.p_source:.3f}")
-        m4.metric("seconds", f"{job.elapsed():.1f}")
-        if job.active:
-            st.plotly_chart(charts.confidence_curve([s.p_target for s in prog], [s.p_source for s in prog],
-                                                    [s.top5 for s in prog], target, source), key="attack_live",
-                            width="stretch")
-    if job.status == "error":
-        st.error(f"Training failed: {job.error}")
-    if not job.active and st.session_state.get("attack_consumed") != job.id:
-        st.session_state["attack_consumed"] = job.id
-        if job.result is not None:
-            _store(job.result, job.meta["image"], False)
-        st.rerun()
+def _draw(job: jobs.Job, prog: list) -> None:
+    last = prog[-1]
+    m1, m2, m3, m4 = st.columns(4)
+    m1.metric("iteration", last.iteration)
+    m2.metric("p(target)", f"{last.p_target:.3f}")
+    m3.metric("p(source)", f"{last.p_source:.3f}")
+    m4.metric("seconds", f"{job.elapsed():.1f}")
+    if job.active:
+        st.plotly_chart(charts.confidence_curve([s.p_target for s in prog], [s.p_source for s in prog],
+                                                [s.top5 for s in prog], target, source), key="attack_live",
+                        width="stretch")
 
 
-live()
+jobs.live_view(JOB, _draw, lambda result, job: _store(result, job.meta["image"], False))
 
 res: attack.PatchResult | None = st.session_state.get("result")
 img = st.session_state.get("result_image")

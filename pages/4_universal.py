@@ -82,31 +82,20 @@ with tab_train:
                          page=PAGE, meta={"seed": seed, "n_train": n_train})
     b2.button("Stop", key="uni_stop", on_click=jobs.stop, args=(JOB,), disabled=not (job and job.active))
 
-    @st.fragment(run_every=0.5 if job is not None and job.active else None)
-    def live() -> None:
-        job = jobs.get(JOB)
-        if job is None:
-            return
-        jobs.show_status(job)
-        prog = list(job.progress)
-        if prog:
-            last = prog[-1]
-            m1, m2, m3 = st.columns(3)
-            m1.metric("step", last["iteration"])
-            m2.metric("consecutive successes", f"{last['streak']} / {last['patience']}")
-            m3.metric("seconds", f"{job.elapsed():.1f}")
-            st.plotly_chart(charts.universal_curve([p["p_target"] for p in prog], [p["streak"] for p in prog],
-                                                   last["patience"], target), key="uni_live", width="stretch")
-        if job.status == "error":
-            st.error(f"Training failed: {job.error}")
-        if not job.active and st.session_state.get("uni_consumed") != job.id:
-            st.session_state["uni_consumed"] = job.id
-            if job.result is not None:
-                job.result.meta.update(seed=job.meta["seed"], n_train=job.meta["n_train"])
-                st.session_state["universal"] = job.result
-            st.rerun()
+    def _draw(job: jobs.Job, prog: list) -> None:
+        last = prog[-1]
+        m1, m2, m3 = st.columns(3)
+        m1.metric("step", last["iteration"])
+        m2.metric("consecutive successes", f"{last['streak']} / {last['patience']}")
+        m3.metric("seconds", f"{job.elapsed():.1f}")
+        st.plotly_chart(charts.universal_curve([p["p_target"] for p in prog], [p["streak"] for p in prog],
+                                               last["patience"], target), key="uni_live", width="stretch")
 
-    live()
+    def _keep(result: attack.PatchResult, job: jobs.Job) -> None:
+        result.meta.update(seed=job.meta["seed"], n_train=job.meta["n_train"])
+        st.session_state["universal"] = result
+
+    jobs.live_view(JOB, _draw, _keep)
 
 res: attack.PatchResult | None = st.session_state.get("universal")
 if res is None or res.model_name != model.name or res.input_size != model.input_size:

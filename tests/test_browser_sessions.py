@@ -23,7 +23,8 @@ if not Path(CHROMIUM).exists():
 # (target shown on its suggestion button, patch x, max iterations): A and B run long (they are stopped / closed),
 # C is short and waits for a slot.
 SESSIONS = {"A": ("goldfish", 0, 10_000), "B": ("jellyfish", 40, 10_000), "C": ("banana", 80, 12)}
-JOB_LINE = re.compile(r"lavan job (\d+) attack (\w+) \((.*?); ([\d.]+) s, (\d+) progress reports.*\) at ([\d.]+)")
+JOB_LINE = re.compile(r"lavan job (\d+) attack (\w+) \((.*?); ([\d.]+) s, (\d+) progress reports"
+                      r"(?:, ended ([\d.]+) s after the stop)?\) at ([\d.]+)")
 METRICS: dict[str, float] = {}
 
 
@@ -64,19 +65,26 @@ def pages(server):
             browser.close()
 
 
-def job_lines(server) -> list[tuple[int, str, str, float, float]]:
-    """(job id, status, why it ended, when it ended, seconds per iteration) of each ended attack training."""
+def job_lines(server) -> list[tuple[int, str, str, float, float, float]]:
+    """(job id, status, why it ended, when it ended, seconds per iteration, seconds from the stop request to the
+    thread's end) of each ended attack training, from the server's log."""
     text = Path(server["log"]).read_text()
-    return [(int(i), st, why, float(at), float(ran) / max(int(n), 1))
-            for i, st, why, ran, n, at in JOB_LINE.findall(text)]
+    return [(int(i), st, why, float(at), float(ran) / max(int(n), 1), float(after or "nan"))
+            for i, st, why, ran, n, after, at in JOB_LINE.findall(text)]
 
 
-def check_ended_soon(what: str, ended: float, asked: float, per_it: float, grace: float = 0.0) -> None:
-    """The thread must end at the next iteration boundary: within ~2 s of the request on a quiet machine (an
-    iteration is 0.1–0.3 s there). Under heavy load one iteration can take seconds, so allow two iterations."""
+def check_ended_soon(what: str, job: tuple, asked: float) -> None:
+    """The thread must end at the next iteration boundary once asked: within ~2 s on a quiet machine (an iteration
+    is 0.1–0.3 s there); under heavy load one iteration can take seconds, so allow two iterations on top.
+    From the user's action (``asked``, test clock) to the end is recorded too; it adds the server's time to
+    answer the click or notice the closed socket, which only a benchmark should judge."""
+    _, status, _, ended, per_it, after_request = job
+    assert status == "cancelled"
+    METRICS[f"{what}_request_to_thread_end_s"] = after_request
     METRICS[f"{what}_to_thread_end_s"] = round(ended - asked, 2)
     METRICS[f"{what}_seconds_per_iteration"] = round(per_it, 2)
-    assert ended - asked < grace + 2.0 + 2 * per_it, f"{what}: thread ended {ended - asked:.1f} s later ({per_it:.2f} s/it)"
+    assert after_request < 2.0 + 2 * per_it, f"{what}: thread ended {after_request:.1f} s after the request"
+    assert ended - asked < 60, f"{what}: {ended - asked:.0f} s from the user's action to the thread's end"
 
 
 def legend(pg) -> str:
@@ -123,19 +131,16 @@ def test_three_sessions_train_apart_and_stop_fast(server, pages):
     t_stop = time.time()
     tabs["A"].get_by_role("button", name="Stop", exact=True).click()
     wait_for(tabs["A"], lambda: any(j[2] == "Stop pressed" for j in job_lines(server)), 60, "A's job to end")
-    (_, status, _, ended, per_it), = [j for j in job_lines(server) if j[2] == "Stop pressed"]
-    assert status == "cancelled"
-    check_ended_soon("stop_click", ended, t_stop, per_it)
+    (job,) = [j for j in job_lines(server) if j[2] == "Stop pressed"]
+    check_ended_soon("stop_click", job, t_stop)
     tabs["A"].get_by_text("(stopped)").wait_for(timeout=60_000)
 
     # close B's tab mid-training: the watchdog sees the session gone and ends its thread
     t_close = time.time()
     contexts["B"].close()
     wait_for(tabs["A"], lambda: any(j[2] == "session closed" for j in job_lines(server)), 60, "B's job to end")
-    (_, status, _, ended, per_it), = [j for j in job_lines(server) if j[2] == "session closed"]
-    assert status == "cancelled"
-    # the watchdog waits GONE_S (1 s) for a reconnect before it asks the thread to stop
-    check_ended_soon("tab_close", ended, t_close, per_it, grace=1.0)
+    (job,) = [j for j in job_lines(server) if j[2] == "session closed"]
+    check_ended_soon("tab_close", job, t_close)  # the request comes GONE_S (1 s) after the socket closed
 
     # C got a slot and finished its own training; each remaining session shows only its own result
     tabs["C"].get_by_text("(trained)").wait_for(timeout=180_000)

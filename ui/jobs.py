@@ -236,6 +236,34 @@ def show_status(job: Job) -> None:
                    f"{job.meta['cap']:,} (LAVAN_MAX_ITER).")
 
 
+def live_view(key: str, draw: Callable[[Job, list], None], on_result: Callable[[Any, Job], None],
+              interval: float = 0.5) -> None:
+    """The polling part of a training page, as an ``st.fragment`` that reruns every ``interval`` s while the job
+    runs: queue place and caps (:func:`show_status`), the page's own ``draw(job, progress)``, a failure message, and
+    once the job has ended its result handed to ``on_result(result, job)`` exactly once, then a full rerun."""
+    current = _jobs().get(key)
+
+    @st.fragment(run_every=interval if current is not None and current.active else None)
+    def _live() -> None:
+        job = get(key)
+        if job is None:
+            return
+        show_status(job)
+        progress = list(job.progress)
+        if progress:
+            draw(job, progress)
+        if job.status == "error":
+            st.error(f"Training failed: {job.error}")
+        consumed = f"_lavan_consumed_{key}"
+        if not job.active and st.session_state.get(consumed) != job.id:
+            st.session_state[consumed] = job.id
+            if job.result is not None:
+                on_result(job.result, job)
+            st.rerun()
+
+    _live()
+
+
 def running() -> int:
     """Trainings running in this process right now (all sessions)."""
     return MAX_JOBS - _slots._value  # noqa: SLF001 - read-only peek for the status line
