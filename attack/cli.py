@@ -301,6 +301,21 @@ def cmd_saliency(args) -> int:
     return 0
 
 
+def cmd_photos(args) -> int:
+    from .images import extract_gcompris, gcompris_rcc_dir, photos_dir
+
+    rcc = Path(args.rcc) if args.rcc else gcompris_rcc_dir()
+    files = extract_gcompris(rcc)
+    out = {"rcc_dir": str(rcc), "dest": str(photos_dir() / "gcompris"), "photos": len(files)}
+    if files:
+        text = f"{len(files)} gcompris photos in {out['dest']}"
+    else:
+        text = (f"no gcompris photos: {rcc} holds no Qt resource bundles (install Debian's gcompris-qt-data for "
+                "~240 more photos; the 100 ai-benchmark photos work without them)")
+    _emit(args, out, text)
+    return 0
+
+
 # ---------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     from .losses import LOSSES
@@ -383,6 +398,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--methods", nargs="+", default=list(ATTRIBUTION_METHODS), choices=ATTRIBUTION_METHODS)
     _add_loc(p)
     p.set_defaults(func=cmd_saliency)
+
+    p = sub.add_parser("photos", help="extract the photos of Debian's gcompris-qt-data into the sample set")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.add_argument("--rcc", default=None, help="folder of .rcc bundles (default /usr/share/gcompris-qt/rcc)")
+    p.set_defaults(func=cmd_photos)
 
     try:
         from .reproduce import add_parser as add_reproduce

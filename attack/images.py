@@ -9,6 +9,10 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import io
+import json
+import os
+import shutil
+import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +23,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 __all__ = ["ImageError", "load_image", "decode_image", "to_tensor", "sample_images", "SampleImage", "image_hash",
-           "MAX_BYTES", "MAX_PIXELS", "MIN_SIDE", "MAX_ASPECT"]
+           "MAX_BYTES", "MAX_PIXELS", "MIN_SIDE", "MAX_ASPECT", "extract_gcompris", "gcompris_rcc_dir", "photos_dir"]
 
 MAX_BYTES = 25 * 1024 * 1024  # refuse files larger than this before decoding
 MAX_PIXELS = 40_000_000  # decoded pixels; PIL's own bomb limit is set to the same value
@@ -176,9 +180,117 @@ def _package_dir(module: str) -> Path | None:
     return Path(list(spec.submodule_search_locations)[0])
 
 
+# Debian's gcompris-qt-data packs ~240 public-domain photos (monuments, animals, fish, tools, instruments, wind and
+# solar power …) into Qt resource bundles. Only these folders hold photos; drawings, paintings, cut-outs with alpha
+# and puzzle backgrounds elsewhere in the package are left out.
+GCOMPRIS_FOLDERS = (
+    "categorization/resource/images/fishes", "categorization/resource/images/monuments",
+    "categorization/resource/images/others", "categorization/resource/images/renewable",
+    "categorization/resource/images/tools", "erase/resource", "explore_monuments/resource",
+    "explore_world_animals/resource/animals", "explore_farm_animals/resource/animals",
+    "explore_world_music/resource/music",
+)
+GCOMPRIS_MIN_SIDE = 200
+GCOMPRIS_MIN_STD = 12.0  # grey levels; drops the flat card-board backgrounds in erase/
+_GCOMPRIS_INDEX = "index.json"
+_GCOMPRIS_VERSION = 1
+
+
+def gcompris_rcc_dir() -> Path:
+    """Where gcompris-qt-data's bundles are (``LAVAN_GCOMPRIS_RCC`` overrides the Debian path)."""
+    return Path(os.environ.get("LAVAN_GCOMPRIS_RCC", "/usr/share/gcompris-qt/rcc"))
+
+
+def photos_dir() -> Path:
+    """Where extracted photos live (``LAVAN_PHOTOS_DIR``; default ``.lavan-photos`` in the checkout, git-ignored).
+
+    Written only by :func:`extract_gcompris` (``python -m attack photos``, run by ``make setup``); the app and the
+    experiments only read it.
+    """
+    return Path(os.environ.get("LAVAN_PHOTOS_DIR", Path(__file__).resolve().parent.parent / ".lavan-photos"))
+
+
+def _read_index(dest: Path) -> list[Path] | None:
+    try:
+        meta = json.loads((dest / _GCOMPRIS_INDEX).read_text())
+        files = [dest / f for f in meta["files"]]
+        if meta.get("version") == _GCOMPRIS_VERSION and all(f.is_file() for f in files):
+            return files
+    except (ValueError, KeyError, TypeError, OSError):
+        pass
+    return None
+
+
+def extract_gcompris(rcc_dir: Path | None = None, dest: Path | None = None) -> list[Path]:
+    """Extract gcompris-qt-data's photos once into ``dest`` (default: ``photos_dir()/gcompris``); return their paths.
+
+    Keeps RGB WebP/JPEG/PNG files from :data:`GCOMPRIS_FOLDERS` whose short side is at least 200 px and that are not
+    flat, skipping exact duplicates. A second call reads the index written by the first. Returns [] when the package
+    is not installed. The photos are written as-is (no re-encoding), named ``<activity>-<file>``.
+    """
+    from .rcc import RccError, iter_rcc
+
+    rcc_dir = gcompris_rcc_dir() if rcc_dir is None else Path(rcc_dir)
+    dest = photos_dir() / "gcompris" if dest is None else Path(dest)
+    done = _read_index(dest)
+    if done is not None:
+        return done
+    bundles = sorted(rcc_dir.glob("*.rcc")) if rcc_dir.is_dir() else []
+    if not bundles:
+        return []
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".gcompris-", dir=dest.parent))
+    names: list[str] = []
+    seen: set[str] = set()
+    try:
+        for bundle in bundles:
+            try:
+                entries = list(iter_rcc(bundle))
+            except (RccError, OSError):
+                continue
+            for path, data in entries:
+                rel = path.split("/activities/", 1)[-1]
+                if not rel.startswith(GCOMPRIS_FOLDERS) or not rel.lower().endswith((".webp", ".jpg", ".jpeg", ".png")):
+                    continue
+                digest = hashlib.sha256(data).hexdigest()
+                if digest in seen:
+                    continue
+                try:
+                    img = Image.open(io.BytesIO(data))
+                    if img.mode != "RGB" or min(img.size) < GCOMPRIS_MIN_SIDE:
+                        continue
+                    small = img.convert("L").resize((64, 64))
+                    if float(np.asarray(small, dtype=np.float32).std()) < GCOMPRIS_MIN_STD:
+                        continue
+                except Exception:  # noqa: BLE001 - a damaged entry is skipped, not fatal
+                    continue
+                seen.add(digest)
+                stem, ext = rel.rsplit("/", 1)[-1].rsplit(".", 1)
+                name = f"{rel.split('/', 1)[0]}-{stem}".replace(" ", "_")
+                base, k = name, 2
+                while name in names:
+                    name, k = f"{base}-{k}", k + 1
+                names.append(name)
+                (tmp / f"{name}.{ext.lower()}").write_bytes(data)
+        files = sorted(p.name for p in tmp.iterdir())
+        (tmp / _GCOMPRIS_INDEX).write_text(json.dumps({"version": _GCOMPRIS_VERSION, "files": files}))
+        if dest.exists():
+            shutil.rmtree(dest, ignore_errors=True)
+        try:
+            os.replace(tmp, dest)
+        except OSError:  # another process finished first
+            pass
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return _read_index(dest) or []
+
+
 def sample_images(collections: tuple[str, ...] | None = None) -> list[SampleImage]:
     """List the sample photos available here: ai-benchmark's 100 ImageNet-class photos (found without importing
-    the package) plus the few photos scikit-image / scikit-learn / matplotlib ship. Missing packages are skipped.
+    the package), the few photos scikit-image / scikit-learn / matplotlib ship, and gcompris-qt-data's photos once
+    :func:`extract_gcompris` has extracted them (``python -m attack photos``). Missing packages are skipped; this
+    function never writes.
     """
     out: list[SampleImage] = []
     want = set(collections) if collections else None
@@ -194,4 +306,6 @@ def sample_images(collections: tuple[str, ...] | None = None) -> list[SampleImag
         base = _package_dir(module)
         if base is not None and (base / rel).is_file():
             out.append(SampleImage(f"{collection}/{Path(rel).stem}", base / rel, collection, label))
+    if want is None or "gcompris" in want:
+        out += [SampleImage(f"gcompris/{p.stem}", p, "gcompris") for p in _read_index(photos_dir() / "gcompris") or []]
     return out

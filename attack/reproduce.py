@@ -505,7 +505,8 @@ def transfer(ctx: _Ctx) -> dict:
 
 
 def _split(ctx: _Ctx) -> tuple[list, list]:
-    """Train/held-out photos for the universal experiments: every sample photo at hand, shuffled by the seed."""
+    """Train/held-out photos for the universal experiments, shuffled by the seed: the paper's 100/100 when at least
+    200 sample photos are at hand (ai-benchmark + package photos + gcompris-qt-data's), else half and half."""
     from .images import sample_images
 
     allp = sample_images()
@@ -513,8 +514,17 @@ def _split(ctx: _Ctx) -> tuple[list, list]:
     photos = [allp[i] for i in order]
     if ctx.opts.quick:
         return photos[:4], photos[4:8]
+    if len(photos) >= 200:
+        return photos[:100], photos[100:200]
     half = (len(photos) + 1) // 2
     return photos[:half], photos[half:]
+
+
+def _collections(photos) -> str:
+    from collections import Counter
+
+    c = Counter(p.collection for p in photos)
+    return " + ".join(f"{n} {name}" for name, n in c.most_common())
 
 
 def _targets(ctx: _Ctx, n: int, salt: int) -> list[int]:
@@ -575,9 +585,8 @@ def universal(ctx: _Ctx) -> dict:
         (f"target {lab}", "—", f"{_pct(d['confident'])} / {_pct(d['argmax'])} / {_pct(d['not_source'])} "
                                f"({int(d['steps'])} steps)") for lab, d in out["by_target"].items()]
     out["_notes"] = [
-        f"Split: {len(train_p)} training / {len(test_p)} held-out photos — all photos at hand (100 ai-benchmark + the "
-        "7 photos scikit-image/scikit-learn/matplotlib ship), shuffled by the seed. The paper used 100/100; fewer "
-        "real photos are installed here (gcompris-qt-data was not added).",
+        f"Split: {len(train_p)} training / {len(test_p)} held-out photos, drawn by the seed from the "
+        f"{_collections(train_p + test_p)} photos at hand (paper: 100/100 ImageNet validation photos).",
         f"Patch: {size}×{size} px at {s}×{s} (the app's default area {area_fraction(size, s):.2%}), image domain, "
         f"one random training photo and location per step, stop after 30 consecutive steps with p ≥ 0.9 or at "
         f"{max_steps} steps. Held-out: one random location per photo; photos already of the target class are left out.",
