@@ -9,7 +9,6 @@ import argparse
 import json
 import math
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -49,6 +48,20 @@ def _resolve_image(spec: str) -> str:
         if s.name == spec:
             return str(s.path)
     raise ValueError(f"no such image file or sample name: {spec!r} (see `python -m attack models --samples`)")
+
+
+def _patch_on_image(args):
+    """The shared start of the commands that look at a trained patch on a photo: (model, patch result, image, loc).
+
+    The patch file must match the model and input size; ``--top/--left`` override where it was trained."""
+    from .images import load_image
+    from .io import load_patch
+
+    model = _model(args)
+    res = load_patch(args.patch, model_name=model.name, input_size=model.input_size)
+    img = load_image(_resolve_image(args.image), model.input_size)
+    loc = _loc(args, model.input_size, res.size, fallback=res.loc)
+    return model, res, img, loc
 
 
 def _common(p: argparse.ArgumentParser, model=True) -> None:
@@ -193,13 +206,8 @@ def cmd_attack(args) -> int:
 
 def cmd_fragility(args) -> int:
     from .fragility import shift_map
-    from .images import load_image
-    from .io import load_patch
 
-    model = _model(args)
-    res = load_patch(args.patch, model_name=model.name, input_size=model.input_size)
-    img = load_image(_resolve_image(args.image), model.input_size)
-    loc = _loc(args, model.input_size, res.size, fallback=res.loc)
+    model, res, img, loc = _patch_on_image(args)
     maps = shift_map(model, img, res.patch, loc, res.target, radius=args.radius, domain=res.domain)
     r = args.radius
     out = {"radius": r, "loc": list(loc), "target": res.target, "source": maps["source"],
@@ -280,15 +288,10 @@ def cmd_universal(args) -> int:
 
 
 def cmd_saliency(args) -> int:
-    from .images import load_image
-    from .io import load_patch
     from .patch import apply_patch, patch_mask
     from .saliency import attribution_map, mass_in_patch
 
-    model = _model(args)
-    res = load_patch(args.patch, model_name=model.name, input_size=model.input_size)
-    img = load_image(_resolve_image(args.image), model.input_size)
-    loc = _loc(args, model.input_size, res.size, fallback=res.loc)
+    model, res, img, loc = _patch_on_image(args)
     x = apply_patch(img.to(model.device), res.patch.to(model.device), loc, res.domain, model)
     mask = patch_mask(model.input_size, res.size, loc)
     out = {"loc": list(loc), "area": res.size ** 2 / model.input_size ** 2, "methods": {}}

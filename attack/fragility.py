@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from .patch import paste, patched_logits
+from .patch import patched_logits
 
 __all__ = ["shift_map"]
 

@@ -310,6 +310,15 @@ def _load_single_patch(ctx: _Ctx, row: dict):
 
 
 # ---------------------------------------------------------------- experiments
+def _pending_single_patches(ctx: _Ctx, src: list[dict], table: "_Table"):
+    """Yield (row, patch result, model) for each single-image patch in ``src`` whose rows are not yet in ``table``
+    (nothing on a --report-only pass): the resumable loop head of fragility, transfer and saliency."""
+    for r in src:
+        if r["config"] in table.done or ctx.opts.report_only:
+            continue
+        yield r, _load_single_patch(ctx, r), ctx.model(r["model"], int(r["input_size"]))
+
+
 def single(ctx: _Ctx) -> dict:
     """100 random (photo, target, corner) configs per variant (geometry × domain); the paper's three criteria and the
     iterations to p ≥ 0.9."""
@@ -393,11 +402,7 @@ def fragility(ctx: _Ctx) -> dict:
         "p_target_map"]
     table = _Table(opts.out / "fragility.csv", fields)
     model_for = {}
-    for r in src:
-        if r["config"] in table.done or opts.report_only:
-            continue
-        res = _load_single_patch(ctx, r)
-        model = ctx.model(r["model"], int(r["input_size"]))
+    for r, res, model in _pending_single_patches(ctx, src, table):
         model_for[r["variant"]] = model
         img = ctx.image(r["photo"], model.input_size)
         R = max(dists)
@@ -463,11 +468,7 @@ def transfer(ctx: _Ctx) -> dict:
     fields = ["config", "source_config", "variant", "domain", "border", "area", "confident", "argmax", "not_source",
               "mean_p_target", "n_dst"]
     table = _Table(opts.out / "transfer.csv", fields)
-    for r in src:
-        if r["config"] in table.done or opts.report_only:
-            continue
-        res = _load_single_patch(ctx, r)
-        model = ctx.model(r["model"], int(r["input_size"]))
+    for r, res, model in _pending_single_patches(ctx, src, table):
         s = model.input_size
         others = [p for p in ctx.photos if p.name != r["photo"]]
         g = ctx.gen(11, int(r["target"]), int(r["top"]), int(r["left"]))
@@ -646,11 +647,7 @@ def saliency(ctx: _Ctx) -> dict:
     src = src[:opts.pick(opts.configs, 1, 30)]
     fields = ["config", "variant", "domain", "size", "input_size", "area", "method", "mass_in_patch", "ratio"]
     table = _Table(opts.out / "saliency.csv", fields)
-    for r in src:
-        if r["config"] in table.done or opts.report_only:
-            continue
-        res = _load_single_patch(ctx, r)
-        model = ctx.model(r["model"], int(r["input_size"]))
+    for r, res, model in _pending_single_patches(ctx, src, table):
         s = model.input_size
         x = apply_patch(ctx.image(r["photo"], s).to(model.device), res.patch.to(model.device), res.loc,
                         res.domain, model)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from .evaluate import success
-from .patch import apply_patch, paste
+from .patch import apply_patch
 
 __all__ = ["border_paste", "border_transfer", "border_box"]
 

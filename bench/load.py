@@ -30,20 +30,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import os
 import platform
 import random
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from ui.devserver import streamlit_server  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CANVAS_PX, INPUT = 448, 224  # ui.widgets.CANVAS_PX and the default model's input size
@@ -64,12 +65,6 @@ def cpu_s(pid: int) -> float:
 
 def ms(x: float) -> str:
     return "∞" if x == float("inf") else "–" if x != x else f"{x * 1000:.0f} ms"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def pct(xs: list[float], q: float) -> float:
@@ -253,32 +248,18 @@ class ForwardMsgStatus:
     FULL, FRAGMENT = 0, 3  # ForwardMsg.ScriptFinishedStatus: FINISHED_SUCCESSFULLY, FINISHED_FRAGMENT_RUN_...
 
 
-def start_server(cache_dir: str, log_path: Path, extra: list[str]) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    env = dict(os.environ, LAVAN_CACHE_DIR=cache_dir, LAVAN_MAX_JOBS="2", PYTHONUNBUFFERED="1")
-    log = open(log_path, "w")
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "streamlit"), "run", "app.py", "--server.port",
-                             str(port), "--server.headless", "true", "--server.address", "127.0.0.1",
-                             "--browser.gatherUsageStats", "false", *extra], cwd=ROOT, env=env, stdout=log,
-                            stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while True:
-        try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                return proc, url
-        except OSError:
-            pass
-        if proc.poll() is not None or time.time() > deadline:
-            raise RuntimeError(f"streamlit did not start; see {log_path}")
-        time.sleep(0.3)
-
-
 async def run(args) -> dict:
     stats = {"interaction": [], "baseline": [], "full_run": [], "poll": [], "lost": []}
     tmp = Path(tempfile.mkdtemp(prefix="lavan-load-"))
     extra = [part for arg in args.streamlit_arg for part in arg.split("=", 1)]
-    proc, url = start_server(str(tmp / "cache"), tmp / "server.log", extra)
+    with streamlit_server(tmp / "cache", tmp / "server.log", extra_args=extra) as srv:
+        try:
+            return await _drive(args, srv["proc"], srv["url"], stats, tmp)
+        finally:
+            shutil.rmtree(tmp / "cache", ignore_errors=True)
+
+
+async def _drive(args, proc, url: str, stats: dict, tmp: Path) -> dict:
     ws_url = url.replace("http", "ws") + "/_stcore/stream"
     out: dict = {"server_log": str(tmp / "server.log")}
     sessions: list[Session] = []
@@ -351,15 +332,10 @@ async def run(args) -> dict:
             if "attack_stop" in s.widget_ids:
                 await s.rerun(trigger=s.widget_ids["attack_stop"])
         await asyncio.sleep(1)
-        for s in sessions:
-            await s.close()
     finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        shutil.rmtree(tmp / "cache", ignore_errors=True)
+        for s in sessions:
+            with contextlib.suppress(Exception):
+                await s.close()
     out["stats"] = stats
     return out
 

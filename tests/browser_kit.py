@@ -4,61 +4,23 @@ Not a test module (no ``test_`` prefix); the browser test files import it.
 """
 from __future__ import annotations
 
-import contextlib
 import os
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
+
+from ui import devserver
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = os.environ.get("LAVAN_CHROMIUM", "/usr/bin/chromium")
+
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.contextmanager
 def streamlit_server(cache_dir: Path, log: Path, **env: str):
-    """Start the app on a free local port with its own patch cache; yield {"url", "t0", "proc", "log"}.
-    Its stdout/stderr go to ``log`` (the tests read the ``lavan …`` lines the app writes there)."""
-    port = free_port()
-    log.parent.mkdir(parents=True, exist_ok=True)
-    full_env = {**os.environ, "LAVAN_CACHE_DIR": str(cache_dir), "LAVAN_MAX_JOBS": "2", "OMP_NUM_THREADS": "2",
-                "PYTHONUNBUFFERED": "1", **env}
-    t0 = time.perf_counter()
-    with open(log, "w") as out:
-        proc = subprocess.Popen([str(Path(sys.executable).parent / "streamlit"), "run", "app.py", "--server.port",
-                                 str(port), "--server.headless", "true", "--server.address", "127.0.0.1",
-                                 "--browser.gatherUsageStats", "false"],
-                                cwd=ROOT, env=full_env, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 90
-        while True:
-            try:
-                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                    break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.time() > deadline:
-                raise RuntimeError(f"streamlit did not start; see {log}")
-            time.sleep(0.2)
-        yield {"url": url, "t0": t0, "proc": proc, "log": log}
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    """``ui.devserver.streamlit_server`` (shared with bench/load.py) with the tests' defaults: 2 torch threads."""
+    return devserver.streamlit_server(cache_dir, log, start_timeout=90, **{"OMP_NUM_THREADS": "2", **env})
 
 
 def idle(pg, quiet_ms: int = 800, timeout_s: float = 120) -> None:
@@ -80,6 +42,13 @@ def healthy(pg) -> None:
 def num(pg, label: str):
     """The number input called ``label`` (its help button carries the same words, so go by role)."""
     return pg.get_by_role("spinbutton", name=label, exact=True)
+
+
+def set_num(pg, label: str, value) -> None:
+    """Type ``value`` into the number input ``label``, press Enter and wait for the rerun to finish."""
+    num(pg, label).fill(str(value))
+    num(pg, label).press("Enter")
+    idle(pg)
 
 
 def wait_for(pg, cond, timeout_s: float = 60, what: str = "condition") -> None:

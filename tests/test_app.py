@@ -517,41 +517,44 @@ PATCH_UPLOADERS = [("pages/2_fragility.py", "frag_patch_file"), ("pages/3_transf
                    ("pages/4_universal.py", "uni_patch_file")]
 
 
+def _feed_corpus(at, key: str, directory, cases, kind: str, prefix: str):
+    """Upload every corpus file of ``kind`` through one uploader; yield (case, errors) after each rerun.
+
+    Checks what holds for every uploader: no exception; a bad file gives exactly one error starting with
+    ``prefix`` and carrying the loader's message; a good file gives no rejection."""
+    for case in [c for c in cases if c.kind == kind]:
+        at.file_uploader(key=key).upload(case.filename, (directory / case.filename).read_bytes()).run()
+        assert not at.exception, (case.name, [e.message for e in at.exception])
+        errors = [e.value for e in at.error]
+        if case.expect == "error":
+            assert len(errors) == 1 and errors[0].startswith(prefix), (case.name, errors)
+            assert case.message_fragment.lower() in errors[0].lower(), (case.name, errors[0])
+        else:
+            assert not any(e.startswith(prefix) for e in errors), (case.name, errors)
+        yield case, errors
+    at.file_uploader(key=key).clear().run()
+    assert not at.exception and not at.error
+
+
 @pytest.mark.parametrize("page,key", IMAGE_UPLOADERS)
 def test_every_corpus_image_through_the_image_uploader(page, key, bad_corpus, universal):
     directory, cases = bad_corpus
     at = app(page, **({"universal": universal} if "universal" in page else {}))  # its drag view needs a patch
     expected = at.session_state["image_src"]["name"] if "image_src" in at.session_state else None
-    for case in [c for c in cases if c.kind == "image"]:
-        at.file_uploader(key=key).upload(case.filename, (directory / case.filename).read_bytes()).run()
-        assert not at.exception, (case.name, [e.message for e in at.exception])
-        errors = [e.value for e in at.error]
+    for case, errors in _feed_corpus(at, key, directory, cases, "image", "Upload rejected — "):
         if case.expect == "error":
-            assert len(errors) == 1 and errors[0].startswith("Upload rejected — "), (case.name, errors)
-            assert case.message_fragment.lower() in errors[0].lower(), (case.name, errors[0])
             assert case.filename in errors[0], (case.name, errors[0])  # says which file
         else:
             assert not errors, (case.name, errors)
             expected = case.filename
         assert at.session_state.get("image_src", {}).get("name") == expected, case.name
-    at.file_uploader(key=key).clear().run()
-    assert not at.exception and not at.error
 
 
 @pytest.mark.parametrize("page,key", PATCH_UPLOADERS)
 def test_every_corpus_patch_file_through_the_patch_uploader(page, key, bad_corpus, trained, coffee):
     directory, cases = bad_corpus
     at = app(page, result=trained, result_image=coffee, grad_methods=["saliency"])  # one map: a faster rerun
-    for case in [c for c in cases if c.kind == "patch"]:
-        at.file_uploader(key=key).upload(case.filename, (directory / case.filename).read_bytes()).run()
-        assert not at.exception, (case.name, [e.message for e in at.exception])
-        errors = [e.value for e in at.error]
-        if case.expect == "error":
-            assert len(errors) == 1 and errors[0].startswith("Patch file rejected — "), (case.name, errors)
-            assert case.message_fragment.lower() in errors[0].lower(), (case.name, errors[0])
-        else:
-            assert not any(e.startswith("Patch file rejected") for e in errors), (case.name, errors)
-    at.file_uploader(key=key).clear().run()
-    assert not at.exception and not at.error
+    for _ in _feed_corpus(at, key, directory, cases, "patch", "Patch file rejected — "):
+        pass
     if "universal" not in page:  # the session's own patch is still the one shown
         assert at.session_state["result"] is trained

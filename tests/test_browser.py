@@ -15,7 +15,8 @@ import time
 from pathlib import Path
 
 import pytest
-from browser_kit import ARGS, ARTIFACTS, CHROMIUM, healthy, idle, num, sample_path, streamlit_server, wait_for
+from browser_kit import (ARGS, ARTIFACTS, CHROMIUM, healthy, idle, num, sample_path, set_num, streamlit_server,
+                         wait_for)
 
 pytestmark = pytest.mark.browser
 
@@ -197,9 +198,7 @@ def test_drag_the_patch_and_the_inputs_follow(tab, server):
     drag_patch_to(tab, size, scale, target)
     assert xy(tab) == target
     # and the other way: typing x moves the square; a second drag starts from there
-    num(tab, "x (left, px)").fill("120")
-    num(tab, "x (left, px)").press("Enter")
-    idle(tab)
+    set_num(tab, "x (left, px)", "120")
     x, y = xy(tab)
     assert x == 120
     target = (120 - round(40 / scale), y + round(20 / scale))
@@ -209,9 +208,7 @@ def test_drag_the_patch_and_the_inputs_follow(tab, server):
 
 
 def test_training_shows_a_live_chart_and_stops(tab, server):
-    num(tab, "Max iterations").fill("10000")
-    num(tab, "Max iterations").press("Enter")
-    idle(tab)
+    set_num(tab, "Max iterations", "10000")
     tab.get_by_role("button", name="Train", exact=True).click()
     # the chart is redrawn twice a second, so poll for it rather than wait for one element to settle
     wait_for(tab, lambda: tab.locator(".st-key-attack_live .js-plotly-plot").count() > 0, 120, "the live chart")
@@ -235,9 +232,7 @@ def test_training_shows_a_live_chart_and_stops(tab, server):
 
 
 def test_a_short_training_finishes_then_comes_from_the_cache(tab, server):
-    num(tab, "Max iterations").fill("8")
-    num(tab, "Max iterations").press("Enter")
-    idle(tab)
+    set_num(tab, "Max iterations", "8")
     tab.get_by_role("button", name="Train", exact=True).click()
     tab.get_by_text("(trained)").wait_for(timeout=180_000)
     tab.locator(".st-key-attack_result_curve .js-plotly-plot").wait_for(timeout=30_000)
@@ -278,12 +273,8 @@ def test_universal_training_and_live_drag_latency(tab, server):
     nav(tab, "Universal patch", "Universal patch")
     shot(tab, "09_universal_empty")
     tab.get_by_role("tab", name="Train one").click()
-    num(tab, "Training photos").fill("3")
-    num(tab, "Training photos").press("Enter")
-    idle(tab)
-    num(tab, "Max steps").fill("5")
-    num(tab, "Max steps").press("Enter")
-    idle(tab)
+    set_num(tab, "Training photos", "3")
+    set_num(tab, "Max steps", "5")
     tab.get_by_role("button", name="Train", exact=True).click()
     tab.get_by_text("held-out photos (not used for training)").wait_for(timeout=180_000)
     idle(tab)

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from browser_kit import ARGS, ARTIFACTS, CHROMIUM, healthy, idle, num, wait_for
+from browser_kit import ARGS, ARTIFACTS, CHROMIUM, healthy, idle, num, set_num, wait_for
 
 pytestmark = pytest.mark.browser
 
@@ -104,9 +104,7 @@ def test_three_sessions_train_apart_and_stop_fast(server, pages):
         pg.get_by_role("button", name=target, exact=True).click()
         idle(pg)
         for label, value in (("Max iterations", steps), ("x (left, px)", x)):
-            num(pg, label).fill(str(value))
-            num(pg, label).press("Enter")
-            idle(pg)
+            set_num(pg, label, value)
         assert num(pg, "Patch side (px)").input_value() == "63", f"session {name}: patch side changed"
         box = pg.locator('[data-testid="stSelectbox"]').filter(has_text="Target class")
         shown = box.inner_text() + " " + " ".join(box.locator("input").evaluate_all("els => els.map(e => e.value)"))
