@@ -14,10 +14,7 @@ st.markdown(
     "a single pixel is often enough to undo the attack** — the centre cell is red, its neighbours are not.")
 
 model = widgets.current_model()
-res, image = widgets.current_patch(model, "frag")
-if res is None or image is None:
-    st.info("No patch yet: train one on **Attack one image** (it appears here), or load a patch file above.")
-    st.stop()
+res, image = widgets.require_patch(model, "frag")
 
 
 @st.cache_data(show_spinner="Classifying every shift…", max_entries=32)

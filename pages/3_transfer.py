@@ -15,10 +15,7 @@ st.markdown(
     "over. The slider sets the border; the chart sweeps 0–50%.")
 
 model = widgets.current_model()
-res, image = widgets.current_patch(model, "transfer")
-if res is None or image is None:
-    st.info("No patch yet: train one on **Attack one image** (it appears here), or load a patch file above.")
-    st.stop()
+res, image = widgets.require_patch(model, "transfer")
 
 names = [s[0] for s in cache.samples() if s[0].startswith("ai-benchmark/")] or [s[0] for s in cache.samples()]
 paths = {s[0]: s[1] for s in cache.samples()}

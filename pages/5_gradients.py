@@ -17,10 +17,7 @@ st.markdown(
     "and the source class, on the clean and the patched image (paper §5).")
 
 model = widgets.current_model()
-res, image = widgets.current_patch(model, "grad")
-if res is None or image is None:
-    st.info("No patch yet: train one on **Attack one image** (it appears here), or load a patch file above.")
-    st.stop()
+res, image = widgets.require_patch(model, "grad")
 
 methods = st.multiselect("Methods", list(attack.ATTRIBUTION_METHODS), default=["saliency", "grad_cam"],
                          key="grad_methods",

@@ -17,10 +17,7 @@ st.markdown(
     "when both networks normalise alike, otherwise as a clipped image).")
 
 model = widgets.current_model()
-res, image = widgets.current_patch(model, "models")
-if res is None or image is None:
-    st.info("No patch yet: train one on **Attack one image** (it appears here), or load a patch file above.")
-    st.stop()
+res, image = widgets.require_patch(model, "models")
 
 # Only the server's operator names a weights file ($LAVAN_INCEPTION_WEIGHTS): a path typed by a visitor would let
 # anyone make the server open any file (/dev/zero, other users' files).

@@ -273,6 +273,15 @@ def patch_loader(model, key: str = "patch_file", label_text: str = "Load a patch
         return None
 
 
+def require_patch(model, key: str):
+    """:func:`current_patch`, or a hint where to get one and the end of the page's run when there is none."""
+    res, image = current_patch(model, key)
+    if res is None or image is None:
+        st.info("No patch yet: train one on **Attack one image** (it appears here), or load a patch file above.")
+        st.stop()
+    return res, image
+
+
 def current_patch(model, key: str) -> tuple[attack.PatchResult | None, torch.Tensor | None]:
     """The session's last single-image patch and its image, or one loaded from a file on this page."""
     loaded = patch_loader(model, key=f"{key}_patch_file")
