@@ -9,18 +9,48 @@ from plotly.subplots import make_subplots
 import attack
 
 
+MAX_POINTS = 600  # per trace; a 10,000-iteration curve redrawn at 2 Hz would otherwise send ~1 MB a redraw
+
+
 def _name(i: int) -> str:
     return attack.class_names()[int(i)]
+
+
+def thin(ys: list, max_points: int = MAX_POINTS) -> list[int]:
+    """Indices to draw of a long curve: per bucket its first, lowest and highest point, plus the last point.
+
+    Keeps the curve's shape (spikes and dips survive, unlike plain striding) with at most ``max_points`` points.
+    ``None`` values count as neither high nor low. Returns every index when the curve is short enough.
+    """
+    n = len(ys)
+    if n <= max_points:
+        return list(range(n))
+    buckets = max(1, max_points // 3)
+    keep: set[int] = {n - 1}
+    for b in range(buckets):
+        lo, hi = b * n // buckets, (b + 1) * n // buckets
+        idx = [i for i in range(lo, hi) if ys[i] is not None]
+        keep.add(lo)
+        if idx:
+            keep.add(min(idx, key=ys.__getitem__))
+            keep.add(max(idx, key=ys.__getitem__))
+    return sorted(keep)
+
+
+def _pick(xs: list, idx: list[int]) -> list:
+    return [xs[i] for i in idx if i < len(xs)]
 
 
 def confidence_curve(p_target: list[float], p_source: list[float], top5: list | None, target: int,
                      source: int | None, others: int = 3, stop_at: float = 0.9) -> go.Figure:
     """p(target), p(source) and the strongest other classes per iteration."""
     fig = go.Figure()
-    it = list(range(len(p_target)))
-    fig.add_scatter(x=it, y=p_target, name=f"target: {_name(target)}", line=dict(color="#d62728", width=3))
+    idx = thin(p_target)
+    fig.add_scatter(x=idx, y=_pick(p_target, idx), name=f"target: {_name(target)}",
+                    line=dict(color="#d62728", width=3))
     if source is not None:
-        fig.add_scatter(x=it, y=p_source, name=f"source: {_name(source)}", line=dict(color="#1f77b4", width=3))
+        ys = _pick(p_source, idx)
+        fig.add_scatter(x=idx[:len(ys)], y=ys, name=f"source: {_name(source)}", line=dict(color="#1f77b4", width=3))
     if top5:
         best: dict[int, float] = {}
         for row in top5:
@@ -28,8 +58,8 @@ def confidence_curve(p_target: list[float], p_source: list[float], top5: list | 
                 if cid not in (target, source):
                     best[int(cid)] = max(best.get(int(cid), 0.0), float(p))
         for cid in sorted(best, key=best.get, reverse=True)[:others]:
-            ys = [next((float(p) for c, p in row if int(c) == cid), None) for row in top5]
-            fig.add_scatter(x=it[:len(ys)], y=ys, name=_name(cid), line=dict(dash="dot", width=1.5))
+            ys = [next((float(p) for c, p in row if int(c) == cid), None) for row in _pick(top5, idx)]
+            fig.add_scatter(x=idx[:len(ys)], y=ys, name=_name(cid), line=dict(dash="dot", width=1.5))
     fig.add_hline(y=stop_at, line=dict(color="grey", dash="dash"), annotation_text=f"stop at {stop_at:g}")
     fig.update_layout(xaxis_title="iteration", yaxis_title="probability", yaxis_range=[0, 1.02], height=330,
                       margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h", y=-0.25))
@@ -38,10 +68,12 @@ def confidence_curve(p_target: list[float], p_source: list[float], top5: list | 
 
 def universal_curve(p_target: list[float], streak: list[int], patience: int, target: int) -> go.Figure:
     fig = make_subplots(specs=[[{"secondary_y": True}]])
-    it = list(range(1, len(p_target) + 1))
-    fig.add_scatter(x=it, y=p_target, name=f"mean p({_name(target)})", line=dict(color="#d62728"),
+    idx = sorted(set(thin(p_target)) | set(thin(streak)))
+    it = [i + 1 for i in idx]
+    fig.add_scatter(x=it, y=_pick(p_target, idx), name=f"mean p({_name(target)})", line=dict(color="#d62728"),
                     secondary_y=False)
-    fig.add_scatter(x=it, y=streak, name="consecutive successes", line=dict(color="#2ca02c"), secondary_y=True)
+    fig.add_scatter(x=it[:len(streak)], y=_pick(streak, idx), name="consecutive successes",
+                    line=dict(color="#2ca02c"), secondary_y=True)
     fig.add_hline(y=patience, line=dict(color="#2ca02c", dash="dash"), secondary_y=True,
                   annotation_text=f"paper: {patience} in a row")
     fig.update_yaxes(title_text="p(target)", range=[0, 1.02], secondary_y=False)
