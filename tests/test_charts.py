@@ -50,3 +50,19 @@ def test_universal_curve_is_bounded():
         assert len(tr.x) == len(tr.y) <= 2 * charts.MAX_POINTS + 2
         assert tr.x[-1] == n
     assert max(fig.data[1].y) == 30
+
+
+def test_heat_grid_is_compact_and_keeps_the_hot_spot():
+    import plotly.io as pio
+    import torch
+
+    maps = [torch.rand(224, 224) * 1e-3 for _ in range(8)]
+    maps[3][10:20, 150:160] = 5.0  # one hot square
+    fig = charts.heat_grid(maps, [f"m{i}" for i in range(8)])
+    assert len(pio.to_json(fig, validate=False)) < 400_000  # was 7.8 MB as JSON lists of floats
+    z = fig.data[3].z
+    assert z.shape == (112, 112) and int(z.max()) == 100
+    assert z[5:10, 75:80].min() == 100 and z[50:, :50].max() <= 1  # pooled 2×2: hot square at rows 5–9, cols 75–79
+    assert list(fig.data[3].x[:3]) == [0, 2, 4]  # hover shows image pixels, not pooled cells
+    empty = charts.heat_grid([torch.zeros(224, 224), torch.full((224, 224), float("nan"))], ["a", "b"])
+    assert int(empty.data[0].z.max()) == 0 and int(empty.data[1].z.max()) == 0

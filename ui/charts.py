@@ -124,15 +124,32 @@ def border_chart(out: dict, current: float | None = None) -> go.Figure:
     return fig
 
 
-def heat_grid(maps: list, titles: list[str], cols: int = 4) -> go.Figure:
+def _display_map(m, max_side: int):
+    """A non-negative map as the grid draws it: average-pooled to at most ``max_side`` cells a side, as whole
+    percent of its own largest value (uint8, which plotly sends as packed bytes); plus each cell's pixel coordinate."""
+    import numpy as np
+    import torch
+
+    t = torch.nan_to_num(torch.as_tensor(m, dtype=torch.float32)).clamp(min=0)
+    k = max(1, math.ceil(t.shape[-1] / max_side))
+    if k > 1:
+        t = torch.nn.functional.avg_pool2d(t[None, None], k, ceil_mode=True)[0, 0]
+    top = float(t.max())
+    pct = (t / top * 100).round() if top > 0 else torch.zeros_like(t)
+    return pct.numpy().astype(np.uint8), np.arange(t.shape[-1]) * k
+
+
+def heat_grid(maps: list, titles: list[str], cols: int = 4, max_side: int = 112) -> go.Figure:
+    """Attribution maps side by side. Each is pooled to ≤ ``max_side`` cells a side and shown as percent of its own
+    maximum (the colours were per map anyway), sent as bytes: 8 maps of 224×224 went from 7.8 MB of JSON to ~0.2 MB."""
     rows = math.ceil(len(maps) / cols)
     fig = make_subplots(rows=rows, cols=cols, subplot_titles=titles, horizontal_spacing=0.02,
                         vertical_spacing=0.08)
     for i, m in enumerate(maps):
         r, c = divmod(i, cols)
-        z = m.tolist()
-        fig.add_heatmap(z=z, colorscale="Inferno", showscale=False, row=r + 1, col=c + 1,
-                        hovertemplate="x=%{x} y=%{y}<br>%{z:.3g}<extra></extra>")
+        z, at = _display_map(m, max_side)
+        fig.add_heatmap(z=z, x=at, y=at, zmin=0, zmax=100, colorscale="Inferno", showscale=False, row=r + 1,
+                        col=c + 1, hovertemplate="x=%{x} y=%{y}<br>%{z}% of this map's largest value<extra></extra>")
         fig.update_yaxes(autorange="reversed", showticklabels=False, row=r + 1, col=c + 1,
                          scaleanchor=f"x{i + 1}" if i else "x")
         fig.update_xaxes(showticklabels=False, row=r + 1, col=c + 1)
