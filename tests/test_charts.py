@@ -66,3 +66,12 @@ def test_heat_grid_is_compact_and_keeps_the_hot_spot():
     assert list(fig.data[3].x[:3]) == [0, 2, 4]  # hover shows image pixels, not pooled cells
     empty = charts.heat_grid([torch.zeros(224, 224), torch.full((224, 224), float("nan"))], ["a", "b"])
     assert int(empty.data[0].z.max()) == 0 and int(empty.data[1].z.max()) == 0
+
+
+def test_heat_grid_colours_are_rgb_stops():
+    """Streamlit's frontend drew plotly's hex "Inferno" (#000004 …) with a pink low end; we send rgb() stops."""
+    import torch
+
+    fig = charts.heat_grid([torch.rand(32, 32)], ["m"])
+    stops = fig.data[0].colorscale
+    assert stops[0][1] == "rgb(0,0,4)" and all(c.startswith("rgb(") for _, c in stops)

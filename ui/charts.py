@@ -3,11 +3,17 @@ from __future__ import annotations
 
 import math
 
+import plotly.colors as _pc
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 import attack
 
+
+# Inferno as rgb() stops: Streamlit's frontend draws plotly's own hex stops of "Inferno" (first stop "#000004") with
+# a pink low end instead of black (seen in headless Chromium, theme on or off); rgb() strings draw as intended.
+INFERNO = [[i / (len(_pc.sequential.Inferno) - 1), "rgb(%d,%d,%d)" % _pc.hex_to_rgb(c)]
+           for i, c in enumerate(_pc.sequential.Inferno)]
 
 MAX_POINTS = 600  # per trace; a 10,000-iteration curve redrawn at 2 Hz would otherwise send ~1 MB a redraw
 
@@ -148,7 +154,7 @@ def heat_grid(maps: list, titles: list[str], cols: int = 4, max_side: int = 112)
     for i, m in enumerate(maps):
         r, c = divmod(i, cols)
         z, at = _display_map(m, max_side)
-        fig.add_heatmap(z=z, x=at, y=at, zmin=0, zmax=100, colorscale="Inferno", showscale=False, row=r + 1,
+        fig.add_heatmap(z=z, x=at, y=at, zmin=0, zmax=100, colorscale=INFERNO, showscale=False, row=r + 1,
                         col=c + 1, hovertemplate="x=%{x} y=%{y}<br>%{z}% of this map's largest value<extra></extra>")
         fig.update_yaxes(autorange="reversed", showticklabels=False, row=r + 1, col=c + 1,
                          scaleanchor=f"x{i + 1}" if i else "x")
