@@ -66,15 +66,17 @@ for name in names:
         continue
     top_c, top_p = int(out["clean"].argmax()), int(out["patched"].argmax())
     rows.append({"model": name + (" (trained on)" if name == res.model_name else ""),
-                 "p(target) clean": round(float(out["clean"][res.target]), 3),
-                 "p(target) patched": round(float(out["patched"][res.target]), 3),
+                 "p(target) clean": float(out["clean"][res.target]),
+                 "p(target) patched": float(out["patched"][res.target]),
                  "top-1 clean": attack.class_names()[top_c], "top-1 patched": attack.class_names()[top_p],
                  "fooled (top-1 = target)": "yes" if top_p == res.target else "no",
                  "pasted as": out["pasted_as"]})
 for e in errors:
     st.error(e)
 if rows:
-    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch",
+                 column_config={c: st.column_config.NumberColumn(c, format="%.3g")  # 2e-05, not 0
+                                for c in ("p(target) clean", "p(target) patched")})
     st.plotly_chart(charts.model_bars(rows), key="models_bars", width="stretch")
 st.caption(f"Patch: {res.size}px, target {widgets.label(res.target)}, trained on {res.model_name} @ "
            f"{res.input_size}px, {res.domain} domain.")
