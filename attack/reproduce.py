@@ -50,7 +50,8 @@ PAPER = {
                  "_note": "a patch moved to another image needs about 25% of its source image around it per side"},
     "universal": {"confident": 0.283, "argmax": 0.741, "not_source": 0.789,
                   "_note": "image-domain universal patches, trained on 100 photos, 100 held-out photos"},
-    "classes": {"_note": "globally structured classes (e.g. volcano, baseball) are harder targets (qualitative)"},
+    "classes": {"_note": "targets differ: a globally structured class (volcano) is harder than a local one "
+                         "(baseball) (qualitative)"},
     "saliency": {"_note": "the network does not localise the patch: attribution mass inside it is not "
                           "concentrated (qualitative)"},
     "crossmodel": {"off_diagonal_confident": 0.0, "_note": "patches fool only the network they were trained on"},
@@ -624,7 +625,8 @@ def classes(ctx: _Ctx) -> dict:
     order = sorted(by, key=lambda k: (-by[k]["success_0_9"], by[k]["median_iterations_capped"]))
     out = {**_criteria(rows), "planned": len(cfgs), "photos_per_class": per, "iteration_cap": cap,
            "by_class": {k: by[k] for k in order}}
-    out["_table"] = [(f"{k} ({by[k]['target']})", "harder" if by[k]["target"] in (980, 429) else "—",
+    paper_says = {980: "harder (global)", 429: "easier (local)"}
+    out["_table"] = [(f"{k} ({by[k]['target']})", paper_says.get(by[k]["target"], "—"),
                       f"{_pct(by[k]['success_0_9'])} success, median {_num(by[k]['median_iterations_capped'])} it")
                      for k in order]
     out["_notes"] = [f"{len(targets)} targets: volcano, baseball and toaster plus random classes from the seed; "
