@@ -705,12 +705,13 @@ def crossmodel(ctx: _Ctx) -> dict:
 
     opts = ctx.opts
     n = opts.pick(opts.configs, 1, 10)
+    cap = opts.pick(opts.max_iter, 5, 1000)
     draws = _draw_configs(ctx, n, salt=17)
     trained = _Table(opts.out / "crossmodel_train.csv", TRAIN_FIELDS)
     for m in LITE_MODELS:
         cfgs = [{**d, "config": f"{m}-{d['i']:03d}", "variant": m} for d in draws]
         _train_rows(ctx, trained, cfgs, model_name=m, input_size=None, size=None, domain="image",
-                    patch_dir="crossmodel", max_iter=opts.pick(opts.max_iter, 5, 1000))
+                    patch_dir="crossmodel", max_iter=cap)
     fields = ["config", "train_model", "eval_model", "same", "trained_ok", "size", "top", "left", "p_target",
               "confident", "argmax", "not_source"]
     table = _Table(opts.out / "crossmodel.csv", fields)
@@ -750,7 +751,7 @@ def crossmodel(ctx: _Ctx) -> dict:
            "patches_successful": len({r["config"] for r in ok_rows}), "matrix_confident": matrix,
            "diagonal_confident": _frac(diag, "confident"), "off_diagonal_confident": _frac(off, "confident"),
            "off_diagonal_argmax": _frac(off, "argmax"), "off_diagonal_not_source": _frac(off, "not_source"),
-           "fallback_unsuccessful_patches": fallback}
+           "fallback_unsuccessful_patches": fallback, "iteration_cap": cap}
     out["_table"] = [("own model: p ≥ 0.9", "100%", _pct(out["diagonal_confident"])),
                      ("other models: p ≥ 0.9", "≈ 0% (fool only their own model)", _pct(out["off_diagonal_confident"])),
                      ("other models: target top-1", "≈ 0%", _pct(out["off_diagonal_argmax"])),
@@ -761,7 +762,8 @@ def crossmodel(ctx: _Ctx) -> dict:
         "Geometry on another model: the photo is loaded at that model's size; the patch is resized (bilinear, "
         "antialiased) to that model's default patch side (same area share) and placed at the same fraction of "
         "the free range (a corner patch stays in its corner).",
-        "Only patches that reached p ≥ 0.9 on their own model are scored"
+        f"Only patches that reached p ≥ 0.9 on their own model within {cap} iterations are scored: "
+        f"{out['patches_successful']} of {len({r['config'] for r in trained.rows if r['config'] in planned})}"
         + (" (quick fallback: all patches)." if fallback else ".")]
     _plot_matrix(opts, matrix)
     return out
