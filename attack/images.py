@@ -240,7 +240,7 @@ def extract_gcompris(rcc_dir: Path | None = None, dest: Path | None = None) -> l
         return []
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".gcompris-", dir=dest.parent))
-    names: list[str] = []
+    names: set[str] = set()
     seen: set[str] = set()
     try:
         for bundle in bundles:
@@ -250,7 +250,7 @@ def extract_gcompris(rcc_dir: Path | None = None, dest: Path | None = None) -> l
                 continue
             for path, data in entries:
                 rel = path.split("/activities/", 1)[-1]
-                if not rel.startswith(GCOMPRIS_FOLDERS) or not rel.lower().endswith((".webp", ".jpg", ".jpeg", ".png")):
+                if not (rel.startswith(GCOMPRIS_FOLDERS) and rel.lower().endswith((".webp", ".jpg", ".jpeg", ".png"))):
                     continue
                 digest = hashlib.sha256(data).hexdigest()
                 if digest in seen:
@@ -270,7 +270,7 @@ def extract_gcompris(rcc_dir: Path | None = None, dest: Path | None = None) -> l
                 base, k = name, 2
                 while name in names:
                     name, k = f"{base}-{k}", k + 1
-                names.append(name)
+                names.add(name)
                 (tmp / f"{name}.{ext.lower()}").write_bytes(data)
         files = sorted(p.name for p in tmp.iterdir())
         (tmp / _GCOMPRIS_INDEX).write_text(json.dumps({"version": _GCOMPRIS_VERSION, "files": files}))

@@ -22,12 +22,13 @@ def _name(i: int) -> str:
     return attack.class_names()[int(i)]
 
 
-def thin(ys: list, max_points: int = MAX_POINTS) -> list[int]:
+def thin(ys: list, max_points: int | None = None) -> list[int]:
     """Indices to draw of a long curve: per bucket its first, lowest and highest point, plus the last point.
 
     Keeps the curve's shape (spikes and dips survive, unlike plain striding) with at most ``max_points`` points.
     ``None`` values count as neither high nor low. Returns every index when the curve is short enough.
     """
+    max_points = MAX_POINTS if max_points is None else max_points
     n = len(ys)
     if n <= max_points:
         return list(range(n))
