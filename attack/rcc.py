@@ -1,6 +1,6 @@
 """Read files out of Qt binary resource bundles (``.rcc``), without Qt.
 
-Debian's ``gcompris-qt-data`` ships about 160 public-domain photos (animals, instruments, monuments, food …)
+Debian's ``gcompris-qt-data`` ships a few hundred public-domain photos (236 kept by ``extract_gcompris``)
 packed inside ``.rcc`` files. This reader walks the bundle's tree and yields each file's bytes, so those photos can
 join the sample set for experiments that need more than the 100 ai-benchmark photos (the universal patch's
 100/100 split). Format (Qt's ``rcc`` writer, versions 1–3): a big-endian header ``"qres" version tree data names
