@@ -66,6 +66,7 @@ SINGLE_VARIANTS = {
     "app-network": (224, None, "network"),
     "app-image": (224, None, "image"),
 }
+_clock = time.monotonic  # the --time-budget clock (tests replace it with a counter)
 LITE_MODELS = ("efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2")
 FIXED_CLASSES = (980, 429, 859)  # volcano, baseball, toaster (the paper's examples)
 
@@ -87,6 +88,7 @@ class Options:
     targets: int | None = None
     threads: int | None = None
     report_only: bool = False
+    time_budget: float | None = None  # seconds of training this run may spend (None: no limit)
     command: str = ""
     log: Callable[[str], None] = field(default=lambda msg: print(msg, file=sys.stderr, flush=True))
 
@@ -109,6 +111,13 @@ class _Ctx:
         if not self.photos:
             raise ValueError("no ai-benchmark sample photos installed (run `make setup`)")
         self.by_name = {p.name: p for p in sample_images()}
+        budget = opts.time_budget
+        self.deadline = None if budget is None else _clock() + float(budget)
+
+    def out_of_time(self) -> bool:
+        """True once ``--time-budget`` has run out: trainers stop their active configs at the current iteration
+        and that iteration is recorded as those rows' cap, so a report never claims a cap it did not run."""
+        return self.deadline is not None and _clock() >= self.deadline
 
     def model(self, name: str | None = None, size: int | None = None):
         from .models import load_model
@@ -244,11 +253,19 @@ def _train_rows(ctx: _Ctx, table: _Table, cfgs: list[dict], *, model_name: str, 
     max_iter = max_iter or opts.pick(opts.max_iter, 10, 1000)
     batch = opts.pick(opts.batch, 2, 8)
     for chunk in _chunks(todo, batch):
+        if ctx.out_of_time():
+            opts.log(f"[{opts.name}] time budget spent: {len(todo) - len(table.done & {c['config'] for c in todo})} "
+                     "configs left for a later run")
+            break
         t0 = time.perf_counter()
         imgs = torch.stack([ctx.image(c["photo"], s) for c in chunk])
         locs = [corner_loc(c["corner"], s, size) for c in chunk]
         results = train_patches(model, imgs, [c["target"] for c in chunk], locs, size=size, domain=domain,
-                                loss=loss, steps=max_iter, generator=ctx.gen(7, zlib.crc32(chunk[0]["config"].encode())))
+                                loss=loss, steps=max_iter, generator=ctx.gen(7, zlib.crc32(chunk[0]["config"].encode())),
+                                cancel=ctx.out_of_time if ctx.deadline is not None else None)
+        # Cut by the time budget: every config of the chunk ran in lockstep up to the same iteration, which is
+        # therefore the cap all of them had (a success after it could not have been seen).
+        cap = max(r.steps for r in results) if any(r.cancelled for r in results) else max_iter
         rows = []
         for c, img, loc, res in zip(chunk, imgs, locs, results):
             rel = f"patches/{patch_dir}/{c['config']}.safetensors"
@@ -261,7 +278,7 @@ def _train_rows(ctx: _Ctx, table: _Table, cfgs: list[dict], *, model_name: str, 
                          "success_0_9": res.success["confident"], "argmax_target": res.success["argmax"],
                          "not_source": res.success["not_source"], "p_target": res.p_target,
                          "p_source": res.p_source, "max_p_target": max(res.history["p_target"]),
-                         "seconds": res.seconds, "max_iter": max_iter, "optimizer": res.meta.get("optimizer"),
+                         "seconds": res.seconds, "max_iter": cap, "optimizer": res.meta.get("optimizer"),
                          "lr": res.meta.get("lr"), "patch": rel})
         table.add(rows)
         ok = sum(r["success_0_9"] for r in rows)
@@ -347,7 +364,9 @@ def single(ctx: _Ctx) -> dict:
         if vr:
             d.update(size=int(vr[0]["size"]), input_size=int(vr[0]["input_size"]), area=_f(vr[0]["area"]),
                      domain=vr[0]["domain"])
-        d["curve"] = _success_curve(vr, max(caps) if caps else 0)
+        vcaps = [int(_f(r["max_iter"])) for r in vr]
+        d["iteration_cap"] = max(vcaps) if vcaps else None
+        d["curve"] = _success_curve(vr, max(vcaps) if vcaps else 0)
         out["by_variant"][v] = d
     out.update(planned=len(planned), iteration_caps=caps)
     table_rows = []
@@ -373,7 +392,8 @@ def single(ctx: _Ctx) -> dict:
         "Patches: `patches/single/<config>.safetensors` (load with attack.load_patch).",
     ] + [f"{v}: {int(_f(vr[0]['size']))}×{int(_f(vr[0]['size']))} px on {vr[0]['input_size']}×{vr[0]['input_size']} "
          f"({_f(vr[0]['area']):.2%} area), {vr[0]['domain']} domain, loss {vr[0]['loss']}, optimiser "
-         f"{vr[0]['optimizer']} lr {vr[0]['lr']} (the library defaults at run time), {len(vr)} configs."
+         f"{vr[0]['optimizer']} lr {vr[0]['lr']} (the library defaults at run time), {len(vr)} configs, iteration "
+         f"cap {max(int(_f(r['max_iter'])) for r in vr)}."
          for v in variants for vr in [[r for r in rows if r["variant"] == v]] if vr]
     if len(planned) < 100 * len(variants):
         out["_notes"].append(f"Partial reproduction: {n} configs per variant (the issue asks for 100), to fit the "
@@ -563,8 +583,12 @@ def universal(ctx: _Ctx) -> dict:
         cid = f"t{t}"
         if cid in table.done or opts.report_only:
             continue
+        if ctx.out_of_time():
+            opts.log(f"[universal] time budget spent: {_label(t)} and later targets left for a later run")
+            break
         res = train_universal(model, train, t, size=size, domain="image", max_steps=max_steps,
-                              patience=30 if not opts.quick else 3, generator=ctx.gen(5, t))
+                              patience=30 if not opts.quick else 3, generator=ctx.gen(5, t),
+                              cancel=ctx.out_of_time if ctx.deadline is not None else None)
         ev = evaluate_patch(model, test, res.patch, random_locs(len(test), s, size, ctx.gen(6, t)), t,
                             domain="image")
         rel = f"patches/universal/{cid}.safetensors"
@@ -572,10 +596,13 @@ def universal(ctx: _Ctx) -> dict:
         table.add([{"config": cid, "target": t, "target_label": _label(t), "size": size,
                     "area": area_fraction(size, s), "train_photos": len(train_p), "test_photos": len(test_p),
                     "steps": res.steps, "converged": res.success["converged"], "seconds": res.seconds,
-                    "max_steps": max_steps, **{k: ev[k] for k in ("n", "confident", "argmax", "not_source",
+                    "max_steps": res.steps if res.cancelled else max_steps, **{k: ev[k] for k in ("n", "confident", "argmax", "not_source",
                                                                   "mean_p_target")}, "patch": rel}])
         opts.log(f"[universal] {_label(t)}: {res.steps} steps, held-out p>=0.9 {ev['confident']:.0%}")
     rows = [r for r in table.rows if int(r["target"]) in targets]
+    if rows:  # the caps the rows actually ran under (a --time-budget cut records the step it reached)
+        caps = sorted({int(_f(r["max_steps"])) for r in rows})
+        max_steps = caps[0] if len(caps) == 1 else caps
     out = {"configs": len(rows), "planned": len(targets), "size": size, "area": area_fraction(size, s),
            "train_photos": len(train_p), "test_photos": len(test_p), "max_steps": max_steps,
            **{k: _mean([_f(r[k]) for r in rows]) for k in ("confident", "argmax", "not_source", "mean_p_target")},
@@ -1077,7 +1104,7 @@ def _command(args) -> str:
     for flag, val in (("--quick", args.quick), ("--out", args.out), ("--seed", args.seed), ("--model", args.model),
                       ("--device", args.device), ("--max-iter", args.max_iter), ("--configs", args.configs),
                       ("--batch", args.batch), ("--targets", args.targets), ("--threads", args.threads),
-                      ("--report-only", args.report_only)):
+                      ("--time-budget", args.time_budget), ("--report-only", args.report_only)):
         if val is True:
             parts.append(flag)
         elif val not in (None, False):
@@ -1097,7 +1124,8 @@ def cmd_reproduce(args) -> int:
         opts = Options(name=name, out=Path(args.out), quick=args.quick, seed=args.seed, model=args.model,
                        device=args.device, max_iter=args.max_iter, configs=args.configs, batch=args.batch,
                        variants=tuple(args.variants) if args.variants else None, targets=args.targets,
-                       threads=args.threads, report_only=args.report_only, command=_command(sub))
+                       threads=args.threads, report_only=args.report_only, time_budget=args.time_budget,
+                       command=_command(sub))
         results[name] = run_experiment(opts)
         if not args.json:
             print(f"{name}: wrote {Path(args.out) / (name + '.md')}")
@@ -1127,6 +1155,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="single: which geometry/domain variants (default: all four; quick: app-network)")
     p.add_argument("--targets", type=int, default=None, help="universal/brown/classes: number of target classes")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads for this run")
+    p.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
+                   help="stop training after this many seconds: running configs end at the iteration reached, which "
+                        "is recorded as their cap; configs not started are left for a later run (e.g. a lent GPU's "
+                        "fixed slot)")
     p.add_argument("--report-only", action="store_true",
                    help="train nothing: rewrite the report from the rows already in the CSV")
     p.set_defaults(func=cmd_reproduce)

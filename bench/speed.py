@@ -1,6 +1,6 @@
 """Speed ratios of the library, each pair measured side by side in one run on this machine.
 
-    .venv/bin/python bench/speed.py [--threads 2] [--reps 3]
+    .venv/bin/python bench/speed.py [--threads 2] [--reps 3] [--device cuda --batch 100]
 
 Prints a markdown table: channels_last vs contiguous memory format, training-step overhead over a bare
 forward+backward, batched vs one-by-one training throughput, batched vs per-shift fragility map.
@@ -23,12 +23,19 @@ import attack  # noqa: E402
 from attack.patch import patched_logits
 
 
+def _sync():
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
 def timed(fn, reps: int) -> float:
     fn()  # warm-up
     out = []
     for _ in range(reps):
+        _sync()
         t = time.perf_counter()
         fn()
+        _sync()  # GPU kernels are asynchronous: time until they are done
         out.append(time.perf_counter() - t)
     return statistics.median(out)
 
@@ -38,22 +45,26 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--iters", type=int, default=10)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--batch", type=int, default=8, help="configs in the batching and overhead rows (issue: 100)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    dev = args.device
     photos = attack.sample_images(("ai-benchmark",))
     rows = []
     size = attack.train.default_patch_size(224)
-    x8 = torch.stack([attack.load_image(p.path, 224) for p in photos[:8]])
+    nb = args.batch
+    xs = torch.stack([attack.load_image(photos[i % len(photos)].path, 224) for i in range(nb)]).to(dev)
 
     def fwd_bwd(model, x):
-        w = torch.zeros(x.shape[0], 3, size, size, requires_grad=True)
+        w = torch.zeros(x.shape[0], 3, size, size, requires_grad=True, device=x.device)
         lg = patched_logits(model, x, w, [(0, 0)] * x.shape[0], "network")
         torch.autograd.grad(lg[:, 859].sum(), w)
 
-    m_cf = attack.load_model(channels_last=False)
-    m_cl = attack.load_model(channels_last=True)
-    for b in (1, 8):
-        x = x8[:b]
+    m_cf = attack.load_model(channels_last=False, device=dev)
+    m_cl = attack.load_model(channels_last=True, device=dev)
+    for b in sorted({1, min(8, nb), nb}):
+        x = xs[:b]
         a = timed(lambda: fwd_bwd(m_cf, x), args.reps)
         c = timed(lambda: fwd_bwd(m_cl, x), args.reps)
         rows.append((f"forward+backward, batch {b}: contiguous / channels_last", f"{a * 1e3:.0f} ms / {c * 1e3:.0f} ms",
@@ -61,24 +72,24 @@ def main():
 
     model = m_cl
     # overhead: trainer iteration vs bare fwd+bwd on the same batch (stop_at=1.0 so nobody leaves early)
-    bare = timed(lambda: [fwd_bwd(model, x8) for _ in range(args.iters)], args.reps) / args.iters
-    train = timed(lambda: attack.train_patches(model, x8, 859, (0, 0), size=size, steps=args.iters - 1,
+    bare = timed(lambda: [fwd_bwd(model, xs) for _ in range(args.iters)], args.reps) / args.iters
+    train = timed(lambda: attack.train_patches(model, xs, 859, (0, 0), size=size, steps=args.iters - 1,
                                                stop_at=1.0, generator=torch.Generator().manual_seed(0)),
                   args.reps) / args.iters
-    rows.append(("training step / bare forward+backward (batch 8)", f"{train * 1e3:.0f} ms / {bare * 1e3:.0f} ms",
+    rows.append((f"training step / bare forward+backward (batch {nb})", f"{train * 1e3:.0f} ms / {bare * 1e3:.0f} ms",
                  f"{train / bare:.2f}× (goal ≤ 1.15)"))
 
-    # batching: 8 configs batched vs one by one, same iterations
-    one = timed(lambda: [attack.train_patches(model, x8[i:i + 1], 859, (0, 0), size=size, steps=args.iters - 1,
-                                              stop_at=1.0) for i in range(8)], max(1, args.reps - 1))
-    bat = timed(lambda: attack.train_patches(model, x8, 859, (0, 0), size=size, steps=args.iters - 1, stop_at=1.0),
+    # batching: nb configs batched vs one by one, same iterations
+    one = timed(lambda: [attack.train_patches(model, xs[i:i + 1], 859, (0, 0), size=size, steps=args.iters - 1,
+                                              stop_at=1.0) for i in range(nb)], max(1, args.reps - 1))
+    bat = timed(lambda: attack.train_patches(model, xs, 859, (0, 0), size=size, steps=args.iters - 1, stop_at=1.0),
                 max(1, args.reps - 1))
-    rows.append((f"8 configs × {args.iters} it: one by one / batched", f"{one:.1f} s / {bat:.1f} s",
+    rows.append((f"{nb} configs × {args.iters} it: one by one / batched", f"{one:.1f} s / {bat:.1f} s",
                  f"{one / bat:.2f}× throughput (goal ≥ 3)"))
 
     # fragility: radius 2 (25 shifts) batched vs one forward per shift
-    img = x8[0]
-    patch = torch.zeros(3, size, size)
+    img = xs[0]
+    patch = torch.zeros(3, size, size, device=dev)
     r = 2
     locs = [(r + dy, r + dx) for dy in range(-r, r + 1) for dx in range(-r, r + 1)]
 
@@ -92,7 +103,8 @@ def main():
     rows.append(("fragility map ±2 px (25 shifts): per shift / batched", f"{ps * 1e3:.0f} ms / {bm * 1e3:.0f} ms",
                  f"{ps / bm:.2f}× (goal ≥ 3)"))
 
-    print(f"machine: {platform.machine()} {platform.processor() or ''}, torch {torch.__version__}, "
+    gpu = torch.cuda.get_device_name(0) if dev.startswith("cuda") else "none"
+    print(f"machine: {platform.machine()} {platform.processor() or ''}, GPU {gpu}, torch {torch.__version__}, "
           f"{args.threads} threads, model {model.describe()}, patch {size}px")
     print("| measurement | raw | ratio |\n|---|---|---|")
     for name, raw, ratio in rows:

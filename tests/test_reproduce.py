@@ -98,3 +98,41 @@ def test_eot_identity_matches_paste_and_is_differentiable():
     prm = random_eot_params(2, 32, 8, generator=torch.Generator().manual_seed(0))
     eot_paste(img, patch, prm).sum().backward()
     assert patch.grad is not None and patch.grad.abs().sum() > 0
+
+
+def _counting_clock(monkeypatch):
+    """Each read of the --time-budget clock advances it by one second, so a budget of k ends the run at a
+    known read whatever the machine's speed."""
+    import itertools
+
+    import attack.reproduce as rp
+
+    ticks = itertools.count()
+    monkeypatch.setattr(rp, "_clock", lambda: float(next(ticks)))
+
+
+def test_time_budget_cuts_single_at_a_recorded_cap(tmp_path, capsys, monkeypatch):
+    _counting_clock(monkeypatch)
+    # reads: start (0), before chunk 1 (1), iterations 0,1,2 (2,3,4), iteration 3 (5 = the deadline)
+    summary = _run(capsys, "single", "--quick", "--configs", "2", "--batch", "1", "--max-iter", "50",
+                   "--time-budget", "5", "--out", str(tmp_path))
+    rows = _rows(tmp_path / "single.csv")
+    assert len(rows) == 1  # the second chunk would start after the deadline: left for a later run
+    r = rows[0]
+    if r["success_0_9"] == "0":
+        assert r["iterations"] == "3" and r["max_iter"] == "3"
+    assert summary["configs"] == 1 and summary["planned"] == 2
+    assert summary["by_variant"]["app-network"]["iteration_cap"] == int(r["max_iter"])
+    assert "--time-budget 5" in (tmp_path / "single.md").read_text()
+
+
+def test_time_budget_cuts_universal_and_records_steps(tmp_path, capsys, monkeypatch):
+    _counting_clock(monkeypatch)
+    # reads: start (0), before target 1 (1), steps 1..3 (2..4), step 4 (5 = the deadline)
+    summary = _run(capsys, "universal", "--quick", "--targets", "2", "--max-iter", "50", "--time-budget", "5",
+                   "--out", str(tmp_path))
+    rows = _rows(tmp_path / "universal.csv")
+    assert len(rows) == 1 and summary["planned"] == 2
+    if rows[0]["converged"] == "0":
+        assert rows[0]["steps"] == rows[0]["max_steps"] == "4"
+        assert summary["max_steps"] == 4
