@@ -390,6 +390,9 @@ def single(ctx: _Ctx) -> dict:
         f"Iteration cap(s) used: {caps} (paper: 10,000). Configs that hit the cap count as failures; "
         "the plot shows success vs iterations up to the cap.",
         "Patches: `patches/single/<config>.safetensors` (load with attack.load_patch).",
+        "Each variant's cap is the largest `max_iter` of its rows: the --max-iter asked for or, for a run cut by "
+        "--time-budget (see the commands), the iteration that every still-unfinished config had reached; the "
+        "plot's curves end there.",
     ] + [f"{v}: {int(_f(vr[0]['size']))}×{int(_f(vr[0]['size']))} px on {vr[0]['input_size']}×{vr[0]['input_size']} "
          f"({_f(vr[0]['area']):.2%} area), {vr[0]['domain']} domain, loss {vr[0]['loss']}, optimiser "
          f"{vr[0]['optimizer']} lr {vr[0]['lr']} (the library defaults at run time), {len(vr)} configs, iteration "
@@ -1031,11 +1034,16 @@ def _write_report(opts: Options, out: dict, wall: float, device: str) -> dict:
             sessions = json.loads(path_json.read_text()).get("sessions", [])
         except (OSError, ValueError):
             sessions = []
-    if opts.report_only:  # the report names the command that trained the rows, not the re-summary
-        trained = [x["command"] for x in sessions if "--report-only" not in x.get("command", "")]
-        opts.command = trained[-1] if trained else opts.command
-    sessions.append({"date": time.strftime("%Y-%m-%d %H:%M:%S"), "wall_s": round(wall, 1), "command": opts.command,
-                     "configs_done": out.get("configs"), "machine": _machine()})
+    trained = [x for x in sessions if not x.get("report_only") and "--report-only" not in x.get("command", "")]
+    this_command = opts.command
+    if opts.report_only:  # the report names the commands that trained the rows, not the re-summary
+        opts.command = trained[-1]["command"] if trained else opts.command
+    sessions.append({"date": time.strftime("%Y-%m-%d %H:%M:%S"), "wall_s": round(wall, 1), "command": this_command,
+                     "configs_done": out.get("configs"), "machine": _machine(), "device": device,
+                     "report_only": opts.report_only})
+    if opts.report_only and trained:  # where the rows were computed, not where they were summarised
+        device = ", ".join(dict.fromkeys(x.get("device") or ("cpu" if "GPU none" in x.get("machine", "") else "cuda")
+                                         for x in trained))
     table, notes = out.pop("_table", []), out.pop("_notes", [])
     paper = {k: v for k, v in PAPER[opts.name].items() if not k.startswith("_")}
     caps = out.get("iteration_caps") or out.get("iteration_cap") or out.get("max_steps")
@@ -1052,11 +1060,19 @@ def _write_report(opts: Options, out: dict, wall: float, device: str) -> dict:
     md = [f"# {TITLES[opts.name]}", "", f"Paper (Karmon et al. 2018, arXiv:1801.02608): {PAPER[opts.name]['_note']}.",
           "", "| | paper | ours |", "|---|---|---|"]
     md += [f"| {a} | {b} | {c} |" for a, b, c in table]
-    md += ["", f"![{opts.name}]({opts.name}.png)", "", "## Run", "",
-           f"- Command: `{opts.command}`" + (" (quick: a tiny smoke run, not a result)" if opts.quick else ""),
-           f"- Model: {opts.model} (see notes for the input sizes); device: {device}; seed: {opts.seed}",
-           f"- Machine: {_machine()}",
-           f"- Wall time: {meta['wall_s_total']:.0f} s over {len(sessions)} session(s) (this one {wall:.0f} s"
+    # Rows trained by several commands (variants run side by side, a run resumed elsewhere): name them all.
+    commands = list(dict.fromkeys([x["command"] for x in trained] + ([] if opts.report_only else [opts.command])))
+    machines = list(dict.fromkeys([x["machine"] for x in trained if x.get("machine")]
+                                  + ([] if opts.report_only else [_machine()]))) or [_machine()]
+    md += ["", f"![{opts.name}]({opts.name}.png)", "", "## Run", ""]
+    if len(commands) > 1:
+        md += ["- Commands that trained these rows:"] + [f"  - `{c}`" for c in commands]
+    else:
+        md += [f"- Command: `{opts.command}`" + (" (quick: a tiny smoke run, not a result)" if opts.quick else "")]
+    md += [f"- Model: {opts.model} (see notes for the input sizes); device: {device}; seed: {opts.seed}",
+           *[f"- Machine: {m}" for m in machines],
+           f"- Wall time: {meta['wall_s_total']:.0f} s summed over {len(sessions)} session(s), which may have run "
+           f"side by side (this one {wall:.0f} s"
            + (", a --report-only re-summary)" if opts.report_only else ")"),
            f"- Configs done / planned: {out.get('configs')} / {out.get('planned')}",
            f"- Iteration cap: {caps} (paper: 10,000)",

@@ -41,6 +41,11 @@ def default_lr(optimizer: str, domain: str) -> float:
     return table[(optimizer, domain)]
 
 
+def _bucket(k: int, n: int) -> int:
+    """The padded batch size for k active configs out of n: the next power of two, at most n."""
+    return min(n, 1 << max(0, k - 1).bit_length())
+
+
 class Cancelled(Exception):
     """Raised by callers that want to abort; trainers themselves return partial results instead."""
 
@@ -92,7 +97,8 @@ def train_patches(model, images: torch.Tensor, targets, locs, *, size: int | Non
                   optimizer: str = "adam", stop_at: float = 0.9, param: str = "sigmoid", init: str = "random",
                   generator: torch.Generator | None = None,
                   callback: Callable[[int, list[int], torch.Tensor], None] | None = None,
-                  cancel=None, record_top5: bool = False, progress=None) -> list[PatchResult]:
+                  cancel=None, record_top5: bool = False, progress=None,
+                  pad_batches: bool | None = None) -> list[PatchResult]:
     """Train one LaVAN patch per config in a single batched loop (Karmon et al. 2018, arXiv:1801.02608).
 
     Args:
@@ -105,6 +111,7 @@ def train_patches(model, images: torch.Tensor, targets, locs, *, size: int | Non
         param: image domain only — "sigmoid" reparametrisation or "clamp" projection.
         callback(iteration, config_ids, probs): called every iteration with the active configs' probabilities.
         cancel: a threading.Event (or callable) — when set, every active config stops and is marked cancelled.
+        pad_batches: pad the shrinking batch to powers of two (Default: on CUDA only; see bench/speed.py).
     Returns: list of PatchResult in config order; ``steps`` counts the updates applied before the final patch.
     Example: >>> res = train_patches(model, imgs, targets=859, locs=[(0, 0), (0, 168)], steps=500)
     """
@@ -150,22 +157,33 @@ def train_patches(model, images: torch.Tensor, targets, locs, *, size: int | Non
     active = torch.arange(n)
     t0 = time.perf_counter()
     tgt_dev, src_dev = targets_t.to(device), sources_t.to(device)
+    pad = (device.type == "cuda") if pad_batches is None else bool(pad_batches)
     for it in range(steps + 1):
         idx = active
-        idx_dev = idx.to(device)
-        wv = W[idx_dev].detach().requires_grad_(True)
+        k = len(idx)
+        # On a GPU every new batch shape costs cuDNN a fresh plan search for each convolution, and configs leave
+        # one by one; padding the batch to the next power of two (repeats of the first row, whose outputs are
+        # dropped) keeps the shapes to a handful.
+        run = torch.cat([idx, idx[:1].expand(_bucket(k, n) - k)]) if pad else idx
+        run_dev = run.to(device)
+        idx_dev = run_dev[:k]
+        wv = W[run_dev].detach().requires_grad_(True)
         delta = to_domain(wv, domain, param)
-        logits = patched_logits(model, images[idx_dev], delta, locs_t[idx], domain)
-        score = target_minus_source(logits, tgt_dev[idx_dev], src_dev[idx_dev], loss)
-        probs = torch.softmax(logits.detach().float(), dim=1)
-        rows = torch.arange(len(idx), device=device)
-        pt = probs[rows, tgt_dev[idx_dev]].cpu()
-        ps = probs[rows, src_dev[idx_dev]].cpu()
+        logits = patched_logits(model, images[run_dev], delta, locs_t[run], domain)
+        score = target_minus_source(logits, tgt_dev[run_dev], src_dev[run_dev], loss)
+        # The backward pass is queued before the probabilities are read back, so the GPU never waits for the
+        # host between the two; rows that finish this step simply do not use their gradient.
+        grad = torch.autograd.grad(score[:k].sum(), wv)[0][:k] if it < steps else None
+        probs = torch.softmax(logits.detach()[:k].float(), dim=1)
+        rows = torch.arange(k, device=device)
+        pt_ps = torch.stack([probs[rows, tgt_dev[idx_dev]], probs[rows, src_dev[idx_dev]]]).cpu()
+        pt, ps = pt_ps[0], pt_ps[1]
         top = probs.topk(5, dim=1) if record_top5 else None
-        for j, i in enumerate(idx.tolist()):
-            hist_pt[i].append(float(pt[j]))
-            hist_ps[i].append(float(ps[j]))
-            if top is not None:
+        for i, a, b in zip(idx.tolist(), pt.tolist(), ps.tolist()):
+            hist_pt[i].append(a)
+            hist_ps[i].append(b)
+        if top is not None:
+            for j, i in enumerate(idx.tolist()):
                 hist_top5[i].append([[int(c), round(float(p), 6)] for c, p in
                                      zip(top.indices[j].tolist(), top.values[j].tolist())])
         if callback is not None:
@@ -193,7 +211,6 @@ def train_patches(model, images: torch.Tensor, targets, locs, *, size: int | Non
         keep = ~finished
         if not keep.any():
             break
-        (grad,) = torch.autograd.grad(score.sum(), wv)
         keep_dev = keep.to(device)
         g = grad[keep_dev]
         rows_k = idx_dev[keep_dev]

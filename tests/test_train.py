@@ -225,3 +225,33 @@ def test_deterministic_across_processes(model, samples):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == here
+
+
+@pytest.mark.parametrize("k,n,want", [(1, 100, 1), (2, 100, 2), (3, 100, 4), (63, 100, 64), (65, 100, 100),
+                                      (100, 100, 100), (5, 5, 5)])
+def test_bucket_sizes(k, n, want):
+    from attack.train import _bucket
+
+    assert _bucket(k, n) == want
+
+
+def test_padded_batches_give_the_same_results(model, photos):
+    """Padding the shrinking batch to powers of two (the GPU default) changes nothing a caller sees: same steps,
+    same histories, same patches. Four configs, one done at iteration 0, so 3 stay active and run padded to 4."""
+    probs = attack.predict(model, photos)
+    conf = int(probs.max(1).values.argmax())  # the photo the model is surest about (p > 0.9)
+    assert float(probs[conf].max()) > 0.9 and len(photos) >= 4
+    order = [conf] + [i for i in range(len(photos)) if i != conf][:3]
+    imgs = photos[order].clone()
+    targets = [int(probs[conf].argmax()), 859, 56, 1]  # config 0 already shows its target: finishes at once
+    kw = dict(size=16, steps=3, stop_at=0.5, domain="network", init="gray")
+    seen = {}
+    plain = train_patches(model, imgs, targets, [(0, 0)] * 4, pad_batches=False, **kw)
+    padded = train_patches(model, imgs, targets, [(0, 0)] * 4, pad_batches=True,
+                           callback=lambda it, ids, p: seen.setdefault(it, (list(ids), p.shape[0])), **kw)
+    assert seen[0] == ([0, 1, 2, 3], 4) and seen[1] == ([1, 2, 3], 3)  # callers see only the active rows
+    for a, b in zip(plain, padded):
+        assert a.steps == b.steps and a.success == b.success
+        assert a.history["p_target"] == pytest.approx(b.history["p_target"], abs=1e-5)
+        assert (a.patch - b.patch).abs().max() < 1e-4
+    assert plain[0].steps == 0 and plain[1].steps == 3
