@@ -3,7 +3,8 @@
 # Stage first here with scripts/gpu_stage.sh, then run there:
 #   bash scripts/gpu_reproduce.sh            (carry [".dev", ".lavan-photos"]; results land in $OUT)
 # Everything is cut by --time-budget, so each run ends inside the call and records the iteration cap it reached.
-# Back here: bash scripts/gpu_collect.sh <folder with results.tgz> merges the rows into reports/.
+# Back here: mkdir /tmp/gpu && cat <files_at>/results.tgz.* | tar xzf - -C /tmp/gpu
+#            .venv/bin/python scripts/gpu_collect.py /tmp/gpu      (merges the rows into reports/)
 set -u
 T0=$(date +%s)
 LIMIT=${LIMIT:-570}                 # seconds this script may use in all
@@ -18,7 +19,8 @@ left() { echo $(( LIMIT - ($(date +%s) - T0) )); }
 say() { echo "[$(( $(date +%s) - T0 ))s] $*" | tee -a "$log"; }
 pack() {
   say "packing"
-  (cd "$R" && tar czf "$OUTD/results.tgz" --exclude='*/quick' .) 2>>"$log"
+  # the device tool returns files of at most 16 MiB (8 files): split the archive (400 patches are ~30 MB)
+  (cd "$R" && tar czf - --exclude=./quick . | split -b 15m - "$OUTD/results.tgz.") 2>>"$log"
   ls -la "$OUTD" >>"$log"
 }
 trap pack EXIT
