@@ -621,12 +621,22 @@ def universal(ctx: _Ctx) -> dict:
         f"{_collections(train_p + test_p)} photos at hand (paper: 100/100 ImageNet validation photos).",
         f"Patch: {size}×{size} px at {s}×{s} (the app's default area {area_fraction(size, s):.2%}), image domain, "
         f"one random training photo and location per step, stop after 30 consecutive steps with p ≥ 0.9 or at "
-        f"{max_steps} steps. Held-out: one random location per photo; photos already of the target class are left out.",
+        f"the step cap ({_cap_text(rows, 'max_steps', 'target_label')}). Held-out: one random location per photo; photos already of the target class are left out.",
     ]
     _plot_bars(opts, "universal", list(out["by_target"]),
                {k: [d[k] for d in out["by_target"].values()] for k in ("confident", "argmax", "not_source")},
                "held-out fraction", "Universal patches on held-out photos")
     return out
+
+
+def _cap_text(rows: list[dict], key: str, label: str) -> str:
+    """"5000" or "5000; cut by --time-budget at 3691 for baseball": the largest cap and the rows that ran less."""
+    caps = [int(_f(r[key])) for r in rows]
+    if not caps:
+        return "none yet"
+    top = max(caps)
+    short = [f"{c} for {r[label]}" for r, c in zip(rows, caps) if c < top]
+    return f"{top}" + (f"; cut by --time-budget at {', '.join(short)}" if short else "")
 
 
 def classes(ctx: _Ctx) -> dict:

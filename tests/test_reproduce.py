@@ -136,3 +136,12 @@ def test_time_budget_cuts_universal_and_records_steps(tmp_path, capsys, monkeypa
     if rows[0]["converged"] == "0":
         assert rows[0]["steps"] == rows[0]["max_steps"] == "4"
         assert summary["max_steps"] == 4
+
+
+def test_cap_text_names_the_rows_a_time_budget_cut_short():
+    from attack.reproduce import _cap_text
+
+    rows = [{"max_steps": "5000", "t": "volcano"}, {"max_steps": "3691", "t": "baseball"}]
+    assert _cap_text(rows, "max_steps", "t") == "5000; cut by --time-budget at 3691 for baseball"
+    assert _cap_text(rows[:1], "max_steps", "t") == "5000"
+    assert _cap_text([], "max_steps", "t") == "none yet"
