@@ -1051,9 +1051,10 @@ def _write_report(opts: Options, out: dict, wall: float, device: str) -> dict:
     sessions.append({"date": time.strftime("%Y-%m-%d %H:%M:%S"), "wall_s": round(wall, 1), "command": this_command,
                      "configs_done": out.get("configs"), "machine": _machine(), "device": device,
                      "report_only": opts.report_only})
-    if opts.report_only and trained:  # where the rows were computed, not where they were summarised
-        device = ", ".join(dict.fromkeys(x.get("device") or ("cpu" if "GPU none" in x.get("machine", "") else "cuda")
-                                         for x in trained))
+    # where the rows were computed (every training session), not where a re-summary ran
+    device = ", ".join(dict.fromkeys(
+        [x.get("device") or ("cpu" if "GPU none" in x.get("machine", "") else "cuda") for x in trained]
+        + ([] if opts.report_only and trained else [device])))
     table, notes = out.pop("_table", []), out.pop("_notes", [])
     paper = {k: v for k, v in PAPER[opts.name].items() if not k.startswith("_")}
     caps = out.get("iteration_caps") or out.get("iteration_cap") or out.get("max_steps")

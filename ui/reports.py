@@ -33,7 +33,8 @@ FULL_SCALE = {
     "single": "paper: 100 configs per variant, cap 10,000 iterations",
     "fragility": "every successful `single` patch (full `single`: 100 configs per variant)",
     "transfer": "every successful `single` patch, 20 other photos each, borders 0–50%",
-    "universal": "paper: 100 training / 100 held-out photos; full run: 5 targets, cap 1,000 steps",
+    "universal": "paper: 100 training / 100 held-out photos, stop at 30 steps in a row with p ≥ 0.9 (no cap "
+                 "stated); runner default: 5 targets, cap 1,000 steps",
     "classes": "full run: 20 target classes × 3 photos, cap 1,000 iterations",
     "saliency": "full run: up to 30 successful `single` patches, 4 attribution methods",
     "crossmodel": "full run: 10 patches per model × 3 models, cap 1,000 iterations",
