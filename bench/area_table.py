@@ -116,8 +116,38 @@ def summarise(rows: list[dict]) -> list[dict]:
     return out
 
 
+def compare_optimisers(rows: list[dict]) -> str:
+    """Adam vs plain gradient on the same configs, per seed and pooled, for each (domain, area, cap) that has both:
+    success, median iterations to p >= 0.9 with its quartiles (successes only), and the median of per-config
+    iterations counting a failure as the cap (so a method cannot look fast by failing the hard configs)."""
+    def q(xs):
+        if len(xs) < 2:
+            return f"{xs[0]:.0f}" if xs else "–"
+        a, _, c = statistics.quantiles(xs, n=4)
+        return f"{statistics.median(xs):.0f} ({a:.0f}–{c:.0f})"
+
+    lines = ["| domain | area | cap | seeds | optimiser | p≥0.9 | median it, successes (IQR) | "
+             "median it, failures = cap |", "|---|---|---|---|---|---|---|---|"]
+    groups = sorted({(r["domain"], float(r["area"]), int(r["max_iter"])) for r in rows})
+    for dom, area, cap in groups:
+        rs = [r for r in rows if (r["domain"], float(r["area"]), int(r["max_iter"])) == (dom, area, cap)]
+        if {r["optimizer"] for r in rs} < {"adam", "sgd"}:
+            continue
+        seeds = sorted({int(r["seed"]) for r in rs})
+        for sel in [[s] for s in seeds] + ([seeds] if len(seeds) > 1 else []):
+            for opt in ("adam", "sgd"):
+                o = [r for r in rs if r["optimizer"] == opt and int(r["seed"]) in sel]
+                succ = [int(r["steps"]) for r in o if r["success"] == "1"]
+                capped = [int(r["steps"]) if r["success"] == "1" else cap for r in o]
+                lines.append(f"| {dom} | {area:.0%} | {cap} | {', '.join(map(str, sel))} | "
+                             f"{'Adam' if opt == 'adam' else 'plain gradient'} | {len(succ)}/{len(o)} | {q(succ)} | "
+                             f"{statistics.median(capped):.0f} |" if o else "")
+    return "\n".join(x for x in lines if x)
+
+
 def report(args) -> str:
-    lines = ["| optimiser | domain | area | patch (px on 224) | configs | p≥0.9 within 2,000 it | within 1,000 it "
+    cap = f"{args.max_iter:,}" if args.max_iter else "cap"
+    lines = [f"| optimiser | domain | area | patch (px on 224) | configs | p≥0.9 within {cap} it | within 1,000 it "
              "| median it (successes) | argmax target | source removed |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for c in summarise(read_rows(OUT, args.max_iter)):
@@ -125,7 +155,7 @@ def report(args) -> str:
         med = f"{c['median_it']:.0f} ({c['min_it']}–{c['max_it']})" if c["successes"] else "–"
         lines.append(f"| {c['name']} | {c['domain']} | {c['area']:.1%} | {c['size']} | {n} | {c['successes']}/{n} "
                      f"| {c['within_1000']}/{n} | {med} | {c['argmax']}/{n} | {c['not_source']}/{n} |")
-    return "\n".join(lines)
+    return "\n".join(lines) + "\n\n" + compare_optimisers(read_rows(OUT, args.max_iter))
 
 
 def main():
