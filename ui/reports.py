@@ -136,7 +136,9 @@ def _facts(name: str, rep: dict, out: Path) -> list[tuple[str, str]]:
     wall_txt = _duration(wall) + (f" over {len(sessions)} session(s)" if sessions else "")
     if sessions and sessions[-1].get("date"):
         wall_txt += f", last {sessions[-1]['date']}"
-    facts = [("Command", f"`{rep.get('command') or run_command(name)}`"),
+    commands = [c for c in rep.get("commands") or [] if isinstance(c, str)]
+    facts = [("Commands that trained these rows", "; ".join(f"`{c}`" for c in commands)) if len(commands) > 1 else
+             ("Command", f"`{rep.get('command') or run_command(name)}`"),
              ("Model", f"{model_label(rep.get('model'))} (`{rep.get('model')}`)" + _sizes(rep)),
              ("Seed", str(rep.get("seed", "—"))),
              ("Device / machine", f"{rep.get('device', '—')} · {rep.get('machine', '—')}"),
