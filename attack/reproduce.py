@@ -37,7 +37,7 @@ from typing import Callable, Iterable, Iterator
 import torch
 import torch.nn.functional as F
 
-__all__ = ["EXPERIMENTS", "PAPER", "Options", "run_experiment", "load_report", "add_parser",
+__all__ = ["EXPERIMENTS", "PAPER", "Options", "run_experiment", "load_report", "add_parser", "trained_sessions",
            "single", "fragility", "transfer", "universal", "classes", "saliency", "crossmodel", "brown"]
 
 # The paper's figures (and the issue's reading of them) that each report puts beside ours.
@@ -113,6 +113,7 @@ class _Ctx:
         self.by_name = {p.name: p for p in sample_images()}
         budget = opts.time_budget
         self.deadline = None if budget is None else _clock() + float(budget)
+        self.cancel = self.out_of_time if self.deadline is not None else None  # the trainers' ``cancel`` argument
 
     def out_of_time(self) -> bool:
         """True once ``--time-budget`` has run out: trainers stop their active configs at the current iteration
@@ -262,7 +263,7 @@ def _train_rows(ctx: _Ctx, table: _Table, cfgs: list[dict], *, model_name: str, 
         locs = [corner_loc(c["corner"], s, size) for c in chunk]
         results = train_patches(model, imgs, [c["target"] for c in chunk], locs, size=size, domain=domain,
                                 loss=loss, steps=max_iter, generator=ctx.gen(7, zlib.crc32(chunk[0]["config"].encode())),
-                                cancel=ctx.out_of_time if ctx.deadline is not None else None)
+                                cancel=ctx.cancel)
         # Cut by the time budget: every config of the chunk ran in lockstep up to the same iteration, which is
         # therefore the cap all of them had (a success after it could not have been seen).
         cap = max(r.steps for r in results) if any(r.cancelled for r in results) else max_iter
@@ -396,7 +397,7 @@ def single(ctx: _Ctx) -> dict:
     ] + [f"{v}: {int(_f(vr[0]['size']))}×{int(_f(vr[0]['size']))} px on {vr[0]['input_size']}×{vr[0]['input_size']} "
          f"({_f(vr[0]['area']):.2%} area), {vr[0]['domain']} domain, loss {vr[0]['loss']}, optimiser "
          f"{vr[0]['optimizer']} lr {vr[0]['lr']} (the library defaults at run time), {len(vr)} configs, iteration "
-         f"cap {max(int(_f(r['max_iter'])) for r in vr)}."
+         f"cap {out['by_variant'][v]['iteration_cap']}."
          for v in variants for vr in [[r for r in rows if r["variant"] == v]] if vr]
     if len(planned) < 100 * len(variants):
         out["_notes"].append(f"Partial reproduction: {n} configs per variant (the issue asks for 100), to fit the "
@@ -591,7 +592,7 @@ def universal(ctx: _Ctx) -> dict:
             break
         res = train_universal(model, train, t, size=size, domain="image", max_steps=max_steps,
                               patience=30 if not opts.quick else 3, generator=ctx.gen(5, t),
-                              cancel=ctx.out_of_time if ctx.deadline is not None else None)
+                              cancel=ctx.cancel)
         ev = evaluate_patch(model, test, res.patch, random_locs(len(test), s, size, ctx.gen(6, t)), t,
                             domain="image")
         rel = f"patches/universal/{cid}.safetensors"
@@ -1034,6 +1035,11 @@ def _machine() -> str:
             f"{torch.get_num_threads()}); GPU {gpu}; Python {platform.python_version()}, torch {torch.__version__}")
 
 
+def trained_sessions(sessions: list[dict]) -> list[dict]:
+    """The sessions of a report's JSON that trained rows (not --report-only re-summaries)."""
+    return [x for x in sessions if not x.get("report_only") and "--report-only" not in x.get("command", "")]
+
+
 def _write_report(opts: Options, out: dict, wall: float, device: str) -> dict:
     from . import train as train_mod
 
@@ -1044,21 +1050,20 @@ def _write_report(opts: Options, out: dict, wall: float, device: str) -> dict:
             sessions = json.loads(path_json.read_text()).get("sessions", [])
         except (OSError, ValueError):
             sessions = []
-    trained = [x for x in sessions if not x.get("report_only") and "--report-only" not in x.get("command", "")]
-    this_command = opts.command
+    trained = trained_sessions(sessions)
+    this = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "wall_s": round(wall, 1), "command": opts.command,
+            "configs_done": out.get("configs"), "machine": _machine(), "device": device,
+            "report_only": opts.report_only}
+    sessions.append(this)
     if opts.report_only:  # the report names the commands that trained the rows, not the re-summary
         opts.command = trained[-1]["command"] if trained else opts.command
-    sessions.append({"date": time.strftime("%Y-%m-%d %H:%M:%S"), "wall_s": round(wall, 1), "command": this_command,
-                     "configs_done": out.get("configs"), "machine": _machine(), "device": device,
-                     "report_only": opts.report_only})
-    # where the rows were computed (every training session), not where a re-summary ran
-    device = ", ".join(dict.fromkeys(
-        [x.get("device") or ("cpu" if "GPU none" in x.get("machine", "") else "cuda") for x in trained]
-        + ([] if opts.report_only and trained else [device])))
-    # Rows trained by several commands (variants run side by side, a run resumed elsewhere): name them all.
-    commands = list(dict.fromkeys([x["command"] for x in trained] + ([] if opts.report_only else [opts.command])))
-    machines = list(dict.fromkeys([x["machine"] for x in trained if x.get("machine")]
-                                  + ([] if opts.report_only else [_machine()]))) or [_machine()]
+    # Rows trained by several commands (variants run side by side, a run resumed elsewhere) on several machines:
+    # the report names them all, and where the rows were computed, not where a re-summary ran.
+    sources = trained + ([this] if not opts.report_only or not trained else [])
+    device = ", ".join(dict.fromkeys(x.get("device") or ("cpu" if "GPU none" in x.get("machine", "") else "cuda")
+                                     for x in sources))
+    commands = list(dict.fromkeys(x["command"] for x in sources))
+    machines = list(dict.fromkeys(x["machine"] for x in sources if x.get("machine")))
     table, notes = out.pop("_table", []), out.pop("_notes", [])
     paper = {k: v for k, v in PAPER[opts.name].items() if not k.startswith("_")}
     caps = out.get("iteration_caps") or out.get("iteration_cap") or out.get("max_steps")

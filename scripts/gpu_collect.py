@@ -19,6 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from attack.cli import main as cli  # noqa: E402
+from attack.reproduce import trained_sessions as trained  # noqa: E402
 
 VARIANTS = ("paper-network", "app-network", "paper-image", "app-image")
 
@@ -28,10 +29,6 @@ def sessions(path: Path) -> list[dict]:
         return json.loads(path.read_text()).get("sessions", [])
     except (OSError, ValueError):
         return []
-
-
-def trained(sess: list[dict]) -> list[dict]:
-    return [s for s in sess if not s.get("report_only") and "--report-only" not in s.get("command", "")]
 
 
 def put(name: str, out: Path, csv_src: list[Path], sess: list[dict], patch_dirs: list[Path]) -> None:
