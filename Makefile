@@ -5,9 +5,20 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8501
 
-.PHONY: run test setup browser photos bench clean
+.PHONY: run test setup browser photos bench clean docs python-version
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+# The pinned wheels (torch 2.14.1 / torchvision 0.29.1 …) exist for Python 3.11: say so plainly instead of failing
+# deep inside pip.
+PYTHON_VERSION := 3.11
+python-version:
+	@p=$(PY); [ -x $$p ] || p=$(PYTHON); \
+	v=$$($$p -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null); \
+	if [ "$$v" != "$(PYTHON_VERSION)" ]; then \
+	  echo "error: this project needs Python $(PYTHON_VERSION); '$$p' is $${v:-missing}." >&2; \
+	  echo "       Install python$(PYTHON_VERSION) (e.g. apt-get install python$(PYTHON_VERSION)-venv) and run 'make PYTHON=python$(PYTHON_VERSION) ...'." >&2; \
+	  exit 1; fi
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt | python-version
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements-dev.txt
@@ -31,6 +42,11 @@ run: setup photos
 
 test: setup browser photos
 	$(PY) -m pytest
+
+# Rewrite the generated blocks of README.md, docs/BENCHMARKS.md and reports/*.md from the committed data
+# (idempotent; tests/test_docs.py fails while a document is stale).
+docs: setup
+	$(PY) -m attack docs
 
 clean:
 	rm -rf $(VENV) .lavan-cache .lavan-photos test-artifacts .pytest_cache

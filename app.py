@@ -13,6 +13,7 @@ import streamlit as st  # noqa: E402
 import torch  # noqa: E402
 
 import attack  # noqa: E402
+from attack import findings  # noqa: E402
 from attack.models import DEFAULT_MODEL  # noqa: E402
 from ui import cache, jobs, widgets  # noqa: E402
 
@@ -40,26 +41,15 @@ def home() -> None:
         "the object — makes an ImageNet classifier say whatever class the attacker chose. This studio lets you "
         "train such patches yourself and check each of the paper's findings on your own images.")
     st.subheader("The paper's findings, and where to see them here")
-    rows = [
-        ("A 42×42 patch (2% of a 299×299 image) flips the prediction to any target", "≈100% of images, "
-         "10,000 iterations at most", "attack", "Attack one image"),
-        ("The patch is fragile: moving it by one pixel mostly undoes it", "success drops sharply at ±1 px",
-         "fragility", "Fragility"),
-        ("A patch moved to another image needs ≈25% of its source image around it (per side) to keep working",
-         "≈25% border", "transfer", "Transfer"),
-        ("One universal patch trained on many images, at random places", "p≥0.9: 28.3%, top-1 target: 74.1%, "
-         "source lost: 78.9% (held-out)", "universal", "Universal patch"),
-        ("Gradients do not single out the patch as the cause of the error", "attribution share inside patch "
-         "≈ its area", "gradients", "Gradients"),
-        ("Patches do not transfer across networks", "no", "models", "Models"),
-        ("Every experiment rerun here, the paper's figure beside ours (EfficientNet-Lite0, reduced scale)",
-         "see each report", "paper", "Paper vs us"),
-    ]
-    for finding, number, path, title in rows:
+    rows = [(page, claim, f"paper: {paper} · ours (EfficientNet-Lite0): {ours}") for page, claim, paper, ours
+            in findings.home_rows()]  # the README's "Paper vs us" figures, from reports/*.json
+    rows.append(("paper", "Every experiment rerun here, the paper's figure beside ours (EfficientNet-Lite0, reduced "
+                          "scale)", "see each report"))
+    for path, finding, number in rows:
         c1, c2, c3 = st.columns([5, 3, 2])
         c1.markdown(finding)
         c2.markdown(f"*{number}*")
-        c3.page_link(PAGE_OBJECTS[path], label=title, icon=PAGES[path][2])
+        c3.page_link(PAGE_OBJECTS[path], label=PAGES[path][1], icon=PAGES[path][2])
     st.subheader("What runs here")
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     st.markdown(

@@ -1,6 +1,6 @@
 """``python -m attack <command>``: the library from the command line. Every command has ``--help`` and ``--json``.
 
-Commands: models, classify, attack, fragility, transfer, universal, saliency, reproduce.
+Commands: models, classify, attack, fragility, transfer, universal, saliency, photos, reproduce, docs.
 Progress bars go to stderr; with ``--json`` stdout holds exactly one JSON object.
 """
 from __future__ import annotations
@@ -407,12 +407,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rcc", default=None, help="folder of .rcc bundles (default /usr/share/gcompris-qt/rcc)")
     p.set_defaults(func=cmd_photos)
 
-    try:
-        from .reproduce import add_parser as add_reproduce
-    except ImportError:
-        add_reproduce = None
-    if add_reproduce is not None:
-        add_reproduce(sub)
+    from .docs import add_parser as add_docs
+    from .reproduce import add_parser as add_reproduce
+
+    add_reproduce(sub)
+    add_docs(sub)
     return ap
 
 

@@ -5,7 +5,7 @@ import torch
 
 from .patch import as_locs, patched_logits
 
-__all__ = ["success", "evaluate_patch"]
+__all__ = ["success", "evaluate_patch", "transplant", "cross_model_eval"]
 
 
 def success(probs: torch.Tensor, target, source) -> dict[str, torch.Tensor]:
@@ -55,3 +55,52 @@ def evaluate_patch(model, images: torch.Tensor, patch: torch.Tensor, locs, targe
     out["clean_pred"] = src.tolist()
     out["kept"] = keep.tolist()
     return out
+
+
+def transplant(patch: torch.Tensor, loc, from_size: int, to_size: int, size: int | None = None,
+               clamp: bool = True) -> tuple[torch.Tensor, tuple[int, int]]:
+    """A patch trained on ``from_size`` images, moved to ``to_size`` images: resized (bilinear, antialiased) to
+    ``size`` px (Default: the same area share) and put at the same fraction of the free range, so a corner patch
+    stays in its corner. On the same size it is returned unchanged. Returns (patch (3,size,size), (top, left))."""
+    import torch.nn.functional as F
+
+    old = patch.shape[-1]
+    size = int(size or max(1, round(old * to_size / from_size)))
+    if size != old:
+        patch = F.interpolate(patch.unsqueeze(0), size=(size, size), mode="bilinear", align_corners=False,
+                              antialias=True)[0]
+        patch = patch.clamp(0, 1) if clamp else patch
+    top = round(int(loc[0]) * (to_size - size) / max(1, from_size - old))
+    left = round(int(loc[1]) * (to_size - size) / max(1, from_size - old))
+    return patch, (top, left)
+
+
+@torch.no_grad()
+def cross_model_eval(model, image: torch.Tensor, patch: torch.Tensor, loc, target: int, *, from_size: int,
+                     domain: str = "image", size: int | None = None, src_model=None) -> dict:
+    """Show a patch trained on another model (at ``from_size``) to ``model``: the one definition of cross-model
+    transfer, used by the Models page and ``reproduce crossmodel``.
+
+    Geometry: :func:`transplant` (same area share unless ``size`` is given, same relative place). A network-domain
+    patch is pasted unchanged when both models normalise alike, otherwise as its [0,1] image (``src_model``'s
+    denormalisation). Args: image (3,H,W) in [0,1], resized (bicubic) to ``model.input_size`` if it is not.
+    Returns: {"clean", "patched": (C,) probabilities, "confident", "argmax", "not_source": bool, "p_target",
+    "size", "loc", "pasted_as"}.
+    Example: >>> cross_model_eval(lite1, img240, res.patch, res.loc, res.target, from_size=224)["confident"]"""
+    same_norm = src_model is not None and (model.spec.mean, model.spec.std) == (src_model.spec.mean,
+                                                                                src_model.spec.std)
+    if domain == "network" and not same_norm:
+        patch = src_model.denormalize(patch.unsqueeze(0))[0].clamp(0, 1) if src_model is not None else patch
+        domain = "image"
+    n = model.input_size
+    patch, loc = transplant(patch, loc, from_size, n, size, clamp=domain == "image")
+    device = next(model.buffers()).device
+    x = image.unsqueeze(0)
+    if x.shape[-2:] != (n, n):  # a photo at another size: resized to the model's input, as the Models page shows it
+        x = torch.nn.functional.interpolate(x, size=(n, n), mode="bicubic", align_corners=False).clamp(0, 1)
+    x = x.to(device)
+    clean = torch.softmax(model(x).float(), 1)[0].cpu()
+    patched = torch.softmax(patched_logits(model, x, patch.to(device), [loc], domain).float(), 1)[0].cpu()
+    c = success(patched.unsqueeze(0), target, int(clean.argmax()))
+    return {"clean": clean, "patched": patched, "p_target": float(patched[target]),
+            **{k: bool(v[0]) for k, v in c.items()}, "size": patch.shape[-1], "loc": loc, "pasted_as": domain}

@@ -309,3 +309,15 @@ def sample_images(collections: tuple[str, ...] | None = None) -> list[SampleImag
     if want is None or "gcompris" in want:
         out += [SampleImage(f"gcompris/{p.stem}", p, "gcompris") for p in _read_index(photos_dir() / "gcompris") or []]
     return out
+
+
+def universal_split(photos: list, n_train: int, n_test: int, generator: torch.Generator | None = None
+                    ) -> tuple[list, list]:
+    """Training and held-out photos of a universal patch: ``photos`` shuffled by ``generator``, the first
+    ``n_train`` to train on and the next ``n_test`` held out. One split for ``python -m attack universal``, the
+    Universal page and ``reproduce universal``/``brown``, so the same seed gives the same photos everywhere.
+    Example: >>> train, test = universal_split(sample_images(("ai-benchmark",)), 50, 50, torch.Generator().manual_seed(0))"""
+    if n_train + n_test > len(photos):
+        raise ValueError(f"only {len(photos)} photos available for {n_train}+{n_test}")
+    order = torch.randperm(len(photos), generator=generator).tolist()
+    return [photos[i] for i in order[:n_train]], [photos[i] for i in order[n_train:n_train + n_test]]

@@ -14,7 +14,6 @@ import sys
 import csv
 import os
 import platform
-import statistics
 import time
 from pathlib import Path
 
@@ -23,6 +22,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as `python bench/x.py`
 
 import attack  # noqa: E402
+from attack import tables  # noqa: E402
 from attack.patch import CORNERS, corner_loc, size_for_area
 
 AREAS = (0.02, 0.035, 0.05, 0.08)
@@ -88,74 +88,18 @@ def run(args) -> None:
               f"{time.time() - t:.0f}s", flush=True)
 
 
+# The readers and summaries live in attack.tables, shared with the app's "Paper vs us" page and `make docs`.
 def read_rows(path: Path = OUT, max_iter: int | None = None) -> list[dict]:
-    """Rows of the CSV (all caps, or one ``max_iter``); a row cut short by a write in progress is skipped."""
-    with Path(path).open(newline="") as f:
-        rows = [r for r in csv.DictReader(f) if None not in r.values() and None not in r]
-    return [r for r in rows if max_iter is None or str(r.get("max_iter")) == str(max_iter)]
+    return tables.read_rows(path, max_iter)
 
 
-def summarise(rows: list[dict]) -> list[dict]:
-    """One dict per measured (optimiser, domain, area, cap) cell, Adam first: the README's area table as data.
-
-    Keys: optimizer, name, domain, area, size, max_iter, configs, successes, within_1000, median_it, min_it, max_it,
-    argmax, not_source. Used by ``--report`` and by the app's "Paper vs us" page (ui/reports.py)."""
-    cells = sorted({(r["optimizer"], r["domain"], float(r["area"]), int(r["max_iter"])) for r in rows},
-                   key=lambda c: (c[0] != "adam", c[1], c[2], c[3]))
-    out = []
-    for opt, dom, area, cap in cells:
-        rs = [r for r in rows if (r["optimizer"], r["domain"], float(r["area"]), int(r["max_iter"]))
-              == (opt, dom, area, cap)]
-        succ = [int(r["steps"]) for r in rs if r["success"] == "1"]
-        out.append(dict(optimizer=opt, domain=dom, area=area, size=int(rs[0]["size"]), max_iter=cap,
-                        name="Adam (default)" if opt == "adam" else ("plain gradient (paper)" if opt == "sgd" else opt),
-                        configs=len(rs), successes=len(succ), within_1000=sum(1 for s in succ if s <= 1000),
-                        median_it=statistics.median(succ) if succ else None, min_it=min(succ, default=None),
-                        max_it=max(succ, default=None), argmax=sum(r["argmax"] == "1" for r in rs),
-                        not_source=sum(r["not_source"] == "1" for r in rs)))
-    return out
-
-
-def compare_optimisers(rows: list[dict]) -> str:
-    """Adam vs plain gradient on the same configs, per seed and pooled, for each (domain, area, cap) that has both:
-    success, median iterations to p >= 0.9 with its quartiles (successes only), and the median of per-config
-    iterations counting a failure as the cap (so a method cannot look fast by failing the hard configs)."""
-    def q(xs):
-        if len(xs) < 2:
-            return f"{xs[0]:.0f}" if xs else "–"
-        a, _, c = statistics.quantiles(xs, n=4)
-        return f"{statistics.median(xs):.0f} ({a:.0f}–{c:.0f})"
-
-    lines = ["| domain | area | cap | seeds | optimiser | p≥0.9 | median it, successes (IQR) | "
-             "median it, failures = cap |", "|---|---|---|---|---|---|---|---|"]
-    groups = sorted({(r["domain"], float(r["area"]), int(r["max_iter"])) for r in rows})
-    for dom, area, cap in groups:
-        rs = [r for r in rows if (r["domain"], float(r["area"]), int(r["max_iter"])) == (dom, area, cap)]
-        if {r["optimizer"] for r in rs} < {"adam", "sgd"}:
-            continue
-        seeds = sorted({int(r["seed"]) for r in rs})
-        for sel in [[s] for s in seeds] + ([seeds] if len(seeds) > 1 else []):
-            for opt in ("adam", "sgd"):
-                o = [r for r in rs if r["optimizer"] == opt and int(r["seed"]) in sel]
-                succ = [int(r["steps"]) for r in o if r["success"] == "1"]
-                capped = [int(r["steps"]) if r["success"] == "1" else cap for r in o]
-                lines.append(f"| {dom} | {area:.0%} | {cap} | {', '.join(map(str, sel))} | "
-                             f"{'Adam' if opt == 'adam' else 'plain gradient'} | {len(succ)}/{len(o)} | {q(succ)} | "
-                             f"{statistics.median(capped):.0f} |" if o else "")
-    return "\n".join(x for x in lines if x)
+summarise = tables.summarise_area
+compare_optimisers = tables.compare_markdown
 
 
 def report(args) -> str:
-    cap = f"{args.max_iter:,}" if args.max_iter else "cap"
-    lines = [f"| optimiser | domain | area | patch (px on 224) | configs | p≥0.9 within {cap} it | within 1,000 it "
-             "| median it (successes) | argmax target | source removed |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
-    for c in summarise(read_rows(OUT, args.max_iter)):
-        n = c["configs"]
-        med = f"{c['median_it']:.0f} ({c['min_it']}–{c['max_it']})" if c["successes"] else "–"
-        lines.append(f"| {c['name']} | {c['domain']} | {c['area']:.1%} | {c['size']} | {n} | {c['successes']}/{n} "
-                     f"| {c['within_1000']}/{n} | {med} | {c['argmax']}/{n} | {c['not_source']}/{n} |")
-    return "\n".join(lines) + "\n\n" + compare_optimisers(read_rows(OUT, args.max_iter))
+    rows = read_rows(OUT, args.max_iter)
+    return tables.area_markdown(rows, args.max_iter) + "\n\n" + tables.compare_markdown(rows)
 
 
 def main():

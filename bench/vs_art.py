@@ -32,10 +32,8 @@ from __future__ import annotations
 
 import argparse
 import csv
-import math
 import os
 import platform
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -46,6 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as `python bench/x.py`
 
 import attack  # noqa: E402
+from attack import tables  # noqa: E402
 from attack.patch import corner_loc, patched_logits  # noqa: E402
 from attack.train import default_lr, default_patch_size  # noqa: E402
 from bench.area_table import draw_configs  # noqa: E402
@@ -184,91 +183,12 @@ def run(args) -> None:
                       f"p={r['p_target']:.3f}", flush=True)
 
 
-# ---------------------------------------------------------------- the report
-def _rows(path: Path, max_iter: int | None) -> list[dict]:
-    with path.open(newline="") as f:
-        rows = [r for r in csv.DictReader(f) if None not in r.values()]
-    return [r for r in rows if max_iter is None or int(r["max_iter"]) == max_iter]
-
-
-def _med(xs) -> float | None:
-    xs = [x for x in xs if x is not None and not math.isnan(x)]
-    return statistics.median(xs) if xs else None
-
-
-def _fmt(v, digits: int = 0, unit: str = "") -> str:
-    return "–" if v is None else f"{v:.{digits}f}{unit}"
-
-
-def summarise(rows: list[dict], budgets: list[float]) -> list[dict]:
-    """One dict per (method, lr, max_iter, size): counts, success within the cap and within each budget (s),
-    medians over successful configs, and seconds per iteration over all iterations run."""
-    groups = sorted({(r["method"], float(r["lr"]), int(r["max_iter"]), int(r["size"])) for r in rows},
-                    key=lambda g: (METHODS.index(g[0]) if g[0] in METHODS else 9, g[1], g[2], g[3]))
-    out = []
-    for method, lr, cap, size in groups:
-        rs = [r for r in rows if (r["method"], float(r["lr"]), int(r["max_iter"]), int(r["size"]))
-              == (method, lr, cap, size)]
-        ok = [r for r in rs if r["success"] == "1"]
-        its = sum(int(r["iterations"]) for r in rs)
-        out.append({"method": method, "lr": lr, "max_iter": cap, "size": size, "n": len(rs), "ok": len(ok),
-                    "within": {b: sum(float(r["seconds"]) <= b for r in ok) for b in budgets},
-                    "median_it": _med([float(r["iterations"]) for r in ok]),
-                    "median_s": _med([float(r["seconds"]) for r in ok]),
-                    "s_per_it": sum(float(r["seconds"]) for r in rs) / its if its else None,
-                    "median_p": _med([float(r["p_target"]) for r in rs]),
-                    "seeds": sorted({int(r["seed"]) for r in rs}), "rows": rs})
-    return out
-
-
-def paired(a: dict, b: dict) -> dict:
-    """Per-config ratios a/b on the configs both solved (matched by seed and config)."""
-    bi = {(r["seed"], r["config"]): r for r in b["rows"] if r["success"] == "1"}
-    pairs = [(r, bi[(r["seed"], r["config"])]) for r in a["rows"] if r["success"] == "1"
-             and (r["seed"], r["config"]) in bi]
-    return {"n": len(pairs),
-            "it": _med([int(x["iterations"]) / max(1, int(y["iterations"])) for x, y in pairs]),
-            "s": _med([float(x["seconds"]) / max(1e-9, float(y["seconds"])) for x, y in pairs])}
-
-
+# ---------------------------------------------------------------- the report (attack.tables, shared with `make docs`)
 def report(args) -> str:
-    rows = _rows(args.out, args.max_iter)
+    rows = tables.read_rows(args.out, args.max_iter)
     if not rows:
         return f"no rows in {args.out}" + (f" with --max-iter {args.max_iter}" if args.max_iter else "")
-    budgets = args.budgets
-    cells = summarise(rows, budgets)
-    head = ("| method | lr | cap (it) | patch px | configs (seeds) | p≥0.9 within cap | "
-            + " | ".join(f"within {b:g} s" for b in budgets)
-            + " | median it (successes) | median s (successes) | s / iteration | median final p(target) |")
-    lines = [head, "|" + "---|" * (10 + len(budgets))]
-    for c in cells:
-        n = c["n"]
-        lines.append(f"| {c['method']} | {c['lr']:g} | {c['max_iter']} | {c['size']} | {n} "
-                     f"({', '.join(map(str, c['seeds']))}) | {c['ok']}/{n} | "
-                     + " | ".join(f"{c['within'][b]}/{n}" for b in budgets)
-                     + f" | {_fmt(c['median_it'])} | {_fmt(c['median_s'], 1)} | {_fmt(c['s_per_it'], 3)} "
-                     f"| {_fmt(c['median_p'], 3)} |")
-    arts = [c for c in cells if c["method"] == "art-image" and abs(c["lr"] - args.art_lr) < 1e-12]
-    out = ["\n".join(lines)]
-    for art_c in arts:
-        ratio = ["", f"Ours / ART (ART lr {art_c['lr']:g}, cap {art_c['max_iter']}; < 1 means ours is faster):", "",
-                 "| ours | median it ratio (medians) | median s ratio (medians) | s/it ratio | "
-                 "paired median it ratio | paired median s ratio | configs both solved |", "|---|---|---|---|---|---|---|"]
-        for c in cells:
-            if not c["method"].startswith("ours") or (c["max_iter"], c["size"]) != (art_c["max_iter"], art_c["size"]):
-                continue
-            pr = paired(c, art_c)
-
-            def r(a, b):
-                return "–" if a is None or not b else f"{a / b:.2f}×"
-            ratio.append(f"| {c['method']} | {r(c['median_it'], art_c['median_it'])} | "
-                         f"{r(c['median_s'], art_c['median_s'])} | {r(c['s_per_it'], art_c['s_per_it'])} | "
-                         f"{_fmt(pr['it'], 2, '×')} | {_fmt(pr['s'], 2, '×')} | {pr['n']} |")
-        if len(ratio) > 5:  # at least one of ours beside this ART group
-            out.append("\n".join(ratio))
-    machines = sorted({r["machine"] for r in rows})
-    out.append("\nMachine(s): " + "; ".join(machines))
-    return "\n".join(out)
+    return tables.vs_art_markdown(rows, args.budgets, args.art_lr)
 
 
 def main(argv=None) -> None:

@@ -6,15 +6,10 @@ import streamlit as st
 import attack
 from ui import boot, cache, charts, widgets
 
-boot.ensure_app()
-st.title("🫨 Fragility")
-st.markdown(
+model, res, image = boot.patch_page("🫨 Fragility", (
     "A LaVAN patch is trained for one exact place. Here the current patch is pasted at every shift of up to "
     "±k pixels from that place and the image is classified again. The paper found that **moving the patch by "
-    "a single pixel is often enough to undo the attack** — the centre cell is red, its neighbours are not.")
-
-model = widgets.current_model()
-res, image = widgets.require_patch(model, "frag")
+    "a single pixel is often enough to undo the attack** — the centre cell is red, its neighbours are not."), "frag")
 
 
 @st.cache_data(show_spinner="Classifying every shift…", max_entries=32)

@@ -7,15 +7,10 @@ import torch
 import attack
 from ui import boot, cache, charts, widgets
 
-boot.ensure_app()
-st.title("🧩 Transfer")
-st.markdown(
+model, res, image = boot.patch_page("🧩 Transfer", (
     "Paste the current patch on *other* photos at the same place. Alone it rarely works; the paper found it "
     "needs a border of its **own source photo of about 25% of the image side on each side** before it carries "
-    "over. The slider sets the border; the chart sweeps 0–50%.")
-
-model = widgets.current_model()
-res, image = widgets.require_patch(model, "transfer")
+    "over. The slider sets the border; the chart sweeps 0–50%."), "transfer")
 
 names = [s[0] for s in cache.samples() if s[0].startswith("ai-benchmark/")] or [s[0] for s in cache.samples()]
 paths = {s[0]: s[1] for s in cache.samples()}

@@ -9,19 +9,19 @@ import streamlit as st
 import torch
 
 import attack
+from attack import findings
 from ui import boot, cache, charts, jobs, widgets
 
 PAGE, JOB = "universal", "universal"
-PAPER = {"confident": 28.3, "argmax": 74.1, "not_source": 78.9}  # held-out, Inception v3, 42x42 image domain
+PAPER = {k: round(100 * findings.PAPER["universal"][k], 1) for k in ("confident", "argmax", "not_source")}  # held-out, Inception v3
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 
-boot.ensure_app()
-st.title("🌐 Universal patch")
-st.markdown(
+boot.header("🌐 Universal patch", (
     "Instead of one photo and one place, train **one patch over many photos at random places**; training stops "
     "once it has fooled the network on 30 draws in a row (the paper's rule). On held-out photos the paper got "
-    "p(target) ≥ 0.9 on **28.3%**, the target as top-1 on **74.1%** and the source class lost on **78.9%**. "
-    "Then drag the patch over any photo and watch the prediction change.")
+    f"p(target) ≥ 0.9 on **{PAPER['confident']}%**, the target as top-1 on **{PAPER['argmax']}%** and the source "
+    f"class lost on **{PAPER['not_source']}%**. "
+    "Then drag the patch over any photo and watch the prediction change."))
 
 model = widgets.current_model()
 
@@ -39,10 +39,12 @@ def _asset_patches(model_name: str, input_size: int) -> dict[str, attack.PatchRe
 
 
 def _split(n_train: int, n_test: int, seed: int) -> tuple[list[str], list[str]]:
-    """The same photo split as ``python -m attack universal`` (ai-benchmark photos, shuffled by the seed)."""
-    photos = [s for s in cache.samples() if s[2] == "ai-benchmark"]
-    order = torch.randperm(len(photos), generator=torch.Generator().manual_seed(seed)).tolist()
-    return ([photos[i][1] for i in order[:n_train]], [photos[i][1] for i in order[n_train:n_train + n_test]])
+    """The same photo split as ``python -m attack universal`` (:func:`attack.images.universal_split` of the
+    ai-benchmark photos, shuffled by the seed)."""
+    photos = [s[1] for s in cache.samples() if s[2] == "ai-benchmark"]
+    n_train = min(n_train, len(photos))
+    return attack.images.universal_split(photos, n_train, min(n_test, len(photos) - n_train),
+                                         torch.Generator().manual_seed(seed))
 
 
 def _stack(paths: list[str]) -> torch.Tensor:

@@ -8,16 +8,11 @@ import torch
 import attack
 from ui import boot, cache, charts, widgets
 
-boot.ensure_app()
-st.title("🔥 Gradients")
-st.markdown(
+model, res, image = boot.patch_page("🔥 Gradients", (
     "Attribution maps show which pixels a class score depends on. If the network *localised* the patch as the "
     "cause of its mistake, the maps of the patched image would pile up inside the square. The table compares "
     "the **share of attribution mass inside the patch** with the **patch's share of the area** for the target "
-    "and the source class, on the clean and the patched image (paper §5).")
-
-model = widgets.current_model()
-res, image = widgets.require_patch(model, "grad")
+    "and the source class, on the clean and the patched image (paper §5)."), "grad")
 
 methods = st.multiselect("Methods", list(attack.ATTRIBUTION_METHODS), default=["saliency", "grad_cam"],
                          key="grad_methods",

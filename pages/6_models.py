@@ -8,16 +8,12 @@ import torch
 import attack
 from ui import boot, cache, charts, widgets
 
-boot.ensure_app()
-st.title("🏛️ Models")
-st.markdown(
+model, res, image = boot.patch_page("🏛️ Models", (
     "The current patch is pasted at the same relative place on the same photo and shown to each network. "
     "The paper found that a patch trained on one network does **not** fool another. Each photo is resized to "
-    "the network's own input size; the patch keeps its pixels (network-domain patches are pasted unchanged "
-    "when both networks normalise alike, otherwise as a clipped image).")
-
-model = widgets.current_model()
-res, image = widgets.require_patch(model, "models")
+    "the network's own input size and the patch to the same share of its area (`attack.evaluate."
+    "cross_model_eval`, the same definition as `python -m attack reproduce crossmodel`); network-domain patches "
+    "are pasted unchanged when both networks normalise alike, otherwise as a clipped image."), "models")
 
 # Only the server's operator names a weights file ($LAVAN_INCEPTION_WEIGHTS): a path typed by a visitor would let
 # anyone make the server open any file (/dev/zero, other users' files).
@@ -31,26 +27,11 @@ src_name = st.session_state.get("image_src", {}).get("name", "")
 
 
 @st.cache_data(show_spinner="Running every model…", max_entries=32)
-def _run(model_name: str, weights: str | None, src_model: str, patch_key: str, _patch, domain: str, loc_frac: tuple,
-         target: int, image_key: str, _image_full: torch.Tensor) -> dict:
-    m = cache.get_model(model_name, weights)
+def _run(model_name: str, weights: str | None, src_model: str, patch_key: str, _patch, domain: str, loc: tuple,
+         from_size: int, target: int, image_key: str, _image_full: torch.Tensor) -> dict:
     src = cache.get_model(src_model) if src_model != "inception-v3" else None
-    n = m.input_size
-    img = torch.nn.functional.interpolate(_image_full.unsqueeze(0), size=(n, n), mode="bicubic",
-                                          align_corners=False).clamp(0, 1)[0]
-    size = min(_patch.shape[-1], n)
-    patch = _patch[:, :size, :size]
-    loc = (min(round(loc_frac[0] * n), n - size), min(round(loc_frac[1] * n), n - size))
-    same_norm = src is not None and m.spec.mean == src.spec.mean and m.spec.std == src.spec.std
-    if domain == "network" and not same_norm:
-        patch, pdomain = (src.denormalize(patch.unsqueeze(0))[0].clamp(0, 1) if src is not None else patch), "image"
-    else:
-        pdomain = domain
-    with torch.no_grad():
-        clean = attack.predict(m, img)[0]
-        patched = torch.softmax(attack.patch.patched_logits(m, img.to(m.device), patch.to(m.device), loc,
-                                                            pdomain).float(), 1)[0].cpu()
-    return {"clean": clean, "patched": patched, "pasted_as": pdomain, "loc": loc, "size": size}
+    return attack.evaluate.cross_model_eval(cache.get_model(model_name, weights), _image_full, _patch, loc, target,
+                                            from_size=from_size, domain=domain, src_model=src)
 
 
 rows = []
@@ -58,9 +39,8 @@ errors = []
 for name in names:
     try:
         out = _run(name, weights.strip() if name == "inception-v3" else None, res.model_name,
-                   attack.image_hash(res.patch), res.patch, res.domain,
-                   (res.loc[0] / res.input_size, res.loc[1] / res.input_size), res.target, attack.image_hash(image),
-                   image)
+                   attack.image_hash(res.patch), res.patch, res.domain, tuple(res.loc), res.input_size, res.target,
+                   attack.image_hash(image), image)
     except (ValueError, OSError) as exc:  # attack.models.ModelError is a ValueError: a bad weights file
         errors.append(f"{name}: {exc}")
         continue

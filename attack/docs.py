@@ -1,0 +1,262 @@
+"""``python -m attack docs`` (``make docs``): every figure in the Markdown comes from committed data, by code.
+
+A generated block in README.md or docs/BENCHMARKS.md is a marker pair with the text between them::
+
+    <!-- BEGIN gen:NAME -->
+    …whatever BLOCKS["NAME"]() returns…
+    <!-- END gen:NAME -->
+
+``python -m attack docs`` rewrites every such block from the data (``bench/results/*``, ``reports/*.json|csv``)
+and re-renders each ``reports/<name>.md`` from its report (:mod:`attack.reproduce.report`); text outside the
+markers is left alone. Running it twice changes nothing. ``python -m attack docs --check`` changes nothing and
+exits 1 naming each document that differs from what its data gives; ``tests/test_docs.py`` runs the same check in
+``make test``, so drift cannot land.
+
+To add a block (e.g. an ablation table):
+  1. write ``def _ablation() -> str`` below that reads its committed raw file and returns Markdown, decorated with
+     ``@block("ablation")`` (put the reader/summary in :mod:`attack.tables` if a bench script or the app shows it too);
+  2. put ``<!-- BEGIN gen:ablation -->`` and ``<!-- END gen:ablation -->`` where it goes in README.md or
+     docs/BENCHMARKS.md (the same block may stand in several files), and run ``make docs``.
+A marker whose NAME has no function is an error, so a typo cannot silently leave stale text.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import statistics
+import sys
+from pathlib import Path
+from typing import Callable
+
+from . import findings, tables
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCUMENTS = ("README.md", "docs/BENCHMARKS.md")
+RESULTS = Path("bench/results")
+BLOCKS: dict[str, Callable[[Path], str]] = {}
+_BLOCK = re.compile(r"(<!-- BEGIN gen:([\w-]+) -->\n)(.*?)(<!-- END gen:\2 -->)", re.S)
+
+
+def block(name: str):
+    """Register ``fn(root) -> markdown`` as the generator of the blocks called ``name``."""
+    def deco(fn):
+        BLOCKS[name] = fn
+        return fn
+    return deco
+
+
+# ---------------------------------------------------------------- the blocks
+@block("input-size")
+def _input_size(root: Path) -> str:
+    return "\n".join(tables.printed_table(root / RESULTS / "input_size.txt")[1])
+
+
+@block("speed-cpu")
+def _speed_cpu(root: Path) -> str:
+    return "\n".join(tables.printed_table(root / RESULTS / "speed.txt")[1])
+
+
+@block("speed-h200")
+def _speed_h200(root: Path) -> str:
+    return "\n".join(tables.printed_table(root / RESULTS / "speed_h200.txt")[1])
+
+
+@block("area-table")
+def _area_table(root: Path) -> str:
+    return tables.area_markdown(tables.read_rows(root / RESULTS / "area_table.csv", 2000), 2000)
+
+
+def _cell(cells: list[dict], opt: str, dom: str, area: float) -> dict:
+    return next(c for c in cells if (c["optimizer"], c["domain"], c["area"]) == (opt, dom, area))
+
+
+@block("area-reading")
+def _area_reading(root: Path) -> str:
+    """The README's reading of the area table: the default area and Adam vs plain gradient."""
+    cells = tables.summarise_area(tables.read_rows(root / RESULTS / "area_table.csv", 2000))
+    c = {(x["optimizer"], x["domain"], x["area"]): x for x in cells}
+    areas = sorted({x["area"] for x in cells})
+    ok = [a for a in areas if all(c[("adam", d, a)]["within_1000"] >= 0.8 * c[("adam", d, a)]["configs"]
+                                  for d in ("image", "network"))]
+    default = ok[0] if ok else None
+
+    def frac(o, d, a, key="within_1000"):
+        x = c[(o, d, a)]
+        return f"{x[key]}/{x['configs']}"
+    top = max(areas)
+    below = [a for a in areas if a < default][-1] if default and any(a < default for a in areas) else None
+    lines = []
+    if default is not None:
+        lines.append(f"**Default patch: {default:.0%} of the image ({c[('adam', 'image', default)]['size']}×"
+                     f"{c[('adam', 'image', default)]['size']} on 224)**, the smallest measured area at which ≥ 80% of "
+                     f"configs reach p ≥ 0.9 within 1,000 iterations with Adam ({frac('adam', 'image', default)} "
+                     f"image, {frac('adam', 'network', default)} network)."
+                     + (f" {below:.0%} reached {frac('adam', 'image', below)} (image) and "
+                        f"{frac('adam', 'network', below)} (network), so it does not qualify" if below else "")
+                     + " (`attack/train.py: DEFAULT_AREA`).")
+    small = min(areas)
+    none = all(c[(o, d, small)]["successes"] == 0 for o in ("adam", "sgd") for d in ("image", "network")
+               if (o, d, small) in c)
+    lines.append(f"The paper's 2% patch is one option away; at {small:.0%} "
+                 + ("no config of either optimiser" if none else "few configs")
+                 + " reached p ≥ 0.9 within 2,000 iterations on EfficientNet-Lite0 (the paper: 79% on Inception v3 "
+                   "within 10,000).")
+    lines.append("")
+    med = {k: c[k]["median_it"] for k in c}
+    lines.append(f"Adam against the paper's plain gradient steps, same configs: at {top:.0%} Adam reaches "
+                 f"{frac('adam', 'image', top)} (image) and {frac('adam', 'network', top)} (network) within 1,000 "
+                 f"iterations, plain gradient {frac('sgd', 'image', top)} and {frac('sgd', 'network', top)}, with "
+                 f"medians {med[('adam', 'image', top)]:.0f} vs {med[('sgd', 'image', top)]:.0f} (image) and "
+                 f"{med[('adam', 'network', top)]:.0f} vs {med[('sgd', 'network', top)]:.0f} (network).")
+    mid = sorted(a for a in areas if a < top)[-1] if len(areas) > 1 else top
+    spread = sorted({c[(o, d, mid)]["successes"] for o in ("adam", "sgd") for d in ("image", "network")})
+    fewer = [k for k in c if k[0] == "sgd" and c[k]["successes"] > c[("adam", k[1], k[2])]["successes"]]
+    lower = [a for a in (mid, top) if all((med[("adam", d, a)] or 1e9) < (med[("sgd", d, a)] or 1e9)
+                                          for d in ("image", "network"))]
+    lines[-1] += (f" At {mid:.0%} both reach {spread[0]}–{spread[-1]}/10 within 2,000 iterations. "
+                  + ("So Adam is the default: no cell has fewer successes with it"
+                     if not fewer else "Adam is the default, though some cells have fewer successes with it")
+                  + (f", and its medians are lower at {' and '.join(f'{a:.0%}' for a in lower)}." if lower else "."))
+    pooled = [x for x in tables.compare_optimisers(tables.read_rows(root / RESULTS / "area_table.csv", 1000))
+              if len(x["seeds"]) > 1]
+    if pooled:
+        a = next(x for x in pooled if x["optimizer"] == "adam")
+        s = next(x for x in pooled if x["optimizer"] == "sgd")
+        lines.append(f"Over {a['configs']} further configs (seeds {' and '.join(map(str, a['seeds']))}, "
+                     f"{a['domain']} domain, {a['area']:.0%}, cap {a['max_iter']:,}) Adam reached p ≥ 0.9 on "
+                     f"{a['successes']}/{a['configs']} and plain gradient on {s['successes']}/{s['configs']}, with "
+                     f"medians of {statistics.median(a['its']):.0f} and {statistics.median(s['its']):.0f} iterations "
+                     "over their successes (`docs/BENCHMARKS.md`).")
+    return "\n".join(lines)
+
+
+@block("compare-optimisers")
+def _compare(root: Path) -> str:
+    return tables.compare_markdown(tables.read_rows(root / RESULTS / "area_table.csv", 1000))
+
+
+VS_ART = dict(max_iter=500, budgets=[30, 60, 120], art_lr=0.03)
+
+
+@block("vs-art")
+def _vs_art(root: Path) -> str:
+    rows = tables.read_rows(root / RESULTS / "vs_art.csv", VS_ART["max_iter"])
+    return tables.vs_art_markdown(rows, VS_ART["budgets"], VS_ART["art_lr"])
+
+
+@block("vs-art-reading")
+def _vs_art_reading(root: Path) -> str:
+    rows = tables.read_rows(root / RESULTS / "vs_art.csv", VS_ART["max_iter"])
+    cells = {(c["method"], c["lr"]): c for c in tables.summarise_vs_art(rows, [60])}
+    art, img, net = cells[("art-image", VS_ART["art_lr"])], cells[("ours-image", 0.3)], cells[("ours-network", 0.05)]
+    pr = tables.paired(img, art)
+    return (f"Against ART 1.20.1's `AdversarialPatchPyTorch` on the same {art['n']} problems (same model, photos, "
+            f"targets, corners and {art['size']}×{art['size']} patch; cap {art['max_iter']}): within 60 s per config "
+            f"ours reached p ≥ 0.9 on {img['within'][60]}/{img['n']} (image domain, ART's setting) and "
+            f"{net['within'][60]}/{net['n']} (network domain), ART on {art['within'][60]}/{art['n']}; on the "
+            f"{pr['n']} configs both solved ours took {pr['s']:.2f}× ART's time (`bench/vs_art.py`).")
+
+
+@block("tune-lr")
+def _tune_lr(root: Path) -> str:
+    from .train import default_lr
+
+    cells = tables.summarise_tune_lr(tables.read_rows(root / RESULTS / "tune_lr.csv"))
+
+    def one(c):
+        return f"{c['lr']:g} → {c['successes']}/{c['configs']}" + (
+            f" (median {c['median_it']:g} it)" if c["median_it"] is not None else "")
+    parts = []
+    for dom, label in (("network", "Network domain"), ("image", "Image domain (sigmoid parameters)")):
+        cs = [c for c in cells if c["domain"] == dom and c["optimizer"] == "adam"]
+        if not cs:
+            continue
+        lr = default_lr("adam", dom)
+        probed = {c["lr"] for c in cs}
+        best = max(c["successes"] for c in cs)
+        tops = sorted(c["lr"] for c in cs if c["successes"] == best)
+        parts.append(f"{label}, Adam, {cs[0]['configs']} corner configs at {cs[0]['area']:.2%} area: "
+                     + ", ".join(one(c) for c in cs) + ". Default "
+                     + (f"{lr:g} (probed)." if lr in probed else
+                        f"{lr:g}: not itself probed; it lies between the best probed rates "
+                        f"{' and '.join(f'{t:g}' for t in tops)}." if tops[0] < lr < tops[-1] else
+                        f"{lr:g}: not itself probed."))
+    return " ".join(parts) + " Raw rows: `bench/results/tune_lr.csv`."
+
+
+@block("single-paper-geometry")
+def _single_paper_geometry(root: Path) -> str:
+    s = findings.load("single", root / "reports")
+    d = (s or {}).get("by_variant", {}).get("paper-network")
+    if not d:
+        return "The `single` experiment has not been run yet (`python -m attack reproduce single`)."
+    ok = round(d["success_0_9"] * d["configs"])
+    return (f"at 299 our `single` experiment's 42×42 paper patch (network domain) reached p ≥ 0.9 on {ok}/"
+            f"{d['configs']} configs within its cap of {d['iteration_cap']:,} iterations (`reports/single.md`).")
+
+
+@block("paper-vs-us")
+def _paper_vs_us(root: Path) -> str:
+    return findings.findings_markdown(root / "reports")
+
+
+# ---------------------------------------------------------------- the machinery
+def render(text: str, root: Path = ROOT, where: str = "") -> str:
+    """``text`` with every generated block rewritten from the data under ``root``."""
+    def sub(m: re.Match) -> str:
+        name = m.group(2)
+        if name not in BLOCKS:
+            raise KeyError(f"{where}: no generator for block gen:{name} (known: {', '.join(sorted(BLOCKS))})")
+        return m.group(1) + BLOCKS[name](root).rstrip("\n") + "\n" + m.group(4)
+    return _BLOCK.sub(sub, text)
+
+
+def generated(root: Path = ROOT) -> dict[Path, str]:
+    """Every generated document under ``root`` -> the text its data gives."""
+    from .reproduce.report import render_markdown
+
+    out = {}
+    for rel in DOCUMENTS:
+        path = root / rel
+        if path.is_file():
+            out[path] = render(path.read_text(), root, rel)
+    for js in sorted((root / "reports").glob("*.json")):
+        out[js.with_suffix(".md")] = render_markdown(json.loads(js.read_text()))
+    return out
+
+
+def stale(root: Path = ROOT) -> list[Path]:
+    """Documents whose committed text differs from what their data gives."""
+    return [p for p, text in generated(root).items() if not p.is_file() or p.read_text() != text]
+
+
+def write(root: Path = ROOT) -> list[Path]:
+    """Rewrite every stale document; returns the ones changed (none on a second run)."""
+    changed = stale(root)
+    texts = generated(root)
+    for p in changed:
+        p.write_text(texts[p])
+    return changed
+
+
+def cmd_docs(args) -> int:
+    root = Path(args.root)
+    if args.check:
+        bad = stale(root)
+        for p in bad:
+            print(f"stale: {p.relative_to(root)} (run `make docs`)", file=sys.stderr)
+        return 1 if bad else 0
+    for p in write(root):
+        print(f"rewrote {p.relative_to(root)}")
+    return 0
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("docs", help="rewrite the generated blocks of README.md, docs/BENCHMARKS.md and "
+                              "reports/*.md from the committed data", description=__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--check", action="store_true", help="change nothing; exit 1 if a document is stale")
+    p.add_argument("--root", default=str(ROOT), help="the checkout (default: this one)")
+    p.set_defaults(func=cmd_docs)
+    return p

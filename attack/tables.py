@@ -1,0 +1,211 @@
+"""Readers and summaries of the committed benchmark results (``bench/results/``), as data and as Markdown.
+
+The bench scripts write the rows; this module is the one place that turns them into the tables that README.md,
+docs/BENCHMARKS.md (:mod:`attack.docs`), the app's "Paper vs us" page (``ui/reports.py``) and the scripts' own
+``--report`` show. Pure functions of rows: no torch, no model, no streamlit.
+
+Example: >>> cells = summarise_area(read_rows("bench/results/area_table.csv", max_iter=2000))
+"""
+from __future__ import annotations
+
+import csv
+import math
+import statistics
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+OPTIMIZER_NAMES = {"adam": "Adam (default)", "sgd": "plain gradient (paper)"}
+VS_ART_METHODS = ("art-image", "ours-image", "ours-network")
+
+
+def read_rows(path: str | Path, max_iter: int | None = None) -> list[dict]:
+    """Complete rows of a results CSV (all caps, or one ``max_iter``); none when the file is missing; a row cut
+    short by a write in progress is skipped."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    with path.open(newline="") as f:
+        rows = [r for r in csv.DictReader(f) if None not in r.values() and None not in r]
+    return [r for r in rows if max_iter is None or str(r.get("max_iter")) == str(max_iter)]
+
+
+def _median(xs) -> float | None:
+    xs = [x for x in xs if x is not None and not math.isnan(x)]
+    return statistics.median(xs) if xs else None
+
+
+def _fmt(v, digits: int = 0, unit: str = "") -> str:
+    return "–" if v is None else f"{v:.{digits}f}{unit}"
+
+
+# ---------------------------------------------------------------- bench/area_table.py
+def summarise_area(rows: list[dict]) -> list[dict]:
+    """One dict per measured (optimiser, domain, area, cap) cell, Adam first: the area table as data.
+
+    Keys: optimizer, name, domain, area, size, max_iter, configs, successes, within_1000, median_it, min_it, max_it,
+    argmax, not_source."""
+    cells = sorted({(r["optimizer"], r["domain"], float(r["area"]), int(r["max_iter"])) for r in rows},
+                   key=lambda c: (c[0] != "adam", c[1], c[2], c[3]))
+    out = []
+    for opt, dom, area, cap in cells:
+        rs = [r for r in rows if (r["optimizer"], r["domain"], float(r["area"]), int(r["max_iter"]))
+              == (opt, dom, area, cap)]
+        succ = [int(r["steps"]) for r in rs if r["success"] == "1"]
+        out.append(dict(optimizer=opt, domain=dom, area=area, size=int(rs[0]["size"]), max_iter=cap,
+                        name=OPTIMIZER_NAMES.get(opt, opt), configs=len(rs), successes=len(succ),
+                        within_1000=sum(1 for s in succ if s <= 1000),
+                        median_it=statistics.median(succ) if succ else None, min_it=min(succ, default=None),
+                        max_it=max(succ, default=None), argmax=sum(r["argmax"] == "1" for r in rs),
+                        not_source=sum(r["not_source"] == "1" for r in rs)))
+    return out
+
+
+def area_markdown(rows: list[dict], max_iter: int | None = None) -> str:
+    """The area table (one line per cell of :func:`summarise_area`)."""
+    cap = f"{max_iter:,}" if max_iter else "cap"
+    lines = [f"| optimiser | domain | area | patch (px on 224) | configs | p≥0.9 within {cap} it | within 1,000 it "
+             "| median it (successes) | argmax target | source removed |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for c in summarise_area(rows):
+        n = c["configs"]
+        med = f"{c['median_it']:.0f} ({c['min_it']}–{c['max_it']})" if c["successes"] else "–"
+        lines.append(f"| {c['name']} | {c['domain']} | {c['area']:.1%} | {c['size']} | {n} | {c['successes']}/{n} "
+                     f"| {c['within_1000']}/{n} | {med} | {c['argmax']}/{n} | {c['not_source']}/{n} |")
+    return "\n".join(lines)
+
+
+def compare_optimisers(rows: list[dict]) -> list[dict]:
+    """Adam vs plain gradient on the same configs, per seed and pooled, for each (domain, area, cap) that has both:
+    successes, the median iterations to p >= 0.9 with quartiles (successes only), and the median of per-config
+    iterations counting a failure as the cap (so a method cannot look fast by failing the hard configs)."""
+    out = []
+    for dom, area, cap in sorted({(r["domain"], float(r["area"]), int(r["max_iter"])) for r in rows}):
+        rs = [r for r in rows if (r["domain"], float(r["area"]), int(r["max_iter"])) == (dom, area, cap)]
+        if {r["optimizer"] for r in rs} < {"adam", "sgd"}:
+            continue
+        seeds = sorted({int(r["seed"]) for r in rs})
+        for sel in [[s] for s in seeds] + ([seeds] if len(seeds) > 1 else []):
+            for opt in ("adam", "sgd"):
+                o = [r for r in rs if r["optimizer"] == opt and int(r["seed"]) in sel]
+                if not o:
+                    continue
+                succ = [int(r["steps"]) for r in o if r["success"] == "1"]
+                out.append(dict(domain=dom, area=area, max_iter=cap, seeds=sel, optimizer=opt, configs=len(o),
+                                successes=len(succ), its=succ,
+                                median_capped=statistics.median(int(r["steps"]) if r["success"] == "1" else cap
+                                                                for r in o)))
+    return out
+
+
+def _median_iqr(xs: list[int]) -> str:
+    if len(xs) < 2:
+        return f"{xs[0]:.0f}" if xs else "–"
+    a, _, c = statistics.quantiles(xs, n=4)
+    return f"{statistics.median(xs):.0f} ({a:.0f}–{c:.0f})"
+
+
+def compare_markdown(rows: list[dict]) -> str:
+    lines = ["| domain | area | cap | seeds | optimiser | p≥0.9 | median it, successes (IQR) | "
+             "median it, failures = cap |", "|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {c['domain']} | {c['area']:.0%} | {c['max_iter']} | {', '.join(map(str, c['seeds']))} | "
+              f"{'Adam' if c['optimizer'] == 'adam' else 'plain gradient'} | {c['successes']}/{c['configs']} | "
+              f"{_median_iqr(c['its'])} | {c['median_capped']:.0f} |" for c in compare_optimisers(rows)]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- bench/vs_art.py
+def summarise_vs_art(rows: list[dict], budgets: list[float]) -> list[dict]:
+    """One dict per (method, lr, max_iter, size): counts, success within the cap and within each budget (s),
+    medians over successful configs, and seconds per iteration over all iterations run."""
+    groups = sorted({(r["method"], float(r["lr"]), int(r["max_iter"]), int(r["size"])) for r in rows},
+                    key=lambda g: (VS_ART_METHODS.index(g[0]) if g[0] in VS_ART_METHODS else 9, g[1], g[2], g[3]))
+    out = []
+    for method, lr, cap, size in groups:
+        rs = [r for r in rows if (r["method"], float(r["lr"]), int(r["max_iter"]), int(r["size"]))
+              == (method, lr, cap, size)]
+        ok = [r for r in rs if r["success"] == "1"]
+        its = sum(int(r["iterations"]) for r in rs)
+        out.append({"method": method, "lr": lr, "max_iter": cap, "size": size, "n": len(rs), "ok": len(ok),
+                    "within": {b: sum(float(r["seconds"]) <= b for r in ok) for b in budgets},
+                    "median_it": _median([float(r["iterations"]) for r in ok]),
+                    "median_s": _median([float(r["seconds"]) for r in ok]),
+                    "s_per_it": sum(float(r["seconds"]) for r in rs) / its if its else None,
+                    "median_p": _median([float(r["p_target"]) for r in rs]),
+                    "seeds": sorted({int(r["seed"]) for r in rs}), "rows": rs})
+    return out
+
+
+def paired(a: dict, b: dict) -> dict:
+    """Per-config ratios a/b on the configs both solved (matched by seed and config)."""
+    bi = {(r["seed"], r["config"]): r for r in b["rows"] if r["success"] == "1"}
+    pairs = [(r, bi[(r["seed"], r["config"])]) for r in a["rows"] if r["success"] == "1"
+             and (r["seed"], r["config"]) in bi]
+    return {"n": len(pairs),
+            "it": _median([int(x["iterations"]) / max(1, int(y["iterations"])) for x, y in pairs]),
+            "s": _median([float(x["seconds"]) / max(1e-9, float(y["seconds"])) for x, y in pairs])}
+
+
+def vs_art_markdown(rows: list[dict], budgets: list[float], art_lr: float) -> str:
+    """The vs-ART tables: per method, then ours / ART at ``art_lr``, then the machines."""
+    cells = summarise_vs_art(rows, budgets)
+    head = ("| method | lr | cap (it) | patch px | configs (seeds) | p≥0.9 within cap | "
+            + " | ".join(f"within {b:g} s" for b in budgets)
+            + " | median it (successes) | median s (successes) | s / iteration | median final p(target) |")
+    lines = [head, "|" + "---|" * (10 + len(budgets))]
+    for c in cells:
+        n = c["n"]
+        lines.append(f"| {c['method']} | {c['lr']:g} | {c['max_iter']} | {c['size']} | {n} "
+                     f"({', '.join(map(str, c['seeds']))}) | {c['ok']}/{n} | "
+                     + " | ".join(f"{c['within'][b]}/{n}" for b in budgets)
+                     + f" | {_fmt(c['median_it'])} | {_fmt(c['median_s'], 1)} | {_fmt(c['s_per_it'], 3)} "
+                     f"| {_fmt(c['median_p'], 3)} |")
+    out = ["\n".join(lines)]
+
+    def ratio(a, b):
+        return "–" if a is None or not b else f"{a / b:.2f}×"
+    for art in [c for c in cells if c["method"] == "art-image" and abs(c["lr"] - art_lr) < 1e-12]:
+        block = ["", f"Ours / ART (ART lr {art['lr']:g}, cap {art['max_iter']}; < 1 means ours is faster):", "",
+                 "| ours | median it ratio (medians) | median s ratio (medians) | s/it ratio | "
+                 "paired median it ratio | paired median s ratio | configs both solved |", "|---|---|---|---|---|---|---|"]
+        for c in cells:
+            if c["method"].startswith("ours") and (c["max_iter"], c["size"]) == (art["max_iter"], art["size"]):
+                pr = paired(c, art)
+                block.append(f"| {c['method']} | {ratio(c['median_it'], art['median_it'])} | "
+                             f"{ratio(c['median_s'], art['median_s'])} | {ratio(c['s_per_it'], art['s_per_it'])} | "
+                             f"{_fmt(pr['it'], 2, '×')} | {_fmt(pr['s'], 2, '×')} | {pr['n']} |")
+        if len(block) > 5:  # at least one of ours beside this ART group
+            out.append("\n".join(block))
+    out.append("\nMachine(s): " + "; ".join(sorted({r["machine"] for r in rows})))
+    return "\n".join(out)
+
+
+# ---------------------------------------------------------------- bench/tune_lr.py
+def summarise_tune_lr(rows: list[dict]) -> list[dict]:
+    """Per (optimizer, domain, lr) in file order: configs, successes and the median iterations counting a failure as
+    infinite (what bench/tune_lr.py prints; None when half or more failed)."""
+    keys = list(dict.fromkeys((r["optimizer"], r["domain"], float(r["lr"])) for r in rows))
+    out = []
+    for opt, dom, lr in keys:
+        rs = [r for r in rows if (r["optimizer"], r["domain"], float(r["lr"])) == (opt, dom, lr)]
+        its = [int(r["steps"]) if r["success"] == "1" else math.inf for r in rs]
+        med = statistics.median(its)
+        out.append(dict(optimizer=opt, domain=dom, lr=lr, configs=len(rs), successes=sum(r["success"] == "1"
+                                                                                       for r in rs),
+                        median_it=None if math.isinf(med) else med, area=float(rs[0]["area"])))
+    return out
+
+
+# ---------------------------------------------------------------- printed tables (bench/speed.py, input_size.py)
+def printed_table(path: str | Path) -> tuple[list[str], list[str]]:
+    """(lines before the table, the Markdown table lines) of a bench script's saved printout; ``#`` lines are
+    provenance comments and are left out of both."""
+    before, table = [], []
+    for line in Path(path).read_text().splitlines():
+        if line.startswith("#"):
+            continue
+        if line.startswith("|"):
+            table.append(line)
+        elif not table and line.strip():
+            before.append(line)
+    return before, table
