@@ -130,12 +130,21 @@ def apply_patch(images: torch.Tensor, patch: torch.Tensor, loc, domain: str = "i
     raise ValueError(f"unknown domain {domain!r}; choose 'image' or 'network'")
 
 
-def patched_logits(model, images: torch.Tensor, patch: torch.Tensor, loc, domain: str = "image") -> torch.Tensor:
-    """Logits ``(N,1000)`` of ``model`` on images with the patch pasted (either domain)."""
-    x = apply_patch(images, patch, loc, domain, model)
+def domain_logits(model, x: torch.Tensor, domain: str = "image") -> torch.Tensor:
+    """Logits of a model input in either domain: ``x`` in [0,1] (``"image"``, the model normalises) or already
+    normalised (``"network"``, e.g. from :func:`apply_patch`), fed to ``model.net``. The one place that knows it."""
     if x.dim() == 3:
         x = x.unsqueeze(0)
-    return model(x) if domain == "image" else model.net(x)
+    if domain == "image":
+        return model(x)
+    if domain == "network":
+        return model.net(x)
+    raise ValueError(f"unknown domain {domain!r}; choose 'image' or 'network'")
+
+
+def patched_logits(model, images: torch.Tensor, patch: torch.Tensor, loc, domain: str = "image") -> torch.Tensor:
+    """Logits ``(N,1000)`` of ``model`` on images with the patch pasted (either domain)."""
+    return domain_logits(model, apply_patch(images, patch, loc, domain, model), domain)
 
 
 def to_domain(w: torch.Tensor, domain: str, param: str = "sigmoid") -> torch.Tensor:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .patch import domain_logits
+
 __all__ = ["ATTRIBUTION_METHODS", "attribution_map", "mass_in_patch"]
 
 ATTRIBUTION_METHODS = ("saliency", "integrated_gradients", "grad_cam", "occlusion")
@@ -19,7 +21,7 @@ class _Forward(torch.nn.Module):
         self.model, self.domain = model, domain
 
     def forward(self, x):
-        return self.model(x) if self.domain == "image" else self.model.net(x)
+        return domain_logits(self.model, x, self.domain)
 
 
 def attribution_map(model, images: torch.Tensor, target, method: str = "saliency", domain: str = "image",

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from .evaluate import success
-from .patch import apply_patch
+from .patch import apply_patch, domain_logits
 
 __all__ = ["border_paste", "border_transfer", "border_box"]
 
@@ -52,7 +52,7 @@ def border_transfer(model, src: torch.Tensor, dst: torch.Tensor, patch: torch.Te
     h = src.shape[-1]
     for b in borders:
         x = border_paste(src, dst, patch, loc, float(b), domain, model)
-        logits = model(x) if domain == "image" else model.net(x)
+        logits = domain_logits(model, x, domain)
         probs = torch.softmax(logits.float(), 1).cpu()
         crit = success(probs, target, clean)
         t, l, bt, r = border_box(loc, patch.shape[-1], h, float(b))

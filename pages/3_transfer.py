@@ -46,7 +46,7 @@ st.subheader(f"The photos with a {border:.0%} border")
 with torch.no_grad():
     x = attack.transfer.border_paste(image.to(model.device), dst.to(model.device), res.patch.to(model.device),
                                      res.loc, border, res.domain, model)
-    probs = torch.softmax((model(x) if res.domain == "image" else model.net(x)).float(), 1).cpu()
+    probs = torch.softmax(attack.patch.domain_logits(model, x, res.domain).float(), 1).cpu()
     views = cache.model_view(model, x, res.domain).cpu()
 cols = st.columns(4)
 for j, nm in enumerate(dst_names):
