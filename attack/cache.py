@@ -17,7 +17,7 @@ import torch
 from .io import PatchFileError, load_patch, save_patch
 from .results import PatchResult
 
-__all__ = ["PatchCache", "cache_key", "default_cache_dir", "CACHE_VERSION"]
+__all__ = ["PatchCache", "cache_key", "training_key", "get_or_train", "default_cache_dir", "CACHE_VERSION"]
 
 CACHE_VERSION = "2"  # bump when the trainer changes in a way that changes results
 
@@ -99,3 +99,26 @@ class PatchCache:
                     p.unlink()
                     n += 1
         return n
+
+
+def training_key(model, image_hash: str, target: int, loc, size: int, *, domain: str, loss: str, steps: int,
+                 lr: float, optimizer: str = "adam", stop_at: float = 0.9, seed: int = 0, source: int | None = None,
+                 init: str = "random") -> str:
+    """The cache key of one single-image training (``train_patch``): the one list of fields that the CLI's
+    ``attack`` command and the Attack page both key by, so an entry one writes the other finds."""
+    return cache_key(model=model.name, input_size=model.input_size, image=image_hash, target=int(target),
+                     source=source, loc=[int(v) for v in loc], size=int(size), domain=domain, loss=loss,
+                     steps=int(steps), lr=lr, optimizer=optimizer, stop_at=stop_at, seed=int(seed), init=init)
+
+
+def get_or_train(cache: "PatchCache | None", key: str, train, image_hash: str) -> tuple[PatchResult, bool]:
+    """``(result, from_cache)``: the cached entry for ``key``, or ``train()``'s result, stored unless it was
+    cancelled (a stopped run is not the answer to its configuration). ``cache=None`` always trains."""
+    hit = cache.get(key) if cache is not None else None
+    if hit is not None:
+        return hit, True
+    res = train()
+    res.meta["image_hash"] = image_hash
+    if cache is not None and not res.cancelled:
+        cache.put(key, res)
+    return res, False

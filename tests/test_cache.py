@@ -171,3 +171,23 @@ def test_killed_writer_leaves_nothing_servable(tmp_path):
 def test_clear(tmp_path):
     cache, key, p, h = _entry(tmp_path)
     assert cache.clear() == 2 and cache.get(key) is None
+
+
+def test_training_key_is_the_cli_and_page_key_and_get_or_train_stores_once(tmp_path):
+    from types import SimpleNamespace
+
+    from attack.cache import get_or_train, training_key
+
+    model = SimpleNamespace(name="efficientnet-lite0", input_size=224)
+    key = training_key(model, "0123456789abcdef", 859, (0, 0), 56, domain="network", loss="logprob", steps=1000,
+                       lr=0.1)
+    assert key == cache_key(**BASE)  # the field list both callers used to spell out
+    cache, calls = PatchCache(tmp_path), []
+
+    def train():
+        calls.append(1)
+        return _result()
+    res, hit = get_or_train(cache, key, train, "0123456789abcdef")
+    assert not hit and res.meta["image_hash"] == "0123456789abcdef"
+    res, hit = get_or_train(cache, key, train, "0123456789abcdef")
+    assert hit and len(calls) == 1
