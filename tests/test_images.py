@@ -227,3 +227,12 @@ def test_property_truncated_files_refused(seed, frac):
         data = buf.getvalue()
         with pytest.raises(ImageError):
             load_image(data[: max(1, int(len(data) * frac))], size=32)
+
+
+def test_universal_split_is_one_shuffle_shared_by_every_caller():
+    photos = list(range(10))
+    train, test = attack.images.universal_split(photos, 4, 3, torch.Generator().manual_seed(0))
+    order = torch.randperm(10, generator=torch.Generator().manual_seed(0)).tolist()
+    assert train == order[:4] and test == order[4:7]
+    with pytest.raises(ValueError, match="only 10 photos"):
+        attack.images.universal_split(photos, 8, 3)

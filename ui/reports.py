@@ -12,7 +12,6 @@ same code that writes the README's table).
 """
 from __future__ import annotations
 
-import csv
 import math
 import os
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from pathlib import Path
 import plotly.graph_objects as go
 
 from attack import reproduce, tables
+from attack.reproduce import stats
 
 ROOT = Path(__file__).resolve().parent.parent
 EXPERIMENTS: tuple[str, ...] = tuple(reproduce.EXPERIMENTS)
@@ -191,28 +191,8 @@ def scale(rep: dict, out: Path | None = None) -> str:
 
 
 # ---------------------------------------------------------------- figures (plotly, from the CSV where simple)
-def _csv_rows(path: Path) -> list[dict]:
-    """Complete rows of a runner CSV; none when the file is missing; a torn last line is dropped."""
-    if not path.is_file():
-        return []
-    with path.open(newline="") as f:
-        return [r for r in csv.DictReader(f) if None not in r.values() and None not in r]
-
-
-def _f(v) -> float:
-    try:
-        return float(v)
-    except (TypeError, ValueError):
-        return float("nan")
-
-
-def _ok(v) -> bool:
-    return str(v) in ("1", "True", "true")
-
-
-def _mean(xs) -> float | None:
-    xs = [x for x in xs if x is not None and not math.isnan(x)]
-    return sum(xs) / len(xs) if xs else None
+_csv_rows = tables.read_rows  # complete rows; none when the file is missing; a torn last line is dropped
+_f, _ok, _mean = stats.f, stats.b, stats.mean
 
 
 def _layout(fig: go.Figure, x: str, y: str, height: int = 340, pct: bool = True) -> go.Figure:
