@@ -15,13 +15,14 @@ import torch  # noqa: E402
 import attack  # noqa: E402
 from attack import findings  # noqa: E402
 from attack.models import DEFAULT_MODEL  # noqa: E402
-from ui import cache, jobs, widgets  # noqa: E402
+from ui import cache, deeplink, jobs, widgets  # noqa: E402
 
 st.set_page_config(page_title="LaVAN studio", page_icon="🟥", layout="wide")
 
 # File names are lower case on purpose: before app.py has run once, a fresh server still lists pages/ the old way
 # (url = file name without its number), and a deep link such as /attack must match that name too.
 PAGES = {
+    "lesson": ("pages/0_lesson.py", "Lesson", "🎓"),
     "attack": ("pages/1_attack.py", "Attack one image", "🎯"),
     "fragility": ("pages/2_fragility.py", "Fragility", "🫨"),
     "transfer": ("pages/3_transfer.py", "Transfer", "🧩"),
@@ -40,6 +41,10 @@ def home() -> None:
         "small square of noise — about **2% of the image**, pasted anywhere, even in a corner, without touching "
         "the object — makes an ImageNet classifier say whatever class the attacker chose. This studio lets you "
         "train such patches yourself and check each of the paper's findings on your own images.")
+    c1, c2 = st.columns([8, 2], vertical_alignment="center")
+    c1.markdown("**Teaching a class?** The *Lesson* walks through the findings in seven instant screens, "
+                "with ready-made patches and a door into each full page.")
+    c2.page_link(PAGE_OBJECTS["lesson"], label="Start the lesson", icon=PAGES["lesson"][2])
     st.subheader("The paper's findings, and where to see them here")
     rows = [(page, claim, f"paper: {paper} · ours (EfficientNet-Lite0): {ours}") for page, claim, paper, ours
             in findings.home_rows()]  # the README's "Paper vs us" figures, from reports/*.json
@@ -83,6 +88,7 @@ PAGE_OBJECTS = {"home": st.Page(home, title="Home", icon="🏠", url_path="home"
 PAGE_OBJECTS.update({k: st.Page(f, title=t, icon=i, url_path=k) for k, (f, t, i) in PAGES.items()})
 
 page = st.navigation(list(PAGE_OBJECTS.values()))
+deeplink.apply()  # ?photo=…&patch=… (ui/deeplink.py): before the sidebar, which reads the model it may set
 sidebar()
 jobs.leave_page(page.url_path)
 page.run()
