@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from .losses import target_minus_source
 from .results import PatchResult
-from .train import _init_w, default_lr, is_cancelled
+from .train import default_lr, is_cancelled, single_row_rule, start_params
 from .patch import to_domain
 
 __all__ = ["EOTParams", "random_eot_params", "eot_paste", "train_brown"]
@@ -88,8 +88,8 @@ def train_brown(model, images: torch.Tensor, target: int, *, size: int, steps: i
     usable = torch.nonzero(clean != target).flatten()
     if len(usable) == 0:
         raise ValueError("every training image is already classified as the target")
-    w = _init_w(1, size, "image", "sigmoid", model, generator, device, "random")[0]
-    m, v = torch.zeros_like(w), torch.zeros_like(w)
+    w = start_params(1, size, "image", "sigmoid", model, generator, device)[0]
+    update = single_row_rule("adam", lr, "image", "sigmoid", model, w)
     hist, streak, t0, step = [], 0, time.perf_counter(), 0
     for step in range(1, steps + 1):
         pick = usable[torch.randint(0, len(usable), (batch_size,), generator=generator)]
@@ -104,9 +104,7 @@ def train_brown(model, images: torch.Tensor, target: int, *, size: int, steps: i
         if streak >= patience or is_cancelled(cancel):
             break
         (g,) = torch.autograd.grad(score.sum(), wv)
-        m.mul_(0.9).add_(g, alpha=0.1)
-        v.mul_(0.999).addcmul_(g, g, value=0.001)
-        w = w + lr * (m / (1 - 0.9 ** step)) / ((v / (1 - 0.999 ** step)).sqrt() + 1e-8)
+        w = update(wv.detach(), g, False)
     return PatchResult(patch=to_domain(w.detach(), "image").cpu(), loc=None, target=int(target), source=None,
                        domain="image", size=size, steps=step, success={"converged": streak >= patience},
                        p_target=hist[-1] if hist else 0.0, p_source=0.0, seconds=time.perf_counter() - t0,

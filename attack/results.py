@@ -37,6 +37,7 @@ class PatchResult:
     loss: str = "logprob"
     stop_at: float = 0.9
     cancelled: bool = False
+    evaluations: int = 0  # forward+backward evaluations spent (restarts x iterations); 0 where not recorded
     meta: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -9,7 +9,7 @@ import torch
 from .losses import target_minus_source
 from .patch import patched_logits, random_locs, to_domain
 from .results import PatchResult
-from .train import _init_w, default_lr, default_patch_size, is_cancelled
+from .train import OPTIMIZERS, default_lr, default_param, default_patch_size, is_cancelled, single_row_rule, start_params
 
 __all__ = ["train_universal", "UniversalStep"]
 
@@ -20,7 +20,7 @@ class UniversalStep(dict):
 
 def train_universal(model, images: torch.Tensor, target: int, *, size: int | None = None, domain: str = "image",
                     loss: str = "logprob", stop_at: float = 0.9, patience: int = 30, max_steps: int = 5_000,
-                    batch_size: int = 1, lr: float | None = None, optimizer: str = "adam", param: str = "sigmoid",
+                    batch_size: int = 1, lr: float | None = None, optimizer: str = "adam", param: str | None = None,
                     generator: torch.Generator | None = None, callback: Callable[[dict], None] | None = None,
                     cancel=None) -> PatchResult:
     """Train one patch over a training set (Karmon et al. 2018, §4.3).
@@ -34,7 +34,7 @@ def train_universal(model, images: torch.Tensor, target: int, *, size: int | Non
     """
     if patience < 1 or max_steps < 1 or batch_size < 1:
         raise ValueError("patience, max_steps and batch_size must be >= 1")
-    if optimizer not in ("adam", "sgd", "sign"):
+    if optimizer not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {optimizer!r}")
     if domain not in ("image", "network"):
         raise ValueError(f"unknown domain {domain!r}; choose 'image' or 'network'")
@@ -47,8 +47,10 @@ def train_universal(model, images: torch.Tensor, target: int, *, size: int | Non
     usable = torch.nonzero(clean != target).flatten()
     if len(usable) == 0:
         raise ValueError("every training image is already classified as the target")
-    w = _init_w(1, size, domain, param, model, generator, device, "random")[0]
-    m, v = torch.zeros_like(w), torch.zeros_like(w)
+    param = param or default_param(optimizer)
+    w = start_params(1, size, domain, param, model, generator, device)[0]
+    update = single_row_rule(optimizer, lr, domain, param, model, w)
+    best_pt = -1.0
     hist_pt, hist_ps, hist_streak = [], [], []
     streak, t0 = 0, time.perf_counter()
     step = 0
@@ -78,17 +80,9 @@ def train_universal(model, images: torch.Tensor, target: int, *, size: int | Non
             cancelled = True
             break
         (g,) = torch.autograd.grad(score.sum(), wv)
-        if optimizer == "adam":
-            m.mul_(0.9).add_(g, alpha=0.1)
-            v.mul_(0.999).addcmul_(g, g, value=0.001)
-            upd = (m / (1 - 0.9 ** step)) / ((v / (1 - 0.999 ** step)).sqrt() + 1e-8)
-        elif optimizer == "sgd":
-            upd = g
-        else:
-            upd = g.sign()
-        w = w + lr * upd
-        if domain == "image" and param == "clamp":
-            w = w.clamp(0, 1)
+        improved = hist_pt[-1] > best_pt
+        best_pt = max(best_pt, hist_pt[-1])
+        w = update(wv.detach(), g, improved)
     patch = to_domain(w.detach(), domain, param).cpu()
     ok = streak >= patience
     return PatchResult(patch=patch, loc=None, target=int(target), source=None, domain=domain, size=size,

@@ -1,0 +1,186 @@
+"""Update rules for every patch trainer, and the successive-halving schedule of restarts.
+
+A rule is a small object whose state lives in tensors indexed by *row* (one row = one patch being trained: a config,
+or one restart of a config). ``init(w)`` allocates the state for all rows; ``step(rows, w, grad, improved, best_w)``
+returns the next value of ``w[rows]`` for the given row ids (gradient *ascent*: the score is maximised);
+``reset(rows, w)`` restarts a row's state from a point (used when successive halving continues a restart from its
+best point). Rows that finish are simply never indexed again, so configs and restarts can leave the batch without
+disturbing the others.
+
+Rules (``RULES``):
+
+* ``"adam"`` — Adam (Kingma & Ba 2015) with per-row bias correction.
+* ``"sgd"`` — the paper's plain gradient steps.
+* ``"sign"`` — fixed-size signed steps.
+* ``"apgd"`` — signed steps with momentum 0.75 and a per-row step size that is halved, with a reset to the row's
+  best point, when the row's best p(target) has not improved for ``patience`` steps (the step-size schedule of
+  Croce & Hein's APGD, ICML 2020, simplified to a stall test).
+
+``project`` (given to every rule) maps an unconstrained update back to the feasible set: ``clamp(0,1)`` for the
+image domain trained in pixel space, identity otherwise.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+__all__ = ["RULES", "Rule", "Adam", "SGD", "Sign", "APGD", "make_rule", "halving_schedule", "DEFAULT_RULE"]
+
+RULES = ("adam", "sgd", "sign", "apgd")
+DEFAULT_RULE = "apgd"
+
+Project = Callable[[torch.Tensor], torch.Tensor]
+
+
+def _identity(x: torch.Tensor) -> torch.Tensor:
+    return x
+
+
+def _col(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """A per-row vector ``(k,)`` shaped to broadcast over ``like`` ``(k,...)``."""
+    return v.view(-1, *([1] * (like.dim() - 1))).to(like.dtype)
+
+
+@dataclass
+class Rule:
+    """Base class: ``lr`` is the step size; ``scale`` (broadcastable to one row, e.g. ``1/std`` per channel)
+    multiplies it so that one value means the same pixel step in either domain."""
+    lr: float
+    project: Project = _identity
+    scale: torch.Tensor | float = 1.0
+
+    def init(self, w: torch.Tensor) -> None:  # noqa: B027 - stateless rules need nothing
+        pass
+
+    def reset(self, rows: torch.Tensor, w: torch.Tensor) -> None:  # noqa: B027
+        pass
+
+    def step(self, rows: torch.Tensor, w: torch.Tensor, grad: torch.Tensor, improved: torch.Tensor,
+             best_w: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+
+@dataclass
+class SGD(Rule):
+    """Plain gradient ascent, the paper's update: ``w + lr * g``."""
+
+    def step(self, rows, w, grad, improved, best_w):
+        return self.project(w + self.lr * self.scale * grad)
+
+
+@dataclass
+class Sign(Rule):
+    """Signed gradient steps of fixed size: ``w + lr * sign(g)``."""
+
+    def step(self, rows, w, grad, improved, best_w):
+        return self.project(w + self.lr * self.scale * grad.sign())
+
+
+@dataclass
+class Adam(Rule):
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    m: torch.Tensor | None = field(default=None, repr=False)
+    v: torch.Tensor | None = field(default=None, repr=False)
+    t: torch.Tensor | None = field(default=None, repr=False)
+
+    def init(self, w):
+        self.m, self.v = torch.zeros_like(w), torch.zeros_like(w)
+        self.t = torch.zeros(w.shape[0], dtype=torch.long, device=w.device)
+
+    def step(self, rows, w, grad, improved, best_w):
+        b1, b2 = self.betas
+        t = self.t[rows] + 1
+        self.t[rows] = t
+        m = self.m[rows].mul_(b1).add_(grad, alpha=1 - b1)
+        v = self.v[rows].mul_(b2).addcmul_(grad, grad, value=1 - b2)
+        self.m[rows], self.v[rows] = m, v
+        tf = t.to(w.dtype)
+        upd = (m / _col(1 - b1 ** tf, m)) / ((v / _col(1 - b2 ** tf, v)).sqrt() + self.eps)
+        return self.project(w + self.lr * self.scale * upd)
+
+
+@dataclass
+class APGD(Rule):
+    """Signed steps with momentum and step halving on stall (Croce & Hein 2020, simplified).
+
+    ``z = P(w + eta * sign(g))``; ``w' = P(w + alpha (z - w) + (1 - alpha)(w - w_prev))``. A row whose best
+    p(target) has not improved for ``patience`` steps halves its ``eta`` (down to ``lr * min_ratio``) and jumps
+    back to its best point with its momentum cleared.
+    """
+    momentum: float = 0.75
+    patience: int = 10
+    min_ratio: float = 1.0 / 64
+    eta: torch.Tensor | None = field(default=None, repr=False)
+    prev: torch.Tensor | None = field(default=None, repr=False)
+    stall: torch.Tensor | None = field(default=None, repr=False)
+
+    def init(self, w):
+        k = w.shape[0]
+        self.eta = torch.full((k,), float(self.lr), device=w.device)
+        self.prev = w.detach().clone()
+        self.stall = torch.zeros(k, dtype=torch.long, device=w.device)
+
+    def reset(self, rows, w):
+        self.prev[rows] = w
+        self.stall[rows] = 0
+
+    def step(self, rows, w, grad, improved, best_w):
+        stall = torch.where(improved, torch.zeros_like(self.stall[rows]), self.stall[rows] + 1)
+        halve = stall >= self.patience
+        eta = torch.where(halve, (self.eta[rows] / 2).clamp_min(self.lr * self.min_ratio), self.eta[rows])
+        self.eta[rows] = eta
+        stall = torch.where(halve, torch.zeros_like(stall), stall)
+        self.stall[rows] = stall
+        hv = _col(halve, w).bool()
+        w = torch.where(hv, best_w, w)
+        prev = torch.where(hv, best_w, self.prev[rows])
+        z = self.project(w + _col(eta, w) * self.scale * grad.sign())
+        new = self.project(w + self.momentum * (z - w) + (1 - self.momentum) * (w - prev))
+        # Where the row was just reset, its gradient belongs to the abandoned point: take no step this time.
+        new = torch.where(hv, w, new)
+        self.prev[rows] = w
+        return new
+
+
+def make_rule(name: str, lr: float, project: Project = _identity, scale: torch.Tensor | float = 1.0) -> Rule:
+    """A fresh rule object by name (see :data:`RULES`)."""
+    table = {"adam": Adam, "sgd": SGD, "sign": Sign, "apgd": APGD}
+    if name not in table:
+        raise ValueError(f"unknown update rule {name!r}; choose one of {', '.join(RULES)}")
+    return table[name](lr=float(lr), project=project, scale=scale)
+
+
+def halving_schedule(restarts: int, budget: int, eta: int = 4) -> list[tuple[int, int]]:
+    """Successive halving: ``[(rows, iterations), …]`` per stage, with ``sum(rows * iterations) == budget``.
+
+    Stage k trains ``restarts / eta**k`` restarts side by side (at least 1); every stage but the last gets
+    ``budget / (stages + 1)`` evaluations, the last one the rest, so the survivor has the longest run (8 restarts,
+    budget 2,000: 8 × 62 → 2 × 250 → 1 × 1,004). Where the budget is too small for a stage to run one iteration
+    per restart, fewer restarts are used. ``restarts=1`` gives ``[(1, budget)]``.
+    """
+    if restarts < 1:
+        raise ValueError("restarts must be >= 1")
+    if budget < 1:
+        return [(1, max(0, budget))]
+    if eta < 2:
+        raise ValueError("eta must be >= 2")
+    r = restarts
+    while True:
+        counts = []
+        c = r
+        while c > 1:
+            counts.append(c)
+            c = max(1, c // eta)
+        counts.append(1)
+        share = budget // (len(counts) + 1) if len(counts) > 1 else budget
+        stages = [(c, share // c) for c in counts[:-1]]
+        if all(it >= 1 for _, it in stages):
+            used = sum(c * it for c, it in stages)
+            if budget - used >= 1:
+                return stages + [(1, budget - used)]
+        if r == 1:
+            return [(1, budget)]
+        r = max(1, r // 2)

@@ -1,0 +1,156 @@
+"""Ablation of the attack's pieces: update rule, restarts with successive halving, loss, initialisation.
+
+Each variant trains the same random corner configs (photo, target, corner drawn from one seed exactly as
+bench/area_table.py draws them) one config at a time, with a budget of --budget forward+backward evaluations per
+config (restarts × iterations). Every finished config is appended to bench/results/ablation.csv at once, so a run
+stopped at any point resumes where it stopped (finished (variant, seed, config) rows are skipped).
+
+    .venv/bin/python bench/ablation.py --variants apgd-r8 adam-r8 --configs 10 --seed 1     # run / resume
+    .venv/bin/python bench/ablation.py --report                                              # markdown table
+
+A variant name is ``<rule>-r<restarts>[-<loss>][-<init>]``, e.g. ``apgd-r8`` (APGD-style signed steps, 8 restarts
+halved 8 → 2 → 1, the rule's default loss and mixed initialisation) or ``adam-r1-logprob-random`` (today's
+default). Defaults per rule: adam → loss logprob, sgd → logprob, sign/apgd → target_ce; init mixed when r > 1.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as `python bench/x.py`
+
+import attack  # noqa: E402
+from attack.losses import LOSSES  # noqa: E402
+from attack.optim import RULES  # noqa: E402
+from attack.patch import corner_loc  # noqa: E402
+
+OUT = Path("bench/results/ablation.csv")
+FIELDS = ["variant", "rule", "restarts", "loss", "init", "domain", "size", "input_size", "budget", "seed", "config",
+          "photo", "target", "corner", "success", "p_target", "argmax", "not_source", "iterations", "evaluations",
+          "seconds", "machine"]
+
+
+def parse_variant(name: str) -> dict:
+    parts = name.split("-")
+    rule = parts[0]
+    if rule not in RULES or len(parts) < 2 or not parts[1].startswith("r"):
+        raise ValueError(f"bad variant {name!r}: expected <rule>-r<restarts>[-<loss>][-<init>]")
+    restarts = int(parts[1][1:])
+    loss = parts[2] if len(parts) > 2 else ("target_ce" if rule in ("sign", "apgd") else "logprob")
+    init = parts[3] if len(parts) > 3 else ("mixed" if restarts > 1 else "random")
+    if loss not in LOSSES:
+        raise ValueError(f"bad loss {loss!r} in variant {name!r}")
+    return dict(rule=rule, restarts=restarts, loss=loss, init=init)
+
+
+def draw_configs(n: int, seed: int) -> list[tuple[str, int, str]]:
+    """The same draw as bench/area_table.py (photo, target, corner) so the rows compare with its table."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from area_table import draw_configs as area_draw
+    return area_draw(n, seed)
+
+
+def done(path: Path = OUT) -> set[tuple]:
+    if not path.exists():
+        return set()
+    with path.open(newline="") as f:
+        return {(r["variant"], r["domain"], int(r["size"]), int(r["budget"]), int(r["seed"]), int(r["config"]))
+                for r in csv.DictReader(f) if None not in r.values()}
+
+
+def run(args) -> None:
+    torch.set_num_threads(args.threads)
+    model = attack.load_model(args.model, channels_last=True)
+    photos = {p.name: p for p in attack.sample_images(("ai-benchmark",))}
+    machine = f"{platform.machine()} {os.cpu_count()} cores torch {torch.__version__} threads {args.threads}"
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    for seed in args.seeds:
+        cfgs = draw_configs(args.configs, seed)
+        for i, (name, target, corner) in enumerate(cfgs):
+            for variant in args.variants:
+                v = parse_variant(variant)
+                if (variant, args.domain, args.size, args.budget, seed, i) in done():
+                    continue
+                img = attack.load_image(photos[name].path, model.input_size)
+                loc = corner_loc(corner, model.input_size, args.size)
+                t = time.time()
+                r = attack.train_patches(model, img[None], target, [loc], size=args.size, domain=args.domain,
+                                         loss=v["loss"], steps=args.budget, optimizer=v["rule"],
+                                         restarts=v["restarts"], init=v["init"], seeds=[seed * 1000 + i])[0]
+                new = not OUT.exists()
+                with OUT.open("a", newline="") as f:
+                    w = csv.DictWriter(f, FIELDS)
+                    if new:
+                        w.writeheader()
+                    w.writerow(dict(variant=variant, **v, domain=args.domain, size=args.size,
+                                    input_size=model.input_size, budget=args.budget, seed=seed, config=i, photo=name,
+                                    target=target, corner=corner, success=int(r.succeeded),
+                                    p_target=round(r.p_target, 4), argmax=int(r.success["argmax"]),
+                                    not_source=int(r.success["not_source"]), iterations=r.steps,
+                                    evaluations=r.evaluations, seconds=round(time.time() - t, 1), machine=machine))
+                print(f"{variant:24s} seed {seed} config {i}: p={r.p_target:.3f} ok={r.succeeded} "
+                      f"evals={r.evaluations} {time.time() - t:.0f}s", flush=True)
+
+
+def summarise(rows: list[dict]) -> list[dict]:
+    """One dict per (variant, domain, size, budget): configs, successes, argmax, median evaluations over
+    successes, and the configs every variant of the table ran (so rows compare on the same problems)."""
+    keys = sorted({(r["variant"], r["domain"], int(r["size"]), int(r["budget"])) for r in rows})
+    out = []
+    for key in keys:
+        rs = [r for r in rows if (r["variant"], r["domain"], int(r["size"]), int(r["budget"])) == key]
+        ev = [int(r["evaluations"]) for r in rs if r["success"] == "1"]
+        secs = [float(r["seconds"]) for r in rs if r["success"] == "1"]
+        out.append(dict(variant=key[0], domain=key[1], size=key[2], budget=key[3], configs=len(rs),
+                        successes=len(ev), argmax=sum(r["argmax"] == "1" for r in rs),
+                        median_evaluations=statistics.median(ev) if ev else None,
+                        median_seconds=statistics.median(secs) if secs else None,
+                        p_failed=sorted(round(float(r["p_target"]), 2) for r in rs if r["success"] != "1")))
+    return out
+
+
+def report(path: Path = OUT) -> str:
+    with path.open(newline="") as f:
+        rows = [r for r in csv.DictReader(f) if None not in r.values()]
+    lines = ["| variant | domain | patch | budget (evaluations) | configs | p ≥ 0.9 | target top-1 | "
+             "median evaluations (successes) | median s (successes) | p reached by the failures |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for s in summarise(rows):
+        med = "–" if s["median_evaluations"] is None else f"{s['median_evaluations']:.0f}"
+        sec = "–" if s["median_seconds"] is None else f"{s['median_seconds']:.0f}"
+        lines.append(f"| {s['variant']} | {s['domain']} | {s['size']}×{s['size']} | {s['budget']:,} | "
+                     f"{s['configs']} | {s['successes']}/{s['configs']} | {s['argmax']}/{s['configs']} | {med} | "
+                     f"{sec} | {', '.join(map(str, s['p_failed'])) or '–'} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--variants", nargs="+", default=["apgd-r8", "adam-r8", "adam-r1"])
+    ap.add_argument("--configs", type=int, default=10)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[1])
+    ap.add_argument("--budget", type=int, default=2000, help="forward+backward evaluations per config")
+    ap.add_argument("--size", type=int, default=42)
+    ap.add_argument("--domain", default="image", choices=["image", "network"])
+    ap.add_argument("--model", default="efficientnet-lite0")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--report", action="store_true")
+    args = ap.parse_args()
+    if args.report:
+        print(report())
+        return
+    for v in args.variants:
+        parse_variant(v)
+    run(args)
+
+
+if __name__ == "__main__":
+    main()

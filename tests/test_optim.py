@@ -1,0 +1,167 @@
+"""Update rules (attack/optim.py) and restarts with successive halving in the trainer: every rule's arithmetic,
+the schedule's budget, evaluations counted, restarts leaving the batch, batched = alone, callback and cancel."""
+from __future__ import annotations
+
+import threading
+
+import pytest
+import torch
+from hypothesis import given, settings, strategies as st
+
+from attack.optim import APGD, RULES, Adam, SGD, Sign, halving_schedule, make_rule
+from attack.train import StepInfo, train_patch, train_patches
+
+
+def _rows(k):
+    return torch.arange(k)
+
+
+def test_sgd_and_sign_steps():
+    w, g = torch.zeros(2, 3), torch.tensor([[1.0, -2.0, 0.0], [0.5, 0.5, -0.5]])
+    none = torch.zeros(2, dtype=torch.bool)
+    assert torch.allclose(SGD(lr=0.1).step(_rows(2), w, g, none, w), 0.1 * g)
+    assert torch.allclose(Sign(lr=0.1).step(_rows(2), w, g, none, w), 0.1 * g.sign())
+    clamp = Sign(lr=2.0, project=lambda x: x.clamp(0, 1))
+    assert torch.equal(clamp.step(_rows(2), w, g, none, w), (2 * g.sign()).clamp(0, 1))
+
+
+def test_adam_matches_torch_adam_and_keeps_rows_independent():
+    """Two rows stepped at different times equal two separate torch.optim.Adam (maximize) runs."""
+    torch.manual_seed(0)
+    grads = [torch.randn(2, 4) for _ in range(5)]
+    rule = Adam(lr=0.05)
+    w = torch.zeros(2, 4)
+    rule.init(w)
+    refs = [torch.zeros(4, requires_grad=True) for _ in range(2)]
+    opts = [torch.optim.Adam([r], lr=0.05, maximize=True) for r in refs]
+    for t, g in enumerate(grads):
+        rows = _rows(2) if t % 2 == 0 else torch.tensor([0])  # row 1 skips odd steps (as if paused)
+        w[rows] = rule.step(rows, w[rows], g[rows], torch.zeros(len(rows), dtype=torch.bool), w[rows])
+        for i in rows.tolist():
+            refs[i].grad = g[i].clone()
+            opts[i].step()
+    for i in range(2):
+        assert torch.allclose(w[i], refs[i].detach(), atol=1e-6)
+
+
+def test_apgd_momentum_step():
+    """One step from a fresh state: z = w + eta*sign(g); w' = w + a(z - w) + (1-a)(w - w_prev), w_prev = w."""
+    rule = APGD(lr=0.2, momentum=0.75)
+    w = torch.full((1, 3), 0.5)
+    rule.init(w)
+    g = torch.tensor([[1.0, -1.0, 2.0]])
+    new = rule.step(_rows(1), w, g, torch.tensor([True]), w)
+    assert torch.allclose(new, w + 0.75 * 0.2 * g.sign())
+    # second step uses the momentum term (w - w_prev)
+    newer = rule.step(_rows(1), new, g, torch.tensor([True]), new)
+    assert torch.allclose(newer, new + 0.75 * 0.2 * g.sign() + 0.25 * (new - w))
+
+
+def test_apgd_halves_and_resets_to_best_after_patience_stalls():
+    rule = APGD(lr=0.4, patience=3)
+    w = torch.zeros(2, 2)
+    rule.init(w)
+    best = torch.tensor([[9.0, 9.0], [0.0, 0.0]])
+    g = torch.ones(2, 2)
+    stalled = torch.tensor([False, True])
+    for _ in range(2):
+        w = rule.step(_rows(2), w, g, stalled, best)
+    assert torch.allclose(rule.eta, torch.tensor([0.4, 0.4]))
+    w = rule.step(_rows(2), w, g, stalled, best)  # row 0's third stall: halve, jump to best, no step this time
+    assert torch.allclose(rule.eta, torch.tensor([0.2, 0.4]))
+    assert torch.equal(w[0], best[0]) and int(rule.stall[0]) == 0
+    assert not torch.equal(w[1], best[1])
+    for _ in range(40):  # eta never falls below lr * min_ratio
+        w = rule.step(_rows(2), w, g, stalled, best)
+    assert float(rule.eta[0]) == pytest.approx(0.4 * rule.min_ratio)
+
+
+def test_make_rule_names():
+    for name in RULES:
+        assert make_rule(name, 0.1) is not None
+    with pytest.raises(ValueError, match="unknown update rule"):
+        make_rule("lbfgs", 0.1)
+
+
+def test_halving_schedule_examples():
+    assert halving_schedule(8, 2000) == [(8, 62), (2, 250), (1, 1004)]
+    assert halving_schedule(1, 300) == [(1, 300)]
+    assert halving_schedule(4, 100, eta=2) == [(4, 6), (2, 12), (1, 52)]
+    assert halving_schedule(8, 30) == [(4, 2), (1, 22)]  # too small for 8 restarts: fewer are used
+    assert halving_schedule(8, 5) == [(1, 5)]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 32), st.integers(1, 20_000), st.integers(2, 6))
+def test_halving_schedule_spends_the_budget_exactly(restarts, budget, eta):
+    sched = halving_schedule(restarts, budget, eta)
+    assert sum(r * it for r, it in sched) == budget
+    assert sched[-1][0] == 1 and all(it >= 1 for _, it in sched)
+    counts = [r for r, _ in sched]
+    assert counts == sorted(counts, reverse=True) and counts[0] <= restarts
+
+
+def test_restarts_spend_the_budget_and_leave_the_batch(model, photo):
+    """stop_at=1.0 never succeeds: the config spends exactly its budget; dropped restarts' curves end at their
+    stage's end; the batch shrinks 4 → 2 → 1 rows."""
+    rows_seen = []
+
+    def cb(it, ids, probs):
+        rows_seen.append(it)
+
+    seen = []
+    res = train_patches(model, photo[None], 859, [(0, 0)], size=16, steps=40, stop_at=1.0, optimizer="apgd",
+                        restarts=4, halving=2, init="mixed", seeds=[3], callback=cb,
+                        on_step=lambda d: seen.append(d["restarts"][0]))[0]
+    sched = halving_schedule(4, 40, 2)
+    assert sched == [(4, 2), (2, 5), (1, 22)] and res.meta["schedule"] == sched
+    assert res.evaluations == 40
+    # iterations: each stage's gradient steps plus one check-only forward at each stage end
+    assert res.steps == sum(it for _, it in sched) + len(sched) - 1
+    lengths = sorted(len(h) for h in res.history["restarts"])
+    assert lengths == [3, 3, 9, res.steps + 1]
+    assert [sum(p is not None for p in s) for s in seen] == [4] * 3 + [2] * 6 + [1] * (len(seen) - 9)
+    assert res.history["evaluations"][-1] == 40 and res.history["evaluations"][:4] == [0, 4, 8, 8]
+    # the returned patch is the best point seen: its p equals the best of the leader's curve
+    leader = res.history["restarts"][res.meta["leader"]]
+    assert res.p_target == pytest.approx(max(leader), abs=1e-6)
+
+
+def test_config_stops_when_any_restart_succeeds(model, photos):
+    probs = torch.softmax(model(photos), 1)
+    conf = int(probs.max(1).values.argmax())
+    clean = int(probs[conf].argmax())
+    res = train_patches(model, photos[conf:conf + 1], clean, [(0, 0)], size=12, steps=80, stop_at=0.5,
+                        restarts=8, optimizer="apgd", init="mixed", seeds=[1])[0]
+    assert res.success["confident"] and res.steps == 0 and res.evaluations == 0
+
+
+@pytest.mark.parametrize("rule", ["apgd", "adam"])
+def test_batched_restarts_equal_alone(model, photos, rule):
+    """With per-config seeds, each config of a batch trains exactly as it does alone (restarts included)."""
+    imgs = photos[2:4]
+    kw = dict(size=16, steps=12, stop_at=1.0, optimizer=rule, restarts=2, halving=2, init="mixed",
+              domain="image")
+    batched = train_patches(model, imgs, [859, 56], [(0, 0), (200 - 16, 8)], seeds=[11, 12], **kw)
+    for i, (loc, tgt) in enumerate([((0, 0), 859), ((200 - 16, 8), 56)]):
+        alone = train_patches(model, imgs[i:i + 1], tgt, [loc], seeds=[11 + i], **kw)[0]
+        assert alone.evaluations == batched[i].evaluations == 12
+        assert (alone.patch - batched[i].patch).abs().max() < 1e-3
+        assert alone.p_target == pytest.approx(batched[i].p_target, abs=1e-4)
+
+
+def test_train_patch_callback_reports_restarts_and_cancel_works(model, photo):
+    cancel = threading.Event()
+    infos: list[StepInfo] = []
+
+    def cb(info: StepInfo):
+        infos.append(info)
+        if info.iteration == 5:
+            cancel.set()
+
+    res = train_patch(model, photo, 859, (0, 0), size=16, steps=400, stop_at=1.0, optimizer="apgd", restarts=4,
+                      seed=0, callback=cb, cancel=cancel)
+    assert res.cancelled and res.steps == 5 and res.evaluations == 20
+    assert len(infos) == 6 and all(len(i.restarts) == 4 for i in infos)
+    assert infos[-1].evaluations == 20 and infos[-1].patch is not None and infos[-1].patch.shape == (3, 16, 16)
+    assert infos[-1].p_target == pytest.approx(max(infos[-1].restarts))
