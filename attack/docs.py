@@ -6,9 +6,10 @@ A generated block in README.md or docs/BENCHMARKS.md is a marker pair with the t
     …whatever BLOCKS["NAME"]() returns…
     <!-- END gen:NAME -->
 
-``python -m attack docs`` rewrites every such block from the data (``bench/results/*``, ``reports/*.json|csv``)
-and re-renders each ``reports/<name>.md`` from its report (:mod:`attack.reproduce.report`); text outside the
-markers is left alone. Running it twice changes nothing. ``python -m attack docs --check`` changes nothing and
+``python -m attack docs`` rewrites every such block from the data (``bench/results/*``, ``reports/*.json|csv``),
+recomputes each report's summary, table and notes from its CSV rows (:mod:`attack.reproduce.resummary`; the run's
+record of commands, machines and wall time stays) and re-renders ``reports/<name>.md`` from it
+(:mod:`attack.reproduce.report`); text outside the markers is left alone. Running it twice changes nothing. ``python -m attack docs --check`` changes nothing and
 exits 1 naming each document that differs from what its data gives; ``tests/test_docs.py`` runs the same check in
 ``make test``, so drift cannot land.
 
@@ -213,8 +214,10 @@ def render(text: str, root: Path = ROOT, where: str = "") -> str:
 
 
 def generated(root: Path = ROOT) -> dict[Path, str]:
-    """Every generated document under ``root`` -> the text its data gives."""
+    """Every generated document under ``root`` -> the text its data gives: the marked blocks of README.md and
+    docs/BENCHMARKS.md, and each report's JSON (summary, table, notes recomputed from its CSV rows) and Markdown."""
     from .reproduce.report import render_markdown
+    from .reproduce.resummary import refreshed
 
     out = {}
     for rel in DOCUMENTS:
@@ -222,7 +225,9 @@ def generated(root: Path = ROOT) -> dict[Path, str]:
         if path.is_file():
             out[path] = render(path.read_text(), root, rel)
     for js in sorted((root / "reports").glob("*.json")):
-        out[js.with_suffix(".md")] = render_markdown(json.loads(js.read_text()))
+        rep = refreshed(js)
+        out[js] = json.dumps(rep, indent=1, default=str)
+        out[js.with_suffix(".md")] = render_markdown(rep)
     return out
 
 

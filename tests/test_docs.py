@@ -2,7 +2,6 @@
 results, and the generator is idempotent and strict about its markers."""
 from __future__ import annotations
 
-import csv
 import json
 import shutil
 from pathlib import Path
@@ -10,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from attack import docs, findings, tables
-from attack.reproduce import classes, saliency, single
+from attack.reproduce import resummary
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -46,31 +45,25 @@ def test_generator_rewrites_a_block_from_changed_data_and_is_idempotent(tmp_path
         docs.write(tmp_path)
 
 
-def _rows(name: str) -> list[dict]:
-    with (ROOT / "reports" / f"{name}.csv").open(newline="") as f:
-        return list(csv.DictReader(f))
-
-
-def _report(name: str) -> dict:
-    return json.loads((ROOT / "reports" / f"{name}.json").read_text())
-
-
-def test_report_tables_are_pure_functions_of_the_committed_rows():
-    rep = _report("single")
-    out = single.summarise(_rows("single"), list(rep["summary"]["by_variant"]), rep["configs_planned"], 100)
-    assert [list(r) for r in out["_table"]] == [[r["what"], r["paper"], r["ours"]] for r in rep["table"]]
-    rep = _report("saliency")
-    out = saliency.summarise(_rows("saliency"), list(rep["summary"]["by_method"]), rep["configs_planned"])
-    assert [list(r) for r in out["_table"]] == [[r["what"], r["paper"], r["ours"]] for r in rep["table"]]
-    assert "median" in rep["table"][0]["what"]  # the table's figures are medians, labelled as such
-    rep = _report("classes")
-    targets = [d["target"] for d in rep["summary"]["by_class"].values()]
-    out = classes.summarise(_rows("classes"), targets, 3, rep["configs_planned"])
-    assert [list(r) for r in out["_table"]] == [[r["what"], r["paper"], r["ours"]] for r in rep["table"]]
+def test_report_figures_are_recomputed_from_their_rows(tmp_path):
+    """Every committed report equals what its CSV gives (the stale check covers JSON and Markdown); a changed cell
+    in a CSV changes the report's table, and the saliency table labels its medians as medians."""
+    for name in ("transfer", "single"):
+        shutil.copy(ROOT / "reports" / f"{name}.csv", tmp_path)
+        shutil.copy(ROOT / "reports" / f"{name}.json", tmp_path)
+    before = resummary.refreshed(tmp_path / "transfer.json")["table"]
+    text = (tmp_path / "transfer.csv").read_text().splitlines()
+    head = text[0].split(",")
+    cells = text[1].split(",")
+    cells[head.index("confident")] = "1"
+    (tmp_path / "transfer.csv").write_text("\n".join([text[0], ",".join(cells), *text[2:]]) + "\n")
+    assert resummary.refreshed(tmp_path / "transfer.json")["table"] != before
+    saliency = json.loads((ROOT / "reports" / "saliency.json").read_text())
+    assert all("median" in r["what"] for r in saliency["table"])
 
 
 def test_ties_share_a_rank():
-    rep = _report("classes")["summary"]["by_class"]
+    rep = json.loads((ROOT / "reports" / "classes.json").read_text())["summary"]["by_class"]
     rk = findings.ranks(rep)
     assert rk["baseball"] == rk["bubble"] == 1
     assert "baseball and bubble tie for easiest" in next(f.ours for f in findings.findings(ROOT / "reports")
