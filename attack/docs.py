@@ -6,6 +6,8 @@ A generated block in README.md or docs/BENCHMARKS.md is a marker pair with the t
     …whatever BLOCKS["NAME"]() returns…
     <!-- END gen:NAME -->
 
+(indented as the BEGIN marker is, so a block can sit inside a list item)
+
 ``python -m attack docs`` rewrites every such block from the data (``bench/results/*``, ``reports/*.json|csv``),
 recomputes each report's summary, table and notes from its CSV rows (:mod:`attack.reproduce.resummary`; the run's
 record of commands, machines and wall time stays) and re-renders ``reports/<name>.md`` from it
@@ -36,7 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DOCUMENTS = ("README.md", "docs/BENCHMARKS.md")
 RESULTS = Path("bench/results")
 BLOCKS: dict[str, Callable[[Path], str]] = {}
-_BLOCK = re.compile(r"(<!-- BEGIN gen:([\w-]+) -->\n)(.*?)(<!-- END gen:\2 -->)", re.S)
+_BLOCK = re.compile(r"^([ \t]*)<!-- BEGIN gen:([\w-]+) -->\n(.*?)^[ \t]*<!-- END gen:\2 -->", re.S | re.M)
 
 
 def block(name: str):
@@ -202,14 +204,138 @@ def _paper_vs_us(root: Path) -> str:
     return findings.findings_markdown(root / "reports")
 
 
+def _report(root: Path, name: str) -> dict | None:
+    try:
+        return json.loads((root / "reports" / f"{name}.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _trained_seconds(rep: dict) -> float:
+    from .reproduce.report import trained_sessions
+
+    return sum(x.get("wall_s", 0) for x in trained_sessions(rep.get("sessions") or []))
+
+
+@block("report-runs")
+def _report_runs(root: Path) -> str:
+    """How the universal, Brown, classes and cross-model reports were run, from their JSON and CSV."""
+    out = []
+    u = _report(root, "universal")
+    if u:
+        s = u["summary"]
+        rows = tables.read_rows(root / "reports" / "universal.csv")
+        secs = sorted(float(r["seconds"]) for r in rows)
+        conv = sum(r["converged"] == "1" for r in rows)
+        cap = s["max_steps"] if isinstance(s["max_steps"], int) else max(s["max_steps"])
+        out.append(f"The universal run trained {s['configs']} targets ({', '.join(s['by_target'])}) for up to "
+                   f"{cap:,} single-photo steps each, {cap / 1000:g}× the runner's default, on {u['device']} "
+                   f"({secs[0]:.0f}–{secs[-1]:.0f} s of training per target); "
+                   + (f"{conv} reached" if conv else "none reached") + " the paper's 30-in-a-row stop. "
+                   f"Its {s['train_photos'] + s['test_photos']} photos are "
+                   f"{s.get('collections', '?').replace(' + ', ', ')} photos drawn by the seed.")
+    br = _report(root, "brown")
+    if br:
+        s = br["summary"]
+        out.append(f"The Brown comparison ran {s['configs']} patches ({len(s['by_condition']) // 2} areas × 2 "
+                   f"methods × {s['configs'] // max(1, len(s['by_condition']))} targets, same split, cap "
+                   f"{s['max_steps']:,} steps; {_trained_seconds(br):,.0f} s on {br['device']}).")
+    c = _report(root, "classes")
+    if c:
+        s = c["summary"]
+        out.append(f"The classes run: {len(s['by_class'])} classes × {s['photos_per_class']} draws, cap "
+                   f"{s['iteration_cap']:,}, trained on {c['device']} ({len(c['commands'])} commands, listed in "
+                   "`reports/classes.md`).")
+    x = _report(root, "crossmodel")
+    if x:
+        s = x["summary"]
+        out.append(f"The cross-model run: {s['configs'] // 3} draws × 3 models, cap {s['iteration_cap']:,}; "
+                   f"{_trained_seconds(x):,.0f} s on {x['device']}.")
+    return "\n".join(out)
+
+
+@block("input-size-reading")
+def _input_size_reading(root: Path) -> str:
+    rows = [[c.strip() for c in line.strip("|").split("|")]
+            for line in tables.printed_table(root / RESULTS / "input_size.txt")[1][2:]]
+    lite0 = {r[1].split()[0]: r for r in rows if r[0] == "efficientnet-lite0"}
+    native, big = lite0["224"], lite0["299"]
+    costs = {}
+    for r in rows:
+        costs.setdefault(r[0], {})[r[1].split()[0] == "299"] = float(r[5])
+    ratios = sorted(v[True] / v[False] for v in costs.values() if len(v) == 2)
+    return (f"Lite0 at 299 agrees with itself at 224 on {big[3]} of photos but is far less confident (mean top-1 "
+            f"{float(big[2]):.2f} vs {float(native[2]):.2f}), and costs {ratios[0]:.1f}–{ratios[-1]:.1f}× more per "
+            "forward+backward;")
+
+
+def _speed_rows(root: Path, name: str) -> dict[str, str]:
+    """measurement -> ratio cell of a saved speed.py printout."""
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in tables.printed_table(root / RESULTS / name)[1][2:]]
+    return {r[0]: r[2].split("×")[0] for r in rows}
+
+
+@block("speed-reading")
+def _speed_reading(root: Path) -> str:
+    cpu, gpu = _speed_rows(root, "speed.txt"), _speed_rows(root, "speed_h200.txt")
+    cl = sorted(float(v) for k, v in cpu.items() if "contiguous / channels_last" in k)
+    batch = next(v for k, v in cpu.items() if "one by one / batched" in k)
+    frag = next(v for k, v in cpu.items() if k.startswith("fragility map"))
+    gbatch = next(v for k, v in gpu.items() if "one by one / batched" in k)
+    gfrag = next(v for k, v in gpu.items() if k.startswith("fragility map"))
+    return (f"`channels_last` is on for every model ({cl[0]:.1f}–{cl[-1]:.0f}× faster forward+backward on this "
+            f"CPU). On CPU, batching configs barely raises throughput ({float(batch):.1f}×) and one big batched "
+            f"forward for the fragility map is slower than 25 small ones ({frag}×): a single core is already "
+            "saturated by one image, so the batching goals of the benchmarks issue are not met on this machine; on "
+            f"the H200 lent in an earlier session they are ({float(gbatch):.0f}× and {float(gfrag):.1f}×, below).")
+
+
+LOAD = RESULTS / "load_2026-11-25.txt"  # the as-shipped run of bench/load.py (postScriptGC = false)
+
+
+@block("load-printout")
+def _load_printout(root: Path) -> str:
+    lines = [x for x in (root / LOAD).read_text().splitlines() if not x.startswith("#")]
+    return "```\n" + "\n".join(lines).strip("\n") + "\n```"
+
+
+def _load_response(root: Path) -> dict:
+    """The 10-session "x typed → canvas redrawn" row of the saved bench/load.py printout, and its ∞ count."""
+    text = (root / LOAD).read_text()
+    row = next(x for x in text.splitlines() if x.startswith("| **response: x typed"))
+    _, sessions, n, med, p95, top = [c.strip() for c in row.strip("|").split("|")]
+    never = re.search(r"∞: (\d+) interactions? got no redrawn canvas", text)
+    return {"sessions": sessions, "n": n, "median": med, "p95": p95, "never": int(never.group(1)) if never else 0}
+
+
+@block("load-reading")
+def _load_reading(root: Path) -> str:
+    r = _load_response(root)
+    return (f"p95 response with {r['sessions']} sessions polling progress {r['p95']} (median {r['median']}; "
+            f"{r['never']} of {r['n']} interactions never redrawn — not explained yet; `bench/load.py`, printout in "
+            "`bench/results/load_2026-11-25.txt`).")
+
+
+@block("payload")
+def _payload(root: Path) -> str:
+    return "\n".join(tables.printed_table(root / RESULTS / "payload.txt")[1])
+
+
+@block("h200-batch-sizes")
+def _h200_batch_sizes(root: Path) -> str:
+    return "\n".join(tables.printed_table(root / RESULTS / "h200_batch_sizes.txt")[1])
+
+
 # ---------------------------------------------------------------- the machinery
 def render(text: str, root: Path = ROOT, where: str = "") -> str:
     """``text`` with every generated block rewritten from the data under ``root``."""
     def sub(m: re.Match) -> str:
-        name = m.group(2)
+        indent, name = m.group(1), m.group(2)
         if name not in BLOCKS:
             raise KeyError(f"{where}: no generator for block gen:{name} (known: {', '.join(sorted(BLOCKS))})")
-        return m.group(1) + BLOCKS[name](root).rstrip("\n") + "\n" + m.group(4)
+        body = "\n".join((indent + line).rstrip() for line in BLOCKS[name](root).rstrip("\n").splitlines())
+        # a block inside a list item keeps the item's indentation
+        return f"{indent}<!-- BEGIN gen:{name} -->\n{body}\n{indent}<!-- END gen:{name} -->"
     return _BLOCK.sub(sub, text)
 
 
