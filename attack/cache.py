@@ -103,12 +103,14 @@ class PatchCache:
 
 def training_key(model, image_hash: str, target: int, loc, size: int, *, domain: str, loss: str, steps: int,
                  lr: float, optimizer: str = "adam", stop_at: float = 0.9, seed: int = 0, source: int | None = None,
-                 init: str = "random") -> str:
+                 init: str = "random", **extra) -> str:
     """The cache key of one single-image training (``train_patch``): the one list of fields that the CLI's
-    ``attack`` command and the Attack page both key by, so an entry one writes the other finds."""
+    ``attack`` command and the Attack page both key by, so an entry one writes the other finds. ``extra``: further
+    fields that change the result (e.g. ``restarts``); leave out a field at its default so old keys stay valid."""
     return cache_key(model=model.name, input_size=model.input_size, image=image_hash, target=int(target),
                      source=source, loc=[int(v) for v in loc], size=int(size), domain=domain, loss=loss,
-                     steps=int(steps), lr=lr, optimizer=optimizer, stop_at=stop_at, seed=int(seed), init=init)
+                     steps=int(steps), lr=lr, optimizer=optimizer, stop_at=stop_at, seed=int(seed), init=init,
+                     **extra)
 
 
 def get_or_train(cache: "PatchCache | None", key: str, train, image_hash: str) -> tuple[PatchResult, bool]:
