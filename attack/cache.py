@@ -19,7 +19,7 @@ from .results import PatchResult
 
 __all__ = ["PatchCache", "cache_key", "training_key", "get_or_train", "default_cache_dir", "CACHE_VERSION"]
 
-CACHE_VERSION = "2"  # bump when the trainer changes in a way that changes results
+CACHE_VERSION = "3"  # bump when the trainer changes in a way that changes results
 
 
 def default_cache_dir() -> Path:

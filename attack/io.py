@@ -34,7 +34,7 @@ def _metadata(result: PatchResult, extra: dict | None = None) -> dict[str, str]:
         "domain": result.domain, "size": str(result.size), "target": str(result.target),
         "source": "" if result.source is None else str(result.source),
         "loc": json.dumps(list(result.loc) if result.loc is not None else None),
-        "loss": result.loss, "steps": str(result.steps), "success": json.dumps(result.success),
+        "loss": result.loss, "steps": str(result.steps), "evaluations": str(result.evaluations), "success": json.dumps(result.success),
         "p_target": repr(float(result.p_target)), "p_source": repr(float(result.p_source)),
         "stop_at": repr(float(result.stop_at)), "seconds": repr(float(result.seconds)),
         "image_hash": str(result.meta.get("image_hash", "")),
@@ -113,6 +113,7 @@ def patch_from_bytes(data: bytes, name: str = "patch file", model_name: str | No
         success = json.loads(meta.get("success", "{}"))
         extra = json.loads(meta.get("extra", "{}"))
         steps = int(meta.get("steps", "0") or 0)
+        evaluations = int(meta.get("evaluations", "0") or 0)
         if loc is not None and not (isinstance(loc, list) and all(type(v) is int for v in loc)):
             raise ValueError(f"loc must be a list of integers, got {str(loc)[:40]!r}")
         if not isinstance(success, dict) or not isinstance(extra, dict):
@@ -150,7 +151,7 @@ def patch_from_bytes(data: bytes, name: str = "patch file", model_name: str | No
                        size=size, steps=steps, success=success,
                        p_target=_f("p_target"), p_source=_f("p_source"), seconds=_f("seconds"),
                        model_name=meta.get("model", ""), input_size=isz, loss=meta.get("loss", ""),
-                       stop_at=_f("stop_at"), meta=extra)
+                       stop_at=_f("stop_at"), evaluations=evaluations, meta=extra)
 
 
 def load_patch(path: str | Path, model_name: str | None = None, input_size: int | None = None) -> PatchResult:

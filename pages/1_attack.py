@@ -8,6 +8,8 @@ import attack
 from ui import boot, cache, charts, jobs, widgets
 
 PAGE, JOB = "attack", "attack"
+RULE_NAMES = {"adam": "Adam", "sgd": "plain gradient (paper)", "sign": "signed steps",
+              "apgd": "signed steps + momentum, step halving (APGD-style)"}
 
 boot.ensure_app()
 st.title("🎯 Attack one image")
@@ -37,18 +39,29 @@ with right:
                            "image: a printable patch with pixel values in [0,1].")
     loss = c2.selectbox("Loss", attack.LOSSES, key="attack_loss",
                         help="logprob: log p(target) − log p(source) (the paper's objective, source term floored)")
-    c3, c4 = st.columns(2)
-    steps = int(c3.number_input("Max iterations", min_value=1, max_value=10_000, value=1000, step=100,
-                                key="attack_steps", help="The paper allowed up to 10,000"))
-    seed = int(c4.number_input("Seed", min_value=0, max_value=2**31 - 1, value=0, step=1, key="attack_seed"))
-    lr = attack.train.default_lr("adam", domain)
-    st.caption(f"Adam, step size {lr:g} (measured default for the {domain} domain), stops at p(target) ≥ 0.9.")
+    c3, c4, c5 = st.columns(3)
+    rule = c3.selectbox("Update rule", attack.optim.RULES, key="attack_rule",
+                        index=attack.optim.RULES.index(attack.train.DEFAULTS["optimizer"]),
+                        format_func=lambda r: RULE_NAMES.get(r, r),
+                        help="How each step changes the patch. sgd = the paper's plain gradient steps.")
+    restarts = int(c4.number_input("Restarts", min_value=1, max_value=16, value=attack.train.DEFAULTS["restarts"],
+                                   step=1, key="attack_restarts",
+                                   help="Patches trained side by side from different starts; at each stage only "
+                                        "the best quarter goes on (successive halving)."))
+    steps = int(c5.number_input("Max evaluations", min_value=1, max_value=10_000, value=2000, step=100,
+                                key="attack_steps",
+                                help="Budget of forward+backward evaluations of the model: restarts × iterations. "
+                                     "The paper allowed up to 10,000 iterations of one patch."))
+    seed = int(st.number_input("Seed", min_value=0, max_value=2**31 - 1, value=0, step=1, key="attack_seed"))
+    lr = attack.train.default_lr(rule, domain)
+    st.caption(f"{RULE_NAMES.get(rule, rule)}, step size {lr:g} (default for the {domain} domain), "
+               f"{restarts} restart(s), at most {steps:,} forward+backward evaluations; stops at p(target) ≥ 0.9.")
 with left:
     loc = widgets.location_picker(image, size, key="attack_loc")
 
 config = dict(model=model.name, input_size=model.input_size, image=image_key, target=target, source=None,
-              loc=list(loc), size=size, domain=domain, loss=loss, steps=steps, lr=lr, optimizer="adam",
-              stop_at=0.9, seed=seed, init="random")
+              loc=list(loc), size=size, domain=domain, loss=loss, steps=steps, lr=lr, optimizer=rule,
+              stop_at=0.9, seed=seed, init=attack.train.DEFAULTS["init"], **({"restarts": restarts} if restarts != 1 else {}))
 key = attack.cache_key(**config)
 
 
@@ -76,9 +89,10 @@ if b1.button("Train", type="primary", key="attack_train", width="stretch", disab
     else:
         st.session_state.pop("result", None)
         job = jobs.start(JOB, attack.train_patch, model, image, target, loc, size=size, domain=domain, loss=loss,
-                         steps=steps, lr=lr, optimizer="adam", stop_at=0.9,
-                         generator=torch.Generator().manual_seed(seed), page=PAGE,
-                         on_done=_cache_put(key, image_key), meta={"image": image})
+                         steps=steps, lr=lr, optimizer=rule, restarts=restarts, stop_at=0.9, seed=seed,
+                         init=attack.train.DEFAULTS["init"], page=PAGE,
+                         on_done=_cache_put(key, image_key),
+                         meta={"image": image, "loc": loc, "domain": domain})
 b2.button("Stop", key="attack_stop", on_click=jobs.stop, args=(JOB,), width="stretch",
           disabled=not (job and job.active))
 b3.caption("The same configuration again is answered from the cache at once.")
@@ -86,15 +100,25 @@ b3.caption("The same configuration again is answered from the cache at once.")
 
 def _draw(job: jobs.Job, prog: list) -> None:
     last = prog[-1]
-    m1, m2, m3, m4 = st.columns(4)
+    m1, m2, m3, m4, m5 = st.columns(5)
     m1.metric("iteration", last.iteration)
-    m2.metric("p(target)", f"{last.p_target:.3f}")
-    m3.metric("p(source)", f"{last.p_source:.3f}")
-    m4.metric("seconds", f"{job.elapsed():.1f}")
+    m2.metric("evaluations", f"{last.evaluations:,}", help="forward+backward evaluations: restarts × iterations")
+    m3.metric("p(target)", f"{last.p_target:.3f}")
+    m4.metric("p(source)", f"{last.p_source:.3f}")
+    m5.metric("seconds", f"{job.elapsed():.1f}")
     if job.active:
-        st.plotly_chart(charts.confidence_curve([s.p_target for s in prog], [s.p_source for s in prog],
-                                                [s.top5 for s in prog], target, source), key="attack_live",
-                        width="stretch")
+        c1, c2 = st.columns([1, 2.2])
+        if job.latest_patch is not None and "image" in job.meta:
+            c1.image(widgets.to_pil(cache.patched_view(model, job.meta["image"], job.latest_patch,
+                                                                 job.meta["loc"], job.meta["domain"])),
+                     caption="the leading restart's patch as it forms", width="stretch")
+        series, leader = charts.restart_series(prog)
+        with c2:
+            if len(series) > 1:
+                st.plotly_chart(charts.restart_curves(series, leader), key="attack_restarts_live", width="stretch")
+            st.plotly_chart(charts.confidence_curve([s.p_target for s in prog], [s.p_source for s in prog],
+                                                    [s.top5 for s in prog], target, source), key="attack_live",
+                            width="stretch")
 
 
 jobs.live_view(JOB, _draw, lambda result, job: _store(result, job.meta["image"], False))
@@ -110,7 +134,9 @@ if res is not None and img is not None and res.model_name == model.name and res.
                        ("not_source", "source no longer top-1")))
     origin = "answered from the cache" if st.session_state.get("result_from_cache") else (
         "stopped" if res.cancelled else "trained")
-    st.markdown(f"{crit}  \n**{res.steps} iterations, {res.seconds:.1f} s** ({origin}) · "
+    evals = res.evaluations or res.steps
+    st.markdown(f"{crit}  \n**{evals:,} forward+backward evaluations ({res.steps} iterations, "
+                f"{res.meta.get('restarts', 1)} restart(s)), {res.seconds:.1f} s** ({origin}) · "
                 f"{widgets.label(res.source)} → **{widgets.label(res.target)}** · patch {res.size}px at "
                 f"x={res.loc[1]}, y={res.loc[0]}, {res.domain} domain")
     img_key = attack.image_hash(img)
@@ -127,6 +153,10 @@ if res is not None and img is not None and res.model_name == model.name and res.
         st.markdown("**top-5 after**")
         widgets.topk_table(cache.topk_from_probs(probs), (res.target,))
     hist = res.history or {}
+    if len(hist.get("restarts") or []) > 1:
+        st.plotly_chart(charts.restart_curves(hist["restarts"], int(res.meta.get("leader", 0)), res.stop_at,
+                                              hist.get("evaluations")), key="attack_result_restarts",
+                        width="stretch")
     if hist.get("p_target"):
         st.plotly_chart(charts.confidence_curve(hist["p_target"], hist.get("p_source", []), hist.get("top5"),
                                                 res.target, res.source), key="attack_result_curve",

@@ -286,6 +286,30 @@ def test_short_training_completes_draws_the_curve_and_is_cached(tmp_path):
     assert "attack" not in at.session_state["_lavan_jobs"]
 
 
+def test_restarts_draw_every_curve_and_the_forming_patch(tmp_path):
+    """Four restarts under successive halving: the live view shows the patch as it forms, and the result draws
+    one p(target) curve per restart, dropped ones shorter, the leading one bold; evaluations ≤ the budget."""
+    at = app(PAGES[0])
+    at.selectbox(key="attack_rule").set_value("apgd").run()
+    at.number_input(key="attack_restarts").set_value(4).run()
+    at.number_input(key="attack_steps").set_value(24).run()
+    at.button(key="attack_train").click().run()
+    j = job(at, "attack")
+    poll(at, lambda a: j.latest_patch is not None, timeout=60)
+    assert j.latest_patch.shape[-1] == at.session_state["attack_size"]
+    poll(at, lambda a: "result" in a.session_state and a.session_state["result"] is not None)
+    res = at.session_state["result"]
+    assert res.meta["restarts"] == 4 and res.evaluations <= 24 and res.meta["optimizer"] == "apgd"
+    charts = [json.loads(c.proto.spec) for c in at.get("plotly_chart") if "restart 0" in c.proto.spec]
+    assert charts, "the restart curves are not drawn"
+    traces = charts[0]["data"]
+    assert len(traces) == 4
+    lengths = sorted(len(t["y"]) for t in traces)
+    assert lengths[0] < lengths[-1]  # dropped restarts end where they were dropped
+    assert sum(t["line"]["width"] > 3 for t in traces) == 1  # one leading restart, bold
+    assert "forward+backward evaluations" in texts(at)
+
+
 def test_stop_ends_the_training_thread():
     at = app(PAGES[0])
     at.number_input(key="attack_steps").set_value(10_000).run()

@@ -208,11 +208,12 @@ def test_drag_the_patch_and_the_inputs_follow(tab, server):
 
 
 def test_training_shows_a_live_chart_and_stops(tab, server):
-    set_num(tab, "Max iterations", "10000")
+    set_num(tab, "Max evaluations", "10000")
     tab.get_by_role("button", name="Train", exact=True).click()
     # the chart is redrawn twice a second, so poll for it rather than wait for one element to settle
     wait_for(tab, lambda: tab.locator(".st-key-attack_live .js-plotly-plot").count() > 0, 120, "the live chart")
-    seconds = tab.locator('[data-testid="stMetricValue"]').nth(3)  # iteration, p(target), p(source), seconds
+    # iteration, evaluations, p(target), p(source), seconds
+    seconds = tab.locator('[data-testid="stMetricValue"]').nth(4)
     seen, t = set(), time.perf_counter()
     while time.perf_counter() - t < 4.0:
         seen.add(seconds.inner_text())

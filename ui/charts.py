@@ -73,6 +73,44 @@ def confidence_curve(p_target: list[float], p_source: list[float], top5: list | 
     return fig
 
 
+def restart_curves(restarts: list[list[float]], leader: int, stop_at: float = 0.9,
+                   evaluations: list[int] | None = None) -> go.Figure:
+    """Every restart's p(target) per iteration: the leading restart bold, the others thin; a restart dropped by
+    successive halving ends where it was dropped (its list is shorter). ``evaluations`` (cumulative
+    forward+backward evaluations per iteration) labels the hover text, so the budget spent is visible."""
+    fig = go.Figure()
+    for r, ys in enumerate(restarts):
+        if not ys:
+            continue
+        idx = thin(ys)
+        lead = r == leader
+        hover = None
+        if evaluations:
+            hover = [f"restart {r}, iteration {i}, {evaluations[i] if i < len(evaluations) else '?'} evaluations"
+                     for i in idx]
+        fig.add_scatter(x=idx, y=_pick(ys, idx), name=f"restart {r}" + (" (leading)" if lead else ""),
+                        line=dict(color="#d62728" if lead else "#7f7f7f", width=3.5 if lead else 1.2),
+                        opacity=1.0 if lead else 0.7, hovertext=hover, hoverinfo="text+y" if hover else None)
+    fig.add_hline(y=stop_at, line=dict(color="grey", dash="dash"), annotation_text=f"stop at {stop_at:g}")
+    fig.update_layout(xaxis_title="iteration (every restart alive takes one forward+backward evaluation)",
+                      yaxis_title="p(target)", yaxis_range=[0, 1.02], height=300,
+                      margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h", y=-0.3))
+    return fig
+
+
+def restart_series(progress: list) -> tuple[list[list[float]], int]:
+    """Per-restart p(target) lists from a live job's :class:`attack.train.StepInfo` reports (None = dropped)."""
+    if not progress or not getattr(progress[-1], "restarts", None):
+        return [], 0
+    n = len(progress[-1].restarts)
+    series: list[list[float]] = [[] for _ in range(n)]
+    for s in progress:
+        for r, p in enumerate(getattr(s, "restarts", None) or []):
+            if p is not None and r < n and len(series[r]) == s.iteration:
+                series[r].append(p)
+    return series, int(progress[-1].leader)
+
+
 def universal_curve(p_target: list[float], streak: list[int], patience: int, target: int) -> go.Figure:
     fig = make_subplots(specs=[[{"secondary_y": True}]])
     idx = sorted(set(thin(p_target)) | set(thin(streak)))

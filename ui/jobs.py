@@ -14,6 +14,7 @@ Whatever a browser sends, the server caps iterations at $LAVAN_MAX_ITER (default
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import itertools
 import os
 import sys
@@ -56,6 +57,7 @@ class Job:
     cancel: threading.Event = field(default_factory=threading.Event)
     status: str = "queued"  # queued | running | done | cancelled | error
     progress: list = field(default_factory=list)
+    latest_patch: Any = None
     result: Any = None
     error: str | None = None
     created: float = field(default_factory=time.time)
@@ -105,6 +107,12 @@ class Job:
                     self.request_stop("session closed")
 
     def _callback(self, info) -> None:
+        # A training's StepInfo carries its leading patch: keep only the latest one (the page redraws it), so a
+        # 10,000-iteration job does not hold 10,000 patches.
+        patch = getattr(info, "patch", None)
+        if patch is not None:
+            self.latest_patch = patch
+            info = dataclasses.replace(info, patch=None)
         self.progress.append(dict(info) if isinstance(info, dict) else info)
 
     def _run(self, fn, args, kwargs) -> None:
