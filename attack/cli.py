@@ -158,31 +158,37 @@ def cmd_attack(args) -> int:
     from .io import save_patch
     from .models import class_index, class_names
     from .patch import size_for_area
-    from .train import default_lr, default_patch_size, train_patch
+    from .train import DEFAULTS, default_lr, default_patch_size, train_patch
 
     model = _model(args)
     img = load_image(_resolve_image(args.image), model.input_size)
     target = class_index(args.target)
     size = args.size or (size_for_area(args.area, model.input_size) if args.area else default_patch_size(model.input_size))
     loc = _loc(args, model.input_size, size)
-    lr = args.lr if args.lr is not None else default_lr(args.optimizer, args.domain)
+    optimizer = args.optimizer or DEFAULTS["optimizer"]
+    restarts = args.restarts if args.restarts is not None else DEFAULTS["restarts"]
+    loss = args.loss or DEFAULTS["loss"]
+    init = DEFAULTS["init"]
+    lr = args.lr if args.lr is not None else default_lr(optimizer, args.domain)
     key = cache_key(model=model.name, input_size=model.input_size, image=image_hash(img), target=target,
-                    source=None, loc=list(loc), size=size, domain=args.domain, loss=args.loss, steps=args.max_iter,
-                    lr=lr, optimizer=args.optimizer, stop_at=args.stop_at, seed=args.seed, init="random")
+                    source=None, loc=list(loc), size=size, domain=args.domain, loss=loss, steps=args.max_iter,
+                    lr=lr, optimizer=optimizer, stop_at=args.stop_at, seed=args.seed, init=init,
+                    **({"restarts": restarts} if restarts != 1 else {}))
     cache = PatchCache(args.cache_dir) if not args.no_cache else None
     res = cache.get(key) if cache else None
     cached = res is not None
     if res is None:
-        bar = tqdm(total=args.max_iter, desc=f"{class_names()[target]}", unit="it", file=sys.stderr,
+        bar = tqdm(total=args.max_iter, desc=f"{class_names()[target]}", unit="eval", file=sys.stderr,
                    disable=args.quiet)
 
         def cb(info):
-            bar.update(1 if info.iteration > 0 else 0)
-            bar.set_postfix(p_target=f"{info.p_target:.3f}", p_source=f"{info.p_source:.3f}", refresh=False)
+            bar.update(info.evaluations - bar.n)
+            bar.set_postfix(p_target=f"{info.p_target:.3f}", p_source=f"{info.p_source:.3f}",
+                            restarts=sum(p is not None for p in info.restarts), refresh=False)
 
-        res = train_patch(model, img, target, loc, size=size, domain=args.domain, loss=args.loss,
-                          steps=args.max_iter, lr=lr, optimizer=args.optimizer, stop_at=args.stop_at,
-                          generator=torch.Generator().manual_seed(args.seed), callback=cb)
+        res = train_patch(model, img, target, loc, size=size, domain=args.domain, loss=loss,
+                          steps=args.max_iter, lr=lr, optimizer=optimizer, restarts=restarts, init=init,
+                          stop_at=args.stop_at, seed=args.seed, callback=cb)
         bar.close()
         res.meta["image_hash"] = image_hash(img)
         if cache:
@@ -191,13 +197,15 @@ def cmd_attack(args) -> int:
     save_patch(out_path, res)
     out = {"success_0_9": bool(res.success["confident"]), "argmax_target": bool(res.success["argmax"]),
            "not_source": bool(res.success["not_source"]), "iterations": int(res.steps),
-           "p_target": float(res.p_target), "p_source": float(res.p_source), "seconds": float(res.seconds),
+           "evaluations": int(res.evaluations or res.steps), "restarts": int(res.meta.get("restarts", 1)),
+           "optimizer": res.meta.get("optimizer"), "p_target": float(res.p_target), "p_source": float(res.p_source), "seconds": float(res.seconds),
            "patch_path": str(out_path), "target": target, "target_label": class_names()[target],
            "source": res.source, "source_label": class_names()[res.source], "loc": list(loc), "x": loc[1],
            "y": loc[0], "size": size, "area": size * size / model.input_size ** 2, "domain": args.domain,
            "model": model.name, "input_size": model.input_size, "cached": cached}
     text = (f"{'cached: ' if cached else ''}{class_names()[res.source]} -> {class_names()[target]}: "
-            f"p(target)={res.p_target:.3f} p(source)={res.p_source:.3f} after {res.steps} iterations "
+            f"p(target)={res.p_target:.3f} p(source)={res.p_source:.3f} after {out['evaluations']} forward+backward "
+            f"evaluations ({res.steps} iterations, {out['restarts']} restart(s)) "
             f"({res.seconds:.1f}s); success≥0.9={out['success_0_9']} argmax={out['argmax_target']} "
             f"not_source={out['not_source']}\npatch: {out_path}")
     _emit(args, out, text)
@@ -331,6 +339,7 @@ def _patch_on_image_parser(sub, name: str, help: str, func, patch_required: bool
 
 def build_parser() -> argparse.ArgumentParser:
     from .losses import LOSSES
+    from .optim import RULES as OPTIMIZERS
     from .saliency import ATTRIBUTION_METHODS
 
     ap = argparse.ArgumentParser(prog="python -m attack", description="LaVAN: localized and visible adversarial "
@@ -353,10 +362,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, default=None, help="patch side in px (default: the measured default)")
     p.add_argument("--area", type=float, default=None, help="patch area as a fraction (0.02 = paper)")
     p.add_argument("--domain", default="network", choices=["network", "image"])
-    p.add_argument("--loss", default="logprob", choices=LOSSES)
-    p.add_argument("--optimizer", default="adam", choices=["adam", "sgd", "sign"])
+    p.add_argument("--loss", default=None, choices=LOSSES, help="objective (default: the measured default)")
+    p.add_argument("--optimizer", default=None, choices=OPTIMIZERS,
+                   help="update rule (default: the measured default; sgd = the paper's plain gradient)")
+    p.add_argument("--restarts", type=int, default=None,
+                   help="patches trained side by side under successive halving (default: the measured default)")
     p.add_argument("--lr", type=float, default=None)
-    p.add_argument("--max-iter", type=int, default=10_000, help="iteration cap (paper: 10,000)")
+    p.add_argument("--max-iter", type=int, default=10_000,
+                   help="budget of forward+backward evaluations, restarts x iterations (paper: 10,000 iterations)")
     p.add_argument("--stop-at", type=float, default=0.9)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="patch file to write (default: patches/…)")
