@@ -11,12 +11,13 @@ A generated block in README.md or docs/BENCHMARKS.md is a marker pair with the t
 ``python -m attack docs`` rewrites every such block from the data (``bench/results/*``, ``reports/*.json|csv``),
 recomputes each report's summary, table and notes from its CSV rows (:mod:`attack.reproduce.resummary`; the run's
 record of commands, machines and wall time stays) and re-renders ``reports/<name>.md`` from it
-(:mod:`attack.reproduce.report`); text outside the markers is left alone. Running it twice changes nothing. ``python -m attack docs --check`` changes nothing and
-exits 1 naming each document that differs from what its data gives; ``tests/test_docs.py`` runs the same check in
-``make test``, so drift cannot land.
+(:mod:`attack.reproduce.report`); text outside the markers is left alone. Running it twice changes nothing.
+``python -m attack docs --check`` changes nothing and exits 1 naming each document that differs from what its data
+gives; ``tests/test_docs.py`` runs the same check in ``make test``, so drift cannot land.
 
-To add a block (e.g. an ablation table):
-  1. write ``def _ablation() -> str`` below that reads its committed raw file and returns Markdown, decorated with
+To add a block (e.g. an ablation table) — for a bench script's saved Markdown printout, one entry in
+``PRINTED_TABLES`` is all it takes; otherwise:
+  1. write ``def _ablation(root: Path) -> str`` below that reads its committed raw file and returns Markdown, decorated with
      ``@block("ablation")`` (put the reader/summary in :mod:`attack.tables` if a bench script or the app shows it too);
   2. put ``<!-- BEGIN gen:ablation -->`` and ``<!-- END gen:ablation -->`` where it goes in README.md or
      docs/BENCHMARKS.md (the same block may stand in several files), and run ``make docs``.
@@ -50,19 +51,11 @@ def block(name: str):
 
 
 # ---------------------------------------------------------------- the blocks
-@block("input-size")
-def _input_size(root: Path) -> str:
-    return "\n".join(tables.printed_table(root / RESULTS / "input_size.txt")[1])
-
-
-@block("speed-cpu")
-def _speed_cpu(root: Path) -> str:
-    return "\n".join(tables.printed_table(root / RESULTS / "speed.txt")[1])
-
-
-@block("speed-h200")
-def _speed_h200(root: Path) -> str:
-    return "\n".join(tables.printed_table(root / RESULTS / "speed_h200.txt")[1])
+# Tables that a bench script printed and whose printout is committed in bench/results/: block name -> file.
+PRINTED_TABLES = {"input-size": "input_size.txt", "speed-cpu": "speed.txt", "speed-h200": "speed_h200.txt",
+                  "payload": "payload.txt", "h200-batch-sizes": "h200_batch_sizes.txt"}
+for _name, _file in PRINTED_TABLES.items():
+    block(_name)(lambda root, _file=_file: "\n".join(tables.printed_table(root / RESULTS / _file)[1]))
 
 
 @block("area-table")
@@ -217,41 +210,44 @@ def _trained_seconds(rep: dict) -> float:
     return sum(x.get("wall_s", 0) for x in trained_sessions(rep.get("sessions") or []))
 
 
+def _universal_run(u: dict, root: Path) -> str:
+    s = u["summary"]
+    rows = tables.read_rows(root / "reports" / "universal.csv")
+    secs = sorted(float(r["seconds"]) for r in rows)
+    conv = sum(r["converged"] == "1" for r in rows)
+    cap = s["max_steps"] if isinstance(s["max_steps"], int) else max(s["max_steps"])
+    return (f"The universal run trained {s['configs']} targets ({', '.join(s['by_target'])}) for up to {cap:,} "
+            f"single-photo steps each, {cap / 1000:g}× the runner's default, on {u['device']} ({secs[0]:.0f}–"
+            f"{secs[-1]:.0f} s of training per target); " + (f"{conv} reached" if conv else "none reached")
+            + f" the paper's 30-in-a-row stop. Its {s['train_photos'] + s['test_photos']} photos are "
+            f"{s.get('collections', '?').replace(' + ', ', ')} photos drawn by the seed.")
+
+
+def _brown_run(br: dict, root: Path) -> str:
+    s, n = br["summary"], len(br["summary"]["by_condition"])
+    return (f"The Brown comparison ran {s['configs']} patches ({n // 2} areas × 2 methods × "
+            f"{s['configs'] // max(1, n)} targets, same split, cap {s['max_steps']:,} steps; "
+            f"{_trained_seconds(br):,.0f} s on {br['device']}).")
+
+
+def _classes_run(c: dict, root: Path) -> str:
+    s = c["summary"]
+    return (f"The classes run: {len(s['by_class'])} classes × {s['photos_per_class']} draws, cap "
+            f"{s['iteration_cap']:,}, trained on {c['device']} ({len(c['commands'])} commands, listed in "
+            "`reports/classes.md`).")
+
+
+def _crossmodel_run(x: dict, root: Path) -> str:
+    s = x["summary"]
+    return (f"The cross-model run: {s['configs'] // 3} draws × 3 models, cap {s['iteration_cap']:,}; "
+            f"{_trained_seconds(x):,.0f} s on {x['device']}.")
+
+
 @block("report-runs")
 def _report_runs(root: Path) -> str:
     """How the universal, Brown, classes and cross-model reports were run, from their JSON and CSV."""
-    out = []
-    u = _report(root, "universal")
-    if u:
-        s = u["summary"]
-        rows = tables.read_rows(root / "reports" / "universal.csv")
-        secs = sorted(float(r["seconds"]) for r in rows)
-        conv = sum(r["converged"] == "1" for r in rows)
-        cap = s["max_steps"] if isinstance(s["max_steps"], int) else max(s["max_steps"])
-        out.append(f"The universal run trained {s['configs']} targets ({', '.join(s['by_target'])}) for up to "
-                   f"{cap:,} single-photo steps each, {cap / 1000:g}× the runner's default, on {u['device']} "
-                   f"({secs[0]:.0f}–{secs[-1]:.0f} s of training per target); "
-                   + (f"{conv} reached" if conv else "none reached") + " the paper's 30-in-a-row stop. "
-                   f"Its {s['train_photos'] + s['test_photos']} photos are "
-                   f"{s.get('collections', '?').replace(' + ', ', ')} photos drawn by the seed.")
-    br = _report(root, "brown")
-    if br:
-        s = br["summary"]
-        out.append(f"The Brown comparison ran {s['configs']} patches ({len(s['by_condition']) // 2} areas × 2 "
-                   f"methods × {s['configs'] // max(1, len(s['by_condition']))} targets, same split, cap "
-                   f"{s['max_steps']:,} steps; {_trained_seconds(br):,.0f} s on {br['device']}).")
-    c = _report(root, "classes")
-    if c:
-        s = c["summary"]
-        out.append(f"The classes run: {len(s['by_class'])} classes × {s['photos_per_class']} draws, cap "
-                   f"{s['iteration_cap']:,}, trained on {c['device']} ({len(c['commands'])} commands, listed in "
-                   "`reports/classes.md`).")
-    x = _report(root, "crossmodel")
-    if x:
-        s = x["summary"]
-        out.append(f"The cross-model run: {s['configs'] // 3} draws × 3 models, cap {s['iteration_cap']:,}; "
-                   f"{_trained_seconds(x):,.0f} s on {x['device']}.")
-    return "\n".join(out)
+    runs = {"universal": _universal_run, "brown": _brown_run, "classes": _classes_run, "crossmodel": _crossmodel_run}
+    return "\n".join(fn(rep, root) for name, fn in runs.items() if (rep := _report(root, name)))
 
 
 @block("input-size-reading")
@@ -314,16 +310,6 @@ def _load_reading(root: Path) -> str:
     return (f"p95 response with {r['sessions']} sessions polling progress {r['p95']} (median {r['median']}; "
             f"{r['never']} of {r['n']} interactions never redrawn — not explained yet; `bench/load.py`, printout in "
             "`bench/results/load_2026-11-25.txt`).")
-
-
-@block("payload")
-def _payload(root: Path) -> str:
-    return "\n".join(tables.printed_table(root / RESULTS / "payload.txt")[1])
-
-
-@block("h200-batch-sizes")
-def _h200_batch_sizes(root: Path) -> str:
-    return "\n".join(tables.printed_table(root / RESULTS / "h200_batch_sizes.txt")[1])
 
 
 # ---------------------------------------------------------------- the machinery
