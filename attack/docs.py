@@ -192,6 +192,25 @@ def _single_paper_geometry(root: Path) -> str:
             f"{d['configs']} configs within its cap of {d['iteration_cap']:,} iterations (`reports/single.md`).")
 
 
+@block("single-run")
+def _single_run(root: Path) -> str:
+    """How `single` was run (configs, devices, --time-budget, caps) and how many patches the later rows reuse."""
+    rep = _report(root, "single")
+    if not rep:
+        return "`single` has not been run yet (`python -m attack reproduce single`)."
+    s = rep["summary"]
+    per = sorted({d["configs"] for d in s["by_variant"].values()})
+    budgets = sorted({float(m.group(1)) for c in rep["commands"] for m in [re.search(r"--time-budget ([\d.]+)", c)]
+                      if m})
+    caps = sorted(s["iteration_caps"])
+    ok = sum(1 for r in tables.read_rows(root / "reports" / "single.csv") if r["success_0_9"] == "1")
+    slot = (f"side by side in one {budgets[0] / 60:.0f}-minute slot, cut by `--time-budget`, so each variant's "
+            f"iteration cap is where the slot ended, " if budgets else "with iteration caps ")
+    return (f"`single` ran {'/'.join(map(str, per))} configs for each of its {len(s['by_variant'])} variants on "
+            f"{rep['device']} ({len(rep['commands'])} commands; {slot}{caps[0]:,}–{caps[-1]:,}, not the paper's "
+            f"10,000); the fragility, transfer and saliency rows use its {ok} successful patches.")
+
+
 @block("paper-vs-us")
 def _paper_vs_us(root: Path) -> str:
     return findings.findings_markdown(root / "reports")
