@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8501
 
-.PHONY: run test setup browser photos bench clean docs python-version
+.PHONY: run test setup browser photos bench clean docs python-version lesson-assets
 
 # The pinned wheels (torch 2.14.1 / torchvision 0.29.1 …) exist for Python 3.11: say so plainly instead of failing
 # deep inside pip.
@@ -33,6 +33,12 @@ browser:
 
 # ~240 public-domain photos from Debian's gcompris-qt-data (44 MB), extracted into .lavan-photos/ for the sample set
 # and the universal experiment's 100/100 split. Optional: everything works with the 100 ai-benchmark photos alone.
+# The Lesson page's patches (assets/lesson/, assets/universal_lite0_baseball_image.safetensors) with the CLI: the
+# single-image patch at the library's default size (~1 min on a CPU); LESSON_ARGS=--universal also retrains the
+# universal patch (~5 min). See assets/README.md.
+lesson-assets: setup
+	$(PY) scripts/lesson_assets.py $(LESSON_ARGS)
+
 photos: setup
 	@test -d /usr/share/gcompris-qt/rcc || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends gcompris-qt-data >/dev/null; } || echo "note: could not install gcompris-qt-data; going on with the ai-benchmark photos"
 	$(PY) -m attack photos

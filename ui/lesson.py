@@ -37,6 +37,9 @@ CSS = """<style>
 .lesson-small {font-size: 1.05rem; color: #555;}
 .lesson-hit {color: #c62828;} .lesson-miss {color: #1565c0;}
 .lesson-dots {font-size: 1.6rem; letter-spacing: 0.25rem;}
+.lesson-bar {display: flex; align-items: center; gap: 0.6rem; font-size: 1.15rem; margin: 0.1rem 0;}
+.lesson-bar .name {width: 45%; overflow: hidden; white-space: nowrap; text-overflow: ellipsis;}
+.lesson-bar .bar {height: 0.9rem; background: #1565c0; border-radius: 3px;}
 </style>"""
 
 
@@ -99,6 +102,14 @@ PAGE_FILES = {"attack": "pages/1_attack.py", "fragility": "pages/2_fragility.py"
               "universal": "pages/4_universal.py", "gradients": "pages/5_gradients.py", "models": "pages/6_models.py"}
 
 
+def top5(top: list[tuple[int, str, float]]) -> None:
+    """The five best guesses as bars (plain HTML: drawn at once, unlike a data grid)."""
+    rows = "".join(f"<div class='lesson-bar'><span class='name'>{html.escape(n)}</span>"
+                   f"<span class='bar' style='width:{max(p, 0.005) * 40:.1f}%'></span><span>{p:.1%}</span></div>"
+                   for _, n, p in top)
+    st.markdown(rows, unsafe_allow_html=True)
+
+
 def try_it(page: str, title: str, **link) -> None:
     """"Try it yourself": the full page, opened with this step's photo and patch (``ui/deeplink.py``)."""
     st.page_link(PAGE_FILES[page], label=f"Try it yourself: {title} →", icon="🧪",
@@ -144,7 +155,7 @@ def step_photo(m: dict, left, right) -> dict:
                     f"(the paper used Inception v3). It is **{top[0][2]:.0%}** sure it sees **{top[0][1]}**. "
                     "Below are its five best guesses.")
         out = prediction(1, top, res.target, note="(the red class of the next steps is the attacker's target)")
-        widgets.topk_table(top)
+        top5(top)
         try_it("attack", "attack this photo", photo=m["single"]["image"])
     return out
 
@@ -229,7 +240,7 @@ def step_transfer(m: dict, left, right) -> dict:
         out = prediction(4, cache.topk_from_probs(probs), res.target, probs,
                          note=f"copied from {m['single']['image']}: {(b - t) * (r - l) / model.input_size ** 2:.0%}"
                               " of the image")
-        try_it("transfer", "the border sweep over many photos", photo=m["single"]["image"],
+        try_it("transfer", "the border sweep", photo=m["single"]["image"],
                patch=m["single"]["file"], border=border)
     return out
 
@@ -296,13 +307,26 @@ def overlay(image: torch.Tensor, heat: torch.Tensor) -> torch.Tensor:
     return (0.35 * image + 0.65 * rgb).clamp(0, 1)
 
 
+@st.cache_data(show_spinner=False)
+def _measured_ratios() -> str:
+    """One line from reports/saliency.json: the median mass-in-patch / area of each lesson method, if measured."""
+    try:
+        summary = json.loads((ROOT / "reports" / "saliency.json").read_text())["summary"]
+        ratios = {k: float(summary["by_method"][k]["median_ratio"]) for k in METHODS}
+        n = int(summary["configs"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return ""
+    said = ", ".join(f"{METHODS[k].split(' (')[0]} {v:.1f}×" for k, v in ratios.items())
+    return f"<div class='lesson-small'>Median over {n} trained patches (reports/saliency.md): {html.escape(said)}.</div>"
+
+
 def step_gradients(m: dict, left, right) -> dict:
     model, res, img = _single(m)
     probs = _probs(model, img, res, res.loc)
     with right:
         st.markdown("If the network *knew* that the square is to blame, the pixels its answer depends on would pile "
-                    "up inside it. The paper found that gradients do not single the patch out. Compare two ways "
-                    "of asking:")
+                    "up inside it. The paper found that gradients do not single the patch out. Two ways of asking "
+                    "give two answers here:")
         method = st.radio("Map", list(METHODS), format_func=METHODS.get, horizontal=True, key="lesson_method")
     job = _heat(m["model"], m["single"]["file"], m["single"]["image"], method)
     if job.exception() is not None:  # not kept: the next run tries again
@@ -316,9 +340,9 @@ def step_gradients(m: dict, left, right) -> dict:
                 f"{METHODS[method]} for '{attack.class_names()[res.target]}' (white: the patch)",
                 box=(res.loc[0], res.loc[1], res.size))
     with right:
-        st.markdown(f"<div class='lesson-big'>{share:.0%} <span class='lesson-mid'>of the map inside the patch"
-                    f"</span></div><div class='lesson-mid'>the patch is {area:.0%} of the image</div>",
-                    unsafe_allow_html=True)
+        st.markdown(f"<div class='lesson-big'>{share:.0%} <span class='lesson-mid'>of the map is in the patch"
+                    f"</span></div><div class='lesson-mid'>which is {area:.0%} of the image "
+                    f"({share / area:.1f}× its share)</div>" + _measured_ratios(), unsafe_allow_html=True)
         out = prediction(6, cache.topk_from_probs(probs), res.target, probs)
         out["share"] = share
         try_it("gradients", "four methods, both classes", photo=m["single"]["image"], patch=m["single"]["file"])
