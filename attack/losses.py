@@ -8,6 +8,9 @@
 * ``"logit"``: logit margin ``z_t - z_s``.
 * ``"prob"``: probability difference ``p(t) - p(s)``.
 * ``"target_ce"``: ``log p(t)`` only (minus the target cross-entropy, as ART's targeted patch attack does).
+* ``"margin_ce"``: a targeted logit margin ``z_t - max_{j != t} z_j`` while the target is not top-1, then
+  ``log p(t)`` (the margin cannot saturate while the target is far down the ranking; cross-entropy then pushes
+  p(t) to the threshold).
 """
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ import torch
 
 __all__ = ["LOSSES", "target_minus_source"]
 
-LOSSES = ("logprob", "logprob_raw", "logit", "prob", "target_ce")
+LOSSES = ("logprob", "logprob_raw", "logit", "prob", "target_ce", "margin_ce")
 
 
 def target_minus_source(logits: torch.Tensor, target, source, kind: str = "logprob",
@@ -42,6 +45,12 @@ def target_minus_source(logits: torch.Tensor, target, source, kind: str = "logpr
         if kind == "logprob":
             ls = torch.maximum(ls, lt.detach() - margin)
         return lt - ls * (1 - same)
+    if kind == "margin_ce":
+        z = logits.float()
+        zt = z[rows, t]
+        others = z.scatter(1, t.view(-1, 1), float("-inf")).max(1).values
+        logpt = torch.log_softmax(z, dim=1)[rows, t]
+        return torch.where(zt > others, logpt, zt - others)
     if kind == "logit":
         z = logits.float()
         return z[rows, t] - z[rows, s] * (1 - same)

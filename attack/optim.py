@@ -21,12 +21,15 @@ image domain trained in pixel space, identity otherwise.
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
+from torch import nn
 
-__all__ = ["RULES", "Rule", "Adam", "SGD", "Sign", "APGD", "make_rule", "halving_schedule", "DEFAULT_RULE"]
+__all__ = ["RULES", "Rule", "Adam", "SGD", "Sign", "APGD", "make_rule", "halving_schedule", "DEFAULT_RULE",
+           "straight_through_relu6"]
 
 RULES = ("adam", "sgd", "sign", "apgd")
 DEFAULT_RULE = "apgd"
@@ -184,3 +187,34 @@ def halving_schedule(restarts: int, budget: int, eta: int = 4) -> list[tuple[int
         if r == 1:
             return [(1, budget)]
         r = max(1, r // 2)
+
+
+class _STReLU6(torch.autograd.Function):
+    """ReLU6 forward; backward as ReLU (the gradient passes the clip at 6)."""
+
+    @staticmethod
+    def forward(ctx, x):  # noqa: D102
+        ctx.save_for_backward(x)
+        return x.clamp(0, 6)
+
+    @staticmethod
+    def backward(ctx, g):  # noqa: D102
+        (x,) = ctx.saved_tensors
+        return g * (x > 0).to(g.dtype)
+
+
+@contextlib.contextmanager
+def straight_through_relu6(model: nn.Module, enabled: bool = True) -> Iterator[None]:
+    """Within the block, every ``nn.ReLU6`` of ``model`` computes the same values but back-propagates as a plain
+    ReLU (a straight-through estimator for the clip at 6, which blocks the gradient of saturated units; BPDA,
+    Athalye et al. 2018). Predictions are unchanged; only gradients differ. No-op when ``enabled`` is False."""
+    handles = []
+    if enabled:
+        for mod in model.modules():
+            if isinstance(mod, nn.ReLU6):
+                handles.append(mod.register_forward_hook(lambda m, inp, out: _STReLU6.apply(inp[0])))
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()

@@ -13,7 +13,7 @@ from typing import Callable
 import torch
 
 from .losses import target_minus_source
-from .optim import RULES, halving_schedule, make_rule
+from .optim import RULES, halving_schedule, make_rule, straight_through_relu6
 from .patch import as_locs, check_loc, from_domain, patched_logits, size_for_area, to_domain
 from .results import PatchResult
 
@@ -129,7 +129,7 @@ def train_patches(model, images: torch.Tensor, targets, locs, *, size: int | Non
                   callback: Callable[[int, list[int], torch.Tensor], None] | None = None,
                   on_step: Callable[[dict], None] | None = None,
                   cancel=None, record_top5: bool = False, progress=None,
-                  pad_batches: bool | None = None) -> list[PatchResult]:
+                  pad_batches: bool | None = None, st_relu6: bool = False) -> list[PatchResult]:
     """Train one LaVAN patch per config in a single batched loop (Karmon et al. 2018, arXiv:1801.02608).
 
     Every config trains ``restarts`` patches side by side (rows of one batch) under successive halving
@@ -157,6 +157,7 @@ def train_patches(model, images: torch.Tensor, targets, locs, *, size: int | Non
             leading restart, evaluations so far and that restart's current patch.
         cancel: a threading.Event (or callable) — when set, every active config stops and is marked cancelled.
         pad_batches: pad the shrinking batch to powers of two (Default: on CUDA only; see bench/speed.py).
+        st_relu6: back-propagate through ReLU6 as through ReLU (:func:`attack.optim.straight_through_relu6`).
     Returns: list of PatchResult in config order; ``steps`` counts iterations, ``evaluations`` forward+backward
     evaluations (the two are equal with one restart); ``history["restarts"]`` holds every restart's p(target) curve.
     Example: >>> res = train_patches(model, imgs, targets=859, locs=[(0, 0), (0, 168)], steps=500)
@@ -248,7 +249,7 @@ def train_patches(model, images: torch.Tensor, targets, locs, *, size: int | Non
             model_name=getattr(model, "name", type(model).__name__), input_size=h, loss=loss,
             stop_at=stop_at, cancelled=cancelled, evaluations=evals[c],
             meta={"optimizer": optimizer, "lr": lr, "param": param if domain == "image" else None,
-                  "init": init, "restarts": R, "halving": halving, "schedule": schedule,
+                  "init": init, "restarts": R, "halving": halving, "schedule": schedule, "st_relu6": st_relu6,
                   "leader": int(row % R)})
         conf_done[c] = True
         alive[conf_of == c] = False
@@ -266,13 +267,13 @@ def train_patches(model, images: torch.Tensor, targets, locs, *, size: int | Non
         run = torch.cat([idx, idx[:1].expand(_bucket(k, n * R) - k)]) if pad else idx
         run_dev = run.to(device)
         wv = W[run_dev].detach().requires_grad_(need_grad)
-        with torch.set_grad_enabled(need_grad):
+        with torch.set_grad_enabled(need_grad), straight_through_relu6(model, st_relu6 and need_grad):
             delta = to_domain(wv, domain, param)
             logits = patched_logits(model, images[img_rows[run_dev]], delta, locs_t[conf_of[run]], domain)
             score = target_minus_source(logits, tgt_rows[run_dev], src_rows[run_dev], loss) if need_grad else None
         # The backward pass is queued before the probabilities are read back, so the GPU never waits for the
         # host between the two; rows that finish this step simply do not use their gradient.
-        grad = torch.autograd.grad(score[:k].sum(), wv)[0][:k] if need_grad else None
+        grad = torch.autograd.grad(score[:k].sum(), wv)[0][:k] if need_grad else None  # hooks hold no state
         probs = torch.softmax(logits.detach()[:k].float(), dim=1)
         rr = torch.arange(k, device=device)
         idx_dev = run_dev[:k]

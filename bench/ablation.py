@@ -8,7 +8,7 @@ stopped at any point resumes where it stopped (finished (variant, seed, config) 
     .venv/bin/python bench/ablation.py --variants apgd-r8 adam-r8 --configs 10 --seed 1     # run / resume
     .venv/bin/python bench/ablation.py --report                                              # markdown table
 
-A variant name is ``<rule>-r<restarts>[-<loss>][-<init>]``, e.g. ``apgd-r8`` (APGD-style signed steps, 8 restarts
+A variant name is ``<rule>-r<restarts>[-<loss>][-<init>][-st]`` (``-st``: straight-through ReLU6 backward), e.g. ``apgd-r8`` (APGD-style signed steps, 8 restarts
 halved 8 → 2 → 1, the rule's default loss and mixed initialisation) or ``adam-r1-logprob-random`` (today's
 default). Defaults per rule: adam → loss logprob, sgd → logprob, sign/apgd → target_ce; init mixed when r > 1.
 """
@@ -35,11 +35,50 @@ from attack.patch import corner_loc  # noqa: E402
 OUT = Path("bench/results/ablation.csv")
 FIELDS = ["variant", "rule", "restarts", "loss", "init", "domain", "size", "input_size", "budget", "seed", "config",
           "photo", "target", "corner", "success", "p_target", "argmax", "not_source", "iterations", "evaluations",
-          "seconds", "machine"]
+          "seconds", "machine", "st_relu6"]
+DEFAULTS = {"st_relu6": "0"}  # columns added after the first rows were written
+
+
+def read_rows(path: Path = OUT) -> list[dict]:
+    """Finished rows; columns added later get their default, and a row cut short by a write in progress is
+    skipped."""
+    if not path.exists():
+        return []
+    with path.open(newline="") as f:
+        rows = []
+        for r in csv.DictReader(f):
+            for k, v in DEFAULTS.items():
+                if r.get(k) is None:
+                    r[k] = v
+            if None not in r and None not in r.values():
+                rows.append(r)
+    return rows
+
+
+def append_row(row: dict, path: Path = OUT) -> None:
+    """Append one row; a file written with fewer columns is first rewritten with today's header."""
+    if path.exists():
+        with path.open(newline="") as f:
+            header = next(csv.reader(f), [])
+        if header != FIELDS:
+            rows = read_rows(path)
+            with path.open("w", newline="") as f:
+                w = csv.DictWriter(f, FIELDS)
+                w.writeheader()
+                w.writerows({k: r.get(k, DEFAULTS.get(k, "")) for k in FIELDS} for r in rows)
+    new = not path.exists()
+    with path.open("a", newline="") as f:
+        w = csv.DictWriter(f, FIELDS)
+        if new:
+            w.writeheader()
+        w.writerow(row)
 
 
 def parse_variant(name: str) -> dict:
     parts = name.split("-")
+    st = parts[-1] == "st"
+    if st:
+        parts = parts[:-1]
     rule = parts[0]
     if rule not in RULES or len(parts) < 2 or not parts[1].startswith("r"):
         raise ValueError(f"bad variant {name!r}: expected <rule>-r<restarts>[-<loss>][-<init>]")
@@ -48,7 +87,7 @@ def parse_variant(name: str) -> dict:
     init = parts[3] if len(parts) > 3 else ("mixed" if restarts > 1 else "random")
     if loss not in LOSSES:
         raise ValueError(f"bad loss {loss!r} in variant {name!r}")
-    return dict(rule=rule, restarts=restarts, loss=loss, init=init)
+    return dict(rule=rule, restarts=restarts, loss=loss, init=init, st_relu6=int(st))
 
 
 def draw_configs(n: int, seed: int) -> list[tuple[str, int, str]]:
@@ -59,11 +98,8 @@ def draw_configs(n: int, seed: int) -> list[tuple[str, int, str]]:
 
 
 def done(path: Path = OUT) -> set[tuple]:
-    if not path.exists():
-        return set()
-    with path.open(newline="") as f:
-        return {(r["variant"], r["domain"], int(r["size"]), int(r["budget"]), int(r["seed"]), int(r["config"]))
-                for r in csv.DictReader(f) if None not in r.values()}
+    return {(r["variant"], r["domain"], int(r["size"]), int(r["budget"]), int(r["seed"]), int(r["config"]))
+            for r in read_rows(path)}
 
 
 def run(args) -> None:
@@ -84,18 +120,14 @@ def run(args) -> None:
                 t = time.time()
                 r = attack.train_patches(model, img[None], target, [loc], size=args.size, domain=args.domain,
                                          loss=v["loss"], steps=args.budget, optimizer=v["rule"],
-                                         restarts=v["restarts"], init=v["init"], seeds=[seed * 1000 + i])[0]
-                new = not OUT.exists()
-                with OUT.open("a", newline="") as f:
-                    w = csv.DictWriter(f, FIELDS)
-                    if new:
-                        w.writeheader()
-                    w.writerow(dict(variant=variant, **v, domain=args.domain, size=args.size,
-                                    input_size=model.input_size, budget=args.budget, seed=seed, config=i, photo=name,
-                                    target=target, corner=corner, success=int(r.succeeded),
-                                    p_target=round(r.p_target, 4), argmax=int(r.success["argmax"]),
-                                    not_source=int(r.success["not_source"]), iterations=r.steps,
-                                    evaluations=r.evaluations, seconds=round(time.time() - t, 1), machine=machine))
+                                         restarts=v["restarts"], init=v["init"], st_relu6=bool(v["st_relu6"]),
+                                         seeds=[seed * 1000 + i])[0]
+                append_row(dict(variant=variant, **v, domain=args.domain, size=args.size,
+                                input_size=model.input_size, budget=args.budget, seed=seed, config=i, photo=name,
+                                target=target, corner=corner, success=int(r.succeeded),
+                                p_target=round(r.p_target, 4), argmax=int(r.success["argmax"]),
+                                not_source=int(r.success["not_source"]), iterations=r.steps,
+                                evaluations=r.evaluations, seconds=round(time.time() - t, 1), machine=machine))
                 print(f"{variant:24s} seed {seed} config {i}: p={r.p_target:.3f} ok={r.succeeded} "
                       f"evals={r.evaluations} {time.time() - t:.0f}s", flush=True)
 
@@ -118,8 +150,7 @@ def summarise(rows: list[dict]) -> list[dict]:
 
 
 def report(path: Path = OUT) -> str:
-    with path.open(newline="") as f:
-        rows = [r for r in csv.DictReader(f) if None not in r.values()]
+    rows = read_rows(path)
     lines = ["| variant | domain | patch | budget (evaluations) | configs | p ≥ 0.9 | target top-1 | "
              "median evaluations (successes) | median s (successes) | p reached by the failures |",
              "|---|---|---|---|---|---|---|---|---|---|"]

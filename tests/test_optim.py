@@ -165,3 +165,26 @@ def test_train_patch_callback_reports_restarts_and_cancel_works(model, photo):
     assert len(infos) == 6 and all(len(i.restarts) == 4 for i in infos)
     assert infos[-1].evaluations == 20 and infos[-1].patch is not None and infos[-1].patch.shape == (3, 16, 16)
     assert infos[-1].p_target == pytest.approx(max(infos[-1].restarts))
+
+
+def test_straight_through_relu6_keeps_values_and_passes_the_clip(model, photo):
+    from attack.optim import straight_through_relu6
+    x = (photo[None] * 40 - 20).requires_grad_(True)  # far outside [0,1]: many units saturate at 6
+    plain = model.net(x)
+    (g_plain,) = torch.autograd.grad(plain[0, 859], x)
+    with straight_through_relu6(model):
+        st_out = model.net(x)
+        (g_st,) = torch.autograd.grad(st_out[0, 859], x)
+    assert torch.equal(plain, st_out)
+    assert not torch.allclose(g_plain, g_st)
+    assert torch.equal(model.net(x), plain)  # hooks are removed on exit
+
+
+def test_margin_ce_switches_at_top1():
+    from attack.losses import target_minus_source
+    logits = torch.tensor([[3.0, 1.0, 0.0], [0.0, 1.0, 5.0]], requires_grad=True)
+    s = target_minus_source(logits, 0, 1, "margin_ce")  # row 0: target top-1 -> log p(t); row 1: margin -5
+    assert float(s[0]) == pytest.approx(float(torch.log_softmax(logits[0].detach(), 0)[0]))
+    assert float(s[1]) == pytest.approx(-5.0)
+    s.sum().backward()
+    assert logits.grad[1].tolist() == [1.0, 0.0, -1.0]
