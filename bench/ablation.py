@@ -98,50 +98,71 @@ def draw_configs(n: int, seed: int) -> list[tuple[str, int, str]]:
 
 
 def done(path: Path = OUT) -> set[tuple]:
-    return {(r["variant"], r["domain"], int(r["size"]), int(r["budget"]), int(r["seed"]), int(r["config"]))
-            for r in read_rows(path)}
+    return {(r["variant"], r["domain"], int(r["size"]), int(r["input_size"]), int(r["budget"]), int(r["seed"]),
+             int(r["config"])) for r in read_rows(path)}
 
 
 def run(args) -> None:
+    """Train every pending (variant, seed, config), ``--batch`` configs per call (1 on a CPU, where batching does
+    not raise throughput; all of them on a GPU). ``--time-budget`` cancels the call in flight at the deadline and
+    drops its unfinished rows, so a fixed slot (a lent GPU's 10-minute call) leaves only finished rows behind."""
     torch.set_num_threads(args.threads)
-    model = attack.load_model(args.model, channels_last=True)
+    model = attack.load_model(args.model, device=args.device, channels_last=True, input_size=args.input_size)
     photos = {p.name: p for p in attack.sample_images(("ai-benchmark",))}
-    machine = f"{platform.machine()} {os.cpu_count()} cores torch {torch.__version__} threads {args.threads}"
+    dev = next(model.buffers()).device
+    gpu = torch.cuda.get_device_name(dev) if dev.type == "cuda" else ""
+    machine = (f"{platform.machine()} {os.cpu_count()} cores torch {torch.__version__} threads {args.threads}"
+               + (f" {gpu}" if gpu else ""))
     OUT.parent.mkdir(parents=True, exist_ok=True)
-    for seed in args.seeds:
-        cfgs = draw_configs(args.configs, seed)
-        for i, (name, target, corner) in enumerate(cfgs):
-            for variant in args.variants:
-                v = parse_variant(variant)
-                if (variant, args.domain, args.size, args.budget, seed, i) in done():
-                    continue
-                img = attack.load_image(photos[name].path, model.input_size)
-                loc = corner_loc(corner, model.input_size, args.size)
+    deadline = time.time() + args.time_budget if args.time_budget else None
+    cancel = (lambda: time.time() > deadline) if deadline else None
+    size = args.size
+    for variant in args.variants:
+        v = parse_variant(variant)
+        for seed in args.seeds:
+            cfgs = draw_configs(args.configs, seed)
+            have = done()
+            todo = [i for i in range(len(cfgs))
+                    if (variant, args.domain, size, model.input_size, args.budget, seed, i) not in have]
+            for k in range(0, len(todo), args.batch):
+                if deadline and time.time() > deadline:
+                    print("time budget spent; rerun to resume", flush=True)
+                    return
+                chunk = todo[k:k + args.batch]
+                imgs = torch.stack([attack.load_image(photos[cfgs[i][0]].path, model.input_size) for i in chunk])
+                locs = [corner_loc(cfgs[i][2], model.input_size, size) for i in chunk]
                 t = time.time()
-                r = attack.train_patches(model, img[None], target, [loc], size=args.size, domain=args.domain,
-                                         loss=v["loss"], steps=args.budget, optimizer=v["rule"],
-                                         restarts=v["restarts"], init=v["init"], st_relu6=bool(v["st_relu6"]),
-                                         seeds=[seed * 1000 + i])[0]
-                append_row(dict(variant=variant, **v, domain=args.domain, size=args.size,
-                                input_size=model.input_size, budget=args.budget, seed=seed, config=i, photo=name,
-                                target=target, corner=corner, success=int(r.succeeded),
-                                p_target=round(r.p_target, 4), argmax=int(r.success["argmax"]),
-                                not_source=int(r.success["not_source"]), iterations=r.steps,
-                                evaluations=r.evaluations, seconds=round(time.time() - t, 1), machine=machine))
-                print(f"{variant:24s} seed {seed} config {i}: p={r.p_target:.3f} ok={r.succeeded} "
-                      f"evals={r.evaluations} {time.time() - t:.0f}s", flush=True)
+                res = attack.train_patches(model, imgs, [cfgs[i][1] for i in chunk], locs, size=size,
+                                           domain=args.domain, loss=v["loss"], steps=args.budget,
+                                           optimizer=v["rule"], restarts=v["restarts"], init=v["init"],
+                                           st_relu6=bool(v["st_relu6"]), seeds=[seed * 1000 + i for i in chunk],
+                                           cancel=cancel)
+                for i, r in zip(chunk, res):
+                    if r.cancelled:
+                        continue
+                    name, target, corner = cfgs[i]
+                    append_row(dict(variant=variant, **v, domain=args.domain, size=size,
+                                    input_size=model.input_size, budget=args.budget, seed=seed, config=i,
+                                    photo=name, target=target, corner=corner, success=int(r.succeeded),
+                                    p_target=round(r.p_target, 4), argmax=int(r.success["argmax"]),
+                                    not_source=int(r.success["not_source"]), iterations=r.steps,
+                                    evaluations=r.evaluations, seconds=round(r.seconds, 1), machine=machine))
+                    print(f"{variant:24s} seed {seed} config {i}: p={r.p_target:.3f} ok={r.succeeded} "
+                          f"evals={r.evaluations} {r.seconds:.0f}s", flush=True)
+                print(f"  chunk of {len(chunk)}: {time.time() - t:.0f}s", flush=True)
 
 
 def summarise(rows: list[dict]) -> list[dict]:
     """One dict per (variant, domain, size, budget): configs, successes, argmax, median evaluations over
     successes, and the configs every variant of the table ran (so rows compare on the same problems)."""
-    keys = sorted({(r["variant"], r["domain"], int(r["size"]), int(r["budget"])) for r in rows})
+    keys = sorted({(r["variant"], r["domain"], int(r["size"]), int(r["budget"]), int(r["input_size"])) for r in rows})
     out = []
     for key in keys:
-        rs = [r for r in rows if (r["variant"], r["domain"], int(r["size"]), int(r["budget"])) == key]
+        rs = [r for r in rows if (r["variant"], r["domain"], int(r["size"]), int(r["budget"]),
+                                  int(r["input_size"])) == key]
         ev = [int(r["evaluations"]) for r in rs if r["success"] == "1"]
         secs = [float(r["seconds"]) for r in rs if r["success"] == "1"]
-        out.append(dict(variant=key[0], domain=key[1], size=key[2], budget=key[3], configs=len(rs),
+        out.append(dict(variant=key[0], domain=key[1], size=key[2], budget=key[3], input_size=key[4], configs=len(rs),
                         successes=len(ev), argmax=sum(r["argmax"] == "1" for r in rs),
                         median_evaluations=statistics.median(ev) if ev else None,
                         median_seconds=statistics.median(secs) if secs else None,
@@ -157,7 +178,7 @@ def report(path: Path = OUT) -> str:
     for s in summarise(rows):
         med = "–" if s["median_evaluations"] is None else f"{s['median_evaluations']:.0f}"
         sec = "–" if s["median_seconds"] is None else f"{s['median_seconds']:.0f}"
-        lines.append(f"| {s['variant']} | {s['domain']} | {s['size']}×{s['size']} | {s['budget']:,} | "
+        lines.append(f"| {s['variant']} | {s['domain']} | {s['size']}×{s['size']} on {s['input_size']} | {s['budget']:,} | "
                      f"{s['configs']} | {s['successes']}/{s['configs']} | {s['argmax']}/{s['configs']} | {med} | "
                      f"{sec} | {', '.join(map(str, s['p_failed'])) or '–'} |")
     return "\n".join(lines)
@@ -173,6 +194,11 @@ def main() -> None:
     ap.add_argument("--domain", default="image", choices=["image", "network"])
     ap.add_argument("--model", default="efficientnet-lite0")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    ap.add_argument("--input-size", type=int, default=None, help="model input side (default: native; paper: 299)")
+    ap.add_argument("--batch", type=int, default=1, help="configs trained side by side (GPU: all of them)")
+    ap.add_argument("--time-budget", type=float, default=None,
+                    help="seconds; the call in flight is cancelled at the deadline and its rows dropped")
     ap.add_argument("--report", action="store_true")
     args = ap.parse_args()
     if args.report:
