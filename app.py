@@ -15,7 +15,7 @@ import torch  # noqa: E402
 import attack  # noqa: E402
 from attack import findings  # noqa: E402
 from attack.models import DEFAULT_MODEL  # noqa: E402
-from ui import cache, deeplink, jobs, widgets  # noqa: E402
+from ui import boot, cache, deeplink, jobs, widgets  # noqa: E402
 
 st.set_page_config(page_title="LaVAN studio", page_icon="🟥", layout="wide")
 
@@ -64,7 +64,7 @@ def home() -> None:
         "network that trains patches in seconds on a laptop CPU — *not the paper's model*, so numbers differ. "
         "Inception v3 becomes available in the model picker when the server is started with "
         "`LAVAN_INCEPTION_WEIGHTS=/path/to/inception_v3.pth` (no weights can be downloaded here).\n"
-        f"- Trained patches are cached in `{cache.cache_dir()}`; the same configuration again is answered at once. "
+        "- Trained patches are cached on the server; the same configuration again is answered at once. "
         f"Trainings run in the background, at most {jobs.MAX_JOBS} at a time on this server.")
     st.caption(f"Server start to this page: {time.perf_counter() - _T0:.2f} s for this run.")
 
@@ -88,7 +88,8 @@ PAGE_OBJECTS = {"home": st.Page(home, title="Home", icon="🏠", url_path="home"
 PAGE_OBJECTS.update({k: st.Page(f, title=t, icon=i, url_path=k) for k, (f, t, i) in PAGES.items()})
 
 page = st.navigation(list(PAGE_OBJECTS.values()))
-deeplink.apply()  # ?photo=…&patch=… (ui/deeplink.py): before the sidebar, which reads the model it may set
-sidebar()
-jobs.leave_page(page.url_path)
-page.run()
+with boot.guard(f"page {page.url_path}"):  # an unexpected error: a short message with an id, the traceback in the log
+    deeplink.apply()  # ?photo=…&patch=… (ui/deeplink.py): before the sidebar, which reads the model it may set
+    sidebar()
+    jobs.leave_page(page.url_path)
+    page.run()

@@ -13,7 +13,7 @@ boot.header("📄 Paper vs us", (
     "Inception v3* — no Inception v3 weights can be installed here. Several runs use lower iteration caps than "
     "the paper (the time at hand: a 2-core CPU, and a lent GPU for a few minutes); each section gives its scale, "
     "its caps and the machines that computed it. "
-    f"Read from `{reports.reports_dir()}` when this page loads."))
+    f"Read from `{reports.shown(reports.reports_dir())}` when this page loads."))
 
 st.subheader("At a glance (the README's table)")
 st.dataframe(pd.DataFrame([{"finding": f.claim, "paper": f.paper, "ours": f.ours.replace("**", ""),

@@ -9,7 +9,23 @@ finds the same page (the url paths equal the file names for exactly this reason)
 """
 from __future__ import annotations
 
+import contextlib
+import logging
+import sys
+import uuid
+from typing import Iterator
+
 import streamlit as st
+
+# Unexpected errors: the visitor sees a short message with an id, the server log (stderr) the traceback under it.
+# A handler of our own on stderr: Streamlit configures only its own loggers, so the root logger would drop the
+# traceback (propagate stays on, so a root handler such as pytest's caplog sees the record too).
+ERROR_LOG = logging.getLogger("lavan.errors")
+if not ERROR_LOG.handlers:
+    _handler = logging.StreamHandler(sys.stderr)
+    _handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    ERROR_LOG.addHandler(_handler)
+    ERROR_LOG.setLevel(logging.INFO)
 
 
 def ensure_app() -> None:
@@ -20,6 +36,30 @@ def ensure_app() -> None:
     if getattr(PagesManager, "uses_pages_directory", False):
         PagesManager.uses_pages_directory = False
         st.rerun()
+
+
+def report_error(exc: BaseException, where: str = "") -> str:
+    """Log ``exc`` with its traceback under a new short id (stderr) and show the visitor only that id."""
+    error_id = uuid.uuid4().hex[:8]
+    ERROR_LOG.error("lavan error %s%s: %s", error_id, f" in {where}" if where else "", type(exc).__name__,
+                    exc_info=(type(exc), exc, exc.__traceback__))
+    st.error(f"Something went wrong here (error id **{error_id}**). The rest of the app keeps working; if it "
+             f"happens again, give this id to whoever runs the server — its log has the details.", icon="⚠️")
+    return error_id
+
+
+@contextlib.contextmanager
+def guard(where: str = "") -> Iterator[None]:
+    """Run a page (app.py wraps ``page.run()``) or a fragment's body (``ui.jobs.live_view``): an unexpected
+    exception becomes :func:`report_error`'s short message instead of a traceback on the page. Streamlit's own
+    control flow (``st.rerun``, ``st.stop``, ``st.switch_page``) derives from BaseException and passes through; so
+    does an error a nested ``st.fragment`` has already shown (Streamlit's FragmentHandledException)."""
+    try:
+        yield
+    except Exception as exc:  # noqa: BLE001 - the whole point: nothing internal reaches the visitor
+        if type(exc).__name__ == "FragmentHandledException":
+            raise
+        report_error(exc, where)
 
 
 def header(title: str, intro: str) -> None:

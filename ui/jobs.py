@@ -2,25 +2,44 @@
 
 ``start(key, fn, *args, **kwargs)`` runs ``fn(*args, callback=…, cancel=event, **kwargs)`` in a thread; the
 callback's payloads are appended to ``job.progress`` (the page polls it from an ``st.fragment(run_every=…)``).
-At most ``LAVAN_MAX_JOBS`` (default 2) trainings run at once; the rest wait and report their queue position.
+
+The pool (a classroom on one server):
+
+* At most ``LAVAN_MAX_JOBS`` (default 2) trainings hold a slot at once; the others wait in arrival order and the
+  page shows their place and an estimated wait (:func:`estimate_wait`: the measured seconds per iteration of the
+  running trainings times the iterations they still need — the median that recent trainings of the same kind
+  needed, or the iteration cap when there is no history yet).
+* One browser session holds at most one slot: a second training of the same session (another key, or the
+  replacement of one still ending) waits until the first has let go, and does not hold back other sessions.
+* One session cannot start trainings in a loop: at most one start every ``LAVAN_START_INTERVAL_S`` (default 3 s)
+  and ``LAVAN_START_QUOTA`` (default 20) starts per ``LAVAN_START_WINDOW_S`` (default 600 s); a refused start
+  is a job with status ``refused`` whose page says why and when to try again.
+
 A job stops when: Stop is pressed (:func:`stop`), the user opens another page (:func:`leave_page`), a new job
 with the same key starts, its browser session disconnects for ``GONE_S`` seconds (tab closed: a watchdog thread
-checks the Streamlit runtime four times a second), or nobody has polled it for ``HEARTBEAT_S`` seconds.
+checks the Streamlit runtime every ``TICK_S``), or nobody has polled it for ``HEARTBEAT_S`` seconds. A job whose
+session has gone gives its slot back at once (the next student starts while its thread finishes the iteration it
+is in); any other stopped job keeps its slot until its thread has ended.
 
 Whatever a browser sends, the server caps iterations at $LAVAN_MAX_ITER (default 10,000, the paper's cap):
 :func:`start` clamps the ``steps``/``max_steps`` argument. Each job's end is logged on stderr
-(``lavan job <id> <key> <status> …``) with how long the thread took to end after it was told to stop.
+(``lavan job <id> <key> <status> …``) with how long the thread took to end after it was told to stop and, when it
+gave its slot back before its thread ended, when. A training that raises is logged with its traceback under an
+error id (``ui.boot.report_error``); the page shows only the id.
 """
 from __future__ import annotations
 
 import atexit
+import collections
 import dataclasses
+import heapq
 import itertools
 import os
+import statistics
 import sys
 import threading
 import time
-import traceback
+import uuid
 import weakref
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -32,7 +51,8 @@ from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 MAX_JOBS = max(1, int(os.environ.get("LAVAN_MAX_JOBS", "2")))
 HEARTBEAT_S = float(os.environ.get("LAVAN_JOB_HEARTBEAT_S", "60"))
-GONE_S = float(os.environ.get("LAVAN_JOB_GONE_S", "1.0"))  # grace for a dropped websocket that reconnects
+GONE_S = float(os.environ.get("LAVAN_JOB_GONE_S", "0.5"))  # grace for a dropped websocket that reconnects
+TICK_S = 0.1  # the watchdog's period: a closed tab's slot is free GONE_S + TICK_S after the server saw it close
 
 
 def max_iter() -> int:
@@ -40,11 +60,18 @@ def max_iter() -> int:
     return max(1, int(os.environ.get("LAVAN_MAX_ITER", "10000")))
 
 
+def start_limits() -> tuple[float, int, float]:
+    """(minimum seconds between two starts of one session, starts allowed per window, window in seconds)."""
+    return (float(os.environ.get("LAVAN_START_INTERVAL_S", "3")), int(os.environ.get("LAVAN_START_QUOTA", "20")),
+            float(os.environ.get("LAVAN_START_WINDOW_S", "600")))
+
+
 _STEP_ARGS = ("steps", "max_steps")
 
-_slots = threading.BoundedSemaphore(MAX_JOBS)
-_queue: list[int] = []  # ids of jobs waiting for a slot, in arrival order
-_queue_lock = threading.Lock()
+_pool = threading.Condition()  # guards _waiting and _holding (an RLock inside: request_stop may nest)
+_waiting: list["Job"] = []  # jobs waiting for a slot, in arrival order
+_holding: list["Job"] = []  # jobs holding a slot (at most MAX_JOBS, at most one per session)
+_history: dict[str, collections.deque] = {}  # key -> (work units, seconds) of recent finished trainings
 _ids = itertools.count(1)
 _every_job: weakref.WeakSet = weakref.WeakSet()  # all sessions' jobs, for shutdown
 
@@ -55,11 +82,11 @@ class Job:
     page: str
     id: int = field(default_factory=lambda: next(_ids))
     cancel: threading.Event = field(default_factory=threading.Event)
-    status: str = "queued"  # queued | running | done | cancelled | error
+    status: str = "queued"  # queued | running | done | cancelled | error | refused
     progress: list = field(default_factory=list)
     latest_patch: Any = None
     result: Any = None
-    error: str | None = None
+    error: str | None = None  # what the page may show (an error id, a refusal), never a traceback
     created: float = field(default_factory=time.time)
     started: float | None = None
     finished: float | None = None
@@ -71,6 +98,8 @@ class Job:
     stop_reason: str | None = None
     stop_asked: float | None = None
     gone_since: float | None = None
+    max_steps: int | None = None  # the (clamped) iteration budget, for the wait estimate
+    slot_freed: float | None = None  # when it gave its slot back
 
     @property
     def active(self) -> bool:
@@ -78,8 +107,9 @@ class Job:
 
     def queue_position(self) -> int:
         """1-based place in the waiting line (0 once running)."""
-        with _queue_lock:
-            return _queue.index(self.id) + 1 if self.id in _queue else 0
+        with _pool:
+            line = [j for j in _waiting if not j.cancel.is_set()]
+            return line.index(self) + 1 if self in line else 0
 
     def touch(self) -> None:
         self.last_seen = time.time()
@@ -89,22 +119,34 @@ class Job:
             return 0.0
         return (self.finished or time.time()) - self.started
 
+    def work_done(self) -> int:
+        """Iterations (forward+backward evaluations when the trainer reports them) done so far."""
+        if not self.progress:
+            return 0
+        last = self.progress[-1]
+        ev = last.get("evaluations") if isinstance(last, dict) else getattr(last, "evaluations", 0)
+        return int(ev) if ev else len(self.progress)
+
     def request_stop(self, reason: str) -> None:
         if not self.cancel.is_set():
             self.stop_reason, self.stop_asked = reason, time.time()
             self.cancel.set()
+            with _pool:
+                _pool.notify_all()  # a waiting job leaves the line at once
 
     def _watch(self, now: float) -> None:
         """Called by the watchdog: stop the job when its session has gone or nobody polls it."""
         if now - self.last_seen > HEARTBEAT_S:
             self.request_stop(f"no poll for {HEARTBEAT_S:g} s")
-        elif self.session_id is not None and Runtime.exists():
-            if Runtime.instance().is_active_session(self.session_id):
+        elif self.session_id is not None:
+            alive = _session_alive(self.session_id)
+            if alive is None or alive:
                 self.gone_since = None
             else:
                 self.gone_since = self.gone_since or now
                 if now - self.gone_since >= GONE_S:
                     self.request_stop("session closed")
+                    _release(self)  # nobody will see its end: the next student need not wait for its iteration
 
     def _callback(self, info) -> None:
         # A training's StepInfo carries its leading patch: keep only the latest one (the page redraws it), so a
@@ -116,56 +158,100 @@ class Job:
         self.progress.append(dict(info) if isinstance(info, dict) else info)
 
     def _run(self, fn, args, kwargs) -> None:
-        with _queue_lock:
-            _queue.append(self.id)
+        if not _acquire(self):
+            self.status, self.finished = "cancelled", time.time()
+            self._log()
+            return
         try:
-            while not _slots.acquire(timeout=0.2):
-                if self.cancel.is_set():
-                    self.status, self.finished = "cancelled", time.time()
-                    self._log()
-                    return
-            with _queue_lock:
-                _queue.remove(self.id)
-            try:
-                self.status, self.started = "running", time.time()
-                from .cache import torch_threads
+            self.status, self.started = "running", time.time()
+            from .cache import torch_threads
 
-                torch.set_num_threads(torch_threads())
-                self.result = fn(*args, callback=self._callback, cancel=self.cancel, **kwargs)
-                if self.on_done is not None and self.result is not None:
-                    self.on_done(self.result)
-                self.status = "cancelled" if getattr(self.result, "cancelled", False) else "done"
-            except Exception as exc:  # noqa: BLE001 - reported on the page
-                self.error = f"{type(exc).__name__}: {exc}"
-                self.status = "error"
-                traceback.print_exc()
-            finally:
-                self.finished = time.time()
-                _slots.release()
-                self._log()
+            torch.set_num_threads(torch_threads())
+            self.result = fn(*args, callback=self._callback, cancel=self.cancel, **kwargs)
+            if self.on_done is not None and self.result is not None:
+                self.on_done(self.result)
+            self.status = "cancelled" if getattr(self.result, "cancelled", False) else "done"
+        except Exception as exc:  # noqa: BLE001 - logged with its traceback; the page gets only the id
+            from .boot import ERROR_LOG
+
+            error_id = uuid.uuid4().hex[:8]
+            ERROR_LOG.error("lavan error %s in job %d (%s): %s", error_id, self.id, self.key, type(exc).__name__,
+                            exc_info=True)
+            self.error, self.status = f"error id {error_id}", "error"
         finally:
-            with _queue_lock:
-                if self.id in _queue:
-                    _queue.remove(self.id)
-
+            self.finished = time.time()
+            _release(self)
+            if self.status == "done":
+                _history.setdefault(self.key, collections.deque(maxlen=20)).append(
+                    (self.work_done(), self.finished - self.started))
+            self._log()
 
     def _log(self) -> None:
         after = f", ended {self.finished - self.stop_asked:.2f} s after the stop" if self.stop_asked else ""
+        if self.stop_asked and self.slot_freed and self.slot_freed < self.finished - 0.005:
+            after += f", slot freed {self.slot_freed - self.stop_asked:.2f} s after the stop at {self.slot_freed:.3f}"
         ran = (f"{self.finished - self.started:.1f} s, {len(self.progress)} progress reports" if self.started
                else "never started")
         print(f"lavan job {self.id} {self.key} {self.status} ({self.stop_reason or 'ran to its end'}; {ran}{after}) "
               f"at {self.finished:.3f}", file=sys.stderr, flush=True)
 
 
+# ------------------------------------------------------------------------------------------------------ the pool
+def _next_grant() -> Job | None:
+    """The job that gets the next free slot: the first in line whose session holds no slot (a session's second
+    training does not hold back other sessions); None when the pool is full."""
+    if len(_holding) >= MAX_JOBS:
+        return None
+    busy = {j.session_id for j in _holding if j.session_id is not None}
+    for job in _waiting:
+        if not job.cancel.is_set() and (job.session_id is None or job.session_id not in busy):
+            return job
+    return None
+
+
+def _acquire(job: Job) -> bool:
+    """Wait in line for a slot; False when the job was cancelled first."""
+    with _pool:
+        _waiting.append(job)
+        try:
+            while True:
+                if job.cancel.is_set():
+                    return False
+                if _next_grant() is job:
+                    _holding.append(job)
+                    return True
+                _pool.wait(0.5)  # woken by every release and stop request; the timeout is only a safety net
+        finally:
+            _waiting.remove(job)
+            _pool.notify_all()
+
+
+def _release(job: Job) -> None:
+    with _pool:
+        if job in _holding:
+            _holding.remove(job)
+            job.slot_freed = time.time()
+            _pool.notify_all()
+
+
+def _session_alive(session_id: str) -> bool | None:
+    """Whether the Streamlit session is connected (None: no runtime to ask, e.g. AppTest or a script)."""
+    if not Runtime.exists():
+        return None
+    return Runtime.instance().is_active_session(session_id)
+
+
 def _watchdog() -> None:
     while True:
-        time.sleep(0.25)
+        time.sleep(TICK_S)
         now = time.time()
         for job in list(_every_job):
             if job.active:
                 try:
                     job._watch(now)
                 except Exception:  # noqa: BLE001 - the watchdog must survive a runtime shutting down
+                    import traceback
+
                     traceback.print_exc()
 
 
@@ -180,25 +266,131 @@ def _ensure_watchdog() -> None:
             _watchdog_started.set()
 
 
+# --------------------------------------------------------------------------------------------- the wait estimate
+def _expected_work(job: Job) -> float | None:
+    """Iterations a training of this kind is expected to need in all: the median of the recent trainings of the
+    same key that ran to their end (most stop early, at p ≥ 0.9), never above the job's own cap; the cap when
+    there is no history yet."""
+    done = [w for w, _ in _history.get(job.key, ())]
+    if done:
+        return min(statistics.median(done), job.max_steps or float("inf"))
+    return job.max_steps
+
+
+def _seconds_per_unit(running: list[Job]) -> float | None:
+    """Measured seconds per iteration: the mean over the running trainings that have reported progress, else over
+    the recent finished ones."""
+    rates = [j.elapsed() / j.work_done() for j in running if j.started and j.work_done() > 0]
+    if not rates:
+        rates = [t / w for h in _history.values() for w, t in h if w > 0]
+    return statistics.fmean(rates) if rates else None
+
+
+def _remaining(job: Job, per_unit: float) -> float:
+    """Seconds a running job still needs (its own measured speed when it has one)."""
+    done = job.work_done()
+    own = job.elapsed() / done if job.started and done > 0 else per_unit
+    if job.cancel.is_set():
+        return own  # ends at its next iteration boundary
+    expected = _expected_work(job)
+    if expected is None:
+        return float("nan")
+    left = expected - done
+    if left <= 0:  # past the usual: somewhere between here and its cap; say half the way
+        left = max((job.max_steps or done) - done, 0) / 2
+    return left * own
+
+
+def estimate_wait(job: Job) -> float | None:
+    """Seconds until ``job`` (queued) should get a slot, or None when nothing has been measured yet: every slot
+    frees when its training's remaining iterations (:func:`_remaining`) are done; each job ahead in line then takes
+    the earliest free slot for its expected iterations × the measured seconds per iteration."""
+    with _pool:
+        holding, line = list(_holding), [j for j in _waiting if not j.cancel.is_set()]
+    if job not in line:
+        return 0.0
+    per_unit = _seconds_per_unit(holding)
+    if per_unit is None:
+        return None
+    free = [_remaining(j, per_unit) for j in holding] + [0.0] * max(MAX_JOBS - len(holding), 0)
+    if any(t != t for t in free):  # a running job without a cap or history: no estimate
+        return None
+    heapq.heapify(free)
+    for ahead in line[:line.index(job)]:
+        need = _expected_work(ahead)
+        if need is None:
+            return None
+        heapq.heappush(free, heapq.heappop(free) + need * per_unit)
+    wait = heapq.heappop(free)
+    mine = [_remaining(j, per_unit) for j in holding if job.session_id is not None and j.session_id == job.session_id]
+    return max([wait] + mine)
+
+
+def _fmt_wait(seconds: float) -> str:
+    if seconds < 60:
+        return f"about {max(5, round(seconds / 5) * 5):.0f} s"
+    return f"about {seconds / 60:.0f} min" if seconds >= 600 else f"about {seconds / 60:.1f} min"
+
+
+# ------------------------------------------------------------------------------------------ the pages' interface
+def _state():
+    """This browser session's state (a seam for the unit tests, which play several sessions in one thread)."""
+    return st.session_state
+
+
+def _session_id() -> str | None:
+    ctx = get_script_run_ctx(suppress_warning=True)
+    return ctx.session_id if ctx else None
+
+
 def _jobs() -> dict[str, Job]:
-    return st.session_state.setdefault("_lavan_jobs", {})
+    return _state().setdefault("_lavan_jobs", {})
+
+
+def _refusal(now: float) -> str | None:
+    """Why this session may not start a training now (None: it may), from its recent starts."""
+    interval, quota, window = start_limits()
+    starts = _state().setdefault("_lavan_starts", [])
+    starts[:] = [t for t in starts if now - t < window]
+    if starts and now - starts[-1] < interval:
+        return (f"Trainings start at most once every {interval:g} s in one tab, so that every student gets a turn: "
+                f"press Train again in {interval - (now - starts[-1]):.0f} s.")
+    if len(starts) >= quota:
+        return (f"This tab has started {quota} trainings in the last {window / 60:g} minutes, the most this server "
+                f"allows one tab so that every student gets a turn: the next one can start in "
+                f"{(window - (now - starts[0])) / 60:.0f} min. Trainings already in the cache still answer at once.")
+    return None
 
 
 def start(key: str, fn: Callable, *args, page: str = "", on_done: Callable[[Any], None] | None = None,
           meta: dict | None = None, **kwargs) -> Job:
     """Start ``fn`` in the background for this browser session, replacing (and stopping) any job under ``key``.
-    An iteration count above the server's cap (``steps``/``max_steps`` > ``MAX_ITER``) is clamped to it."""
+    An iteration count above the server's cap (``steps``/``max_steps`` > ``MAX_ITER``) is clamped to it. A start
+    too soon after the last one, or past the session's quota (:func:`start_limits`), returns a ``refused`` job
+    whose ``error`` says why (and leaves a running job under ``key`` alone)."""
+    now = time.time()
     old = _jobs().get(key)
+    why = _refusal(now)
+    if why is not None:
+        if old is not None and old.active:
+            return old
+        job = Job(key=key, page=page, status="refused", error=why, meta=dict(meta or {}), finished=now)
+        _jobs()[key] = job
+        print(f"lavan job {job.id} {key} refused (start limit) at {now:.3f}", file=sys.stderr, flush=True)
+        return job
+    _state()["_lavan_starts"].append(now)
     if old is not None:
         old.request_stop("replaced by a new training")
     meta = dict(meta or {})
     cap = max_iter()
+    steps = None
     for arg in _STEP_ARGS:
-        if arg in kwargs and int(kwargs[arg]) > cap:
-            meta["clamped_from"], meta["cap"] = int(kwargs[arg]), cap
-            kwargs[arg] = cap
-    ctx = get_script_run_ctx(suppress_warning=True)
-    job = Job(key=key, page=page, on_done=on_done, meta=meta, session_id=ctx.session_id if ctx else None)
+        if arg in kwargs:
+            if int(kwargs[arg]) > cap:
+                meta["clamped_from"], meta["cap"] = int(kwargs[arg]), cap
+                kwargs[arg] = cap
+            steps = int(kwargs[arg])
+    job = Job(key=key, page=page, on_done=on_done, meta=meta, session_id=_session_id(), max_steps=steps)
     job.thread = threading.Thread(target=job._run, args=(fn, args, kwargs), name=f"lavan-{key}-{job.id}",
                                   daemon=True)
     _jobs()[key] = job
@@ -234,47 +426,75 @@ def leave_page(current: str) -> None:
             job.request_stop(f"left for page {current}")
 
 
-def show_status(job: Job) -> None:
-    """The lines every training page shows above its live view: place in the queue, a clamped iteration count."""
+def status_lines(job: Job) -> list[tuple[str, str]]:
+    """(kind, text) lines :func:`show_status` draws: refusal, place in the queue with the estimated wait, a
+    clamped iteration count."""
+    lines = []
+    if job.status == "refused":
+        lines.append(("warning", job.error or "This training was not started."))
     if job.status == "queued":
-        st.info(f"Waiting for a free training slot: position {job.queue_position()} in the queue "
-                f"({MAX_JOBS} trainings run at once on this server).")
+        pos, wait = job.queue_position(), estimate_wait(job)
+        with _pool:
+            own = any(j.session_id == job.session_id for j in _holding if job.session_id is not None)
+        text = (f"Waiting for a free training slot: position {pos} in the queue "
+                f"({MAX_JOBS} trainings run at once on this server, one per browser tab)")
+        if own:
+            text += "; this tab's previous training is still ending"
+        if wait is None:
+            text += ". No wait estimate yet: nothing has been measured on this server."
+        else:
+            text += (f". Estimated wait: **{_fmt_wait(wait)}** — from the measured seconds per iteration of the "
+                     "running trainings and the iterations recent trainings here needed (most stop early at "
+                     "p ≥ 0.9; a training runs at most to its iteration cap).")
+        lines.append(("info", text))
     if "clamped_from" in job.meta:
-        st.warning(f"{job.meta['clamped_from']:,} iterations asked; this server stops every training at "
-                   f"{job.meta['cap']:,} (LAVAN_MAX_ITER).")
+        lines.append(("warning", f"{job.meta['clamped_from']:,} iterations asked; this server stops every training "
+                                 f"at {job.meta['cap']:,}."))
+    return lines
+
+
+def show_status(job: Job) -> None:
+    """The lines every training page shows above its live view (:func:`status_lines`)."""
+    for kind, text in status_lines(job):
+        getattr(st, kind)(text)
 
 
 def live_view(key: str, draw: Callable[[Job, list], None], on_result: Callable[[Any, Job], None],
               interval: float = 0.5) -> None:
     """The polling part of a training page, as an ``st.fragment`` that reruns every ``interval`` s while the job
     runs: queue place and caps (:func:`show_status`), the page's own ``draw(job, progress)``, a failure message, and
-    once the job has ended its result handed to ``on_result(result, job)`` exactly once, then a full rerun."""
+    once the job has ended its result handed to ``on_result(result, job)`` exactly once, then a full rerun.
+    An unexpected error inside is shown as an error id (``ui.boot.guard``), like any page's."""
+    from .boot import guard
+
     current = _jobs().get(key)
 
     @st.fragment(run_every=interval if current is not None and current.active else None)
     def _live() -> None:
-        job = get(key)
-        if job is None:
-            return
-        show_status(job)
-        progress = list(job.progress)
-        if progress:
-            draw(job, progress)
-        if job.status == "error":
-            st.error(f"Training failed: {job.error}")
-        consumed = f"_lavan_consumed_{key}"
-        if not job.active and st.session_state.get(consumed) != job.id:
-            st.session_state[consumed] = job.id
-            if job.result is not None:
-                on_result(job.result, job)
-            st.rerun()
+        with guard(f"live view {key}"):
+            job = get(key)
+            if job is None:
+                return
+            show_status(job)
+            progress = list(job.progress)
+            if progress:
+                draw(job, progress)
+            if job.status == "error":
+                st.error(f"The training failed ({job.error}); the server's log has the details.")
+            consumed = f"_lavan_consumed_{key}"
+            if not job.active and st.session_state.get(consumed) != job.id:
+                st.session_state[consumed] = job.id
+                if job.result is not None:
+                    on_result(job.result, job)
+                st.rerun()
 
     _live()
 
 
 def running() -> int:
-    """Trainings running in this process right now (all sessions)."""
-    return MAX_JOBS - _slots._value  # noqa: SLF001 - read-only peek for the status line
+    """Trainings holding a slot in this process right now (all sessions)."""
+    with _pool:
+        return len(_holding)
 
 
 def wait(job: Job, timeout: float = 60.0) -> bool:

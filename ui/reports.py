@@ -46,6 +46,16 @@ def reports_dir() -> Path:
     return Path(os.environ.get("LAVAN_REPORTS_DIR") or ROOT / "reports")
 
 
+def shown(path: str | Path) -> str:
+    """A file's name as a page may show it: relative to the project (``reports/single.json``), never the server's
+    absolute path (an operator's LAVAN_REPORTS_DIR elsewhere shows as its last folder and the name)."""
+    path = Path(path)
+    try:
+        return str(path.resolve().relative_to(ROOT.resolve()))
+    except ValueError:
+        return str(Path(path.parent.name) / path.name)
+
+
 def area_table_path() -> Path:
     return Path(os.environ.get("LAVAN_AREA_TABLE") or ROOT / "bench" / "results" / "area_table.csv")
 
@@ -109,7 +119,7 @@ def load_view(name: str, out: str | Path | None = None) -> ReportView:
         view.notes = [str(n) for n in rep.get("notes") or []]
     except Exception as e:  # noqa: BLE001 - any malformed report becomes a warning, never a crashed page
         return ReportView(name, title, "broken", paper_note=note,
-                          warnings=[f"`{out / (name + '.json')}` could not be read ({type(e).__name__}: {e}). "
+                          warnings=[f"`{shown(out / (name + '.json'))}` could not be read ({type(e).__name__}: {e}). "
                                     f"Re-create it with `{run_command(name)}` (add `--report-only` to rebuild the "
                                     "report from the CSV without training)."])
     png = out / f"{name}.png"
@@ -323,11 +333,11 @@ def area_table(path: str | Path | None = None) -> tuple[list[dict], str | None]:
     """(rows for a table, warning or None). One row per measured cell; never raises."""
     path = Path(path) if path is not None else area_table_path()
     if not path.is_file():
-        return [], f"`{path}` does not exist yet: run `.venv/bin/python bench/area_table.py`."
+        return [], f"`{shown(path)}` does not exist yet: run `.venv/bin/python bench/area_table.py`."
     try:
         cells = tables.summarise_area(tables.read_rows(path))
     except Exception as e:  # noqa: BLE001
-        return [], f"`{path}` could not be summarised ({type(e).__name__}: {e})."
+        return [], f"`{shown(path)}` could not be summarised ({type(e).__name__}: {e})."
     rows = [{"optimiser": c["name"], "domain": c["domain"], "area": f"{c['area']:.1%}",
              "patch (px on 224)": c["size"], "cap (it)": c["max_iter"], "configs": c["configs"],
              "p ≥ 0.9 within cap": f"{c['successes']}/{c['configs']}",
