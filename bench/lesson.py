@@ -158,7 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     warm = walks[1:] or walks
     lines = [f"`.venv/bin/python bench/lesson.py --walks {args.walks}` — {dt.date.today()}, {_machine()}; "
              f"headless chromium {VIEWPORT['width']}×{VIEWPORT['height']}", "",
-             "| step | cold server: click → prediction drawn (s) | warm: median (s) | control | control → drawn, warm median (s) | fits 1280×720 |",
+             "| step | cold server: click → prediction drawn (s) | warm: median (s) | control "
+             "| control → drawn, warm median (s) | fits 1280×720 |",
              "|---|---|---|---|---|---|"]
     for j, row in enumerate(walks[0]):
         ws = [w[j]["seconds"] for w in warm]

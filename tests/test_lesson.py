@@ -156,7 +156,8 @@ def test_step6_gradient_maps_compare_share_with_area():
     assert 0.0 <= first["share"] <= 1.0 and first["hit"]
     ok(at.radio(key="lesson_method").set_value("grad_cam").run())
     assert shown(at)["share"] != first["share"]
-    assert f"which is {attack.area_fraction(M['patch_size'], 224):.0%} of the image" in "\n".join(m.value for m in at.markdown)
+    area = attack.area_fraction(M["patch_size"], 224)
+    assert f"which is {area:.0%} of the image" in "\n".join(m.value for m in at.markdown)
 
 
 def test_step7_other_networks_are_not_fooled():

@@ -9,6 +9,7 @@ a file under ``assets/`` only (no other path is opened); ``photo`` a sample phot
 """
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -71,7 +72,7 @@ def apply() -> None:
     if "patch" in q:
         path = _asset(q["patch"])
         try:
-            res = _load(str(path), path.stat().st_mtime) if path else None
+            res = copy.deepcopy(_load(str(path), path.stat().st_mtime)) if path else None  # pages may annotate it
         except attack.PatchFileError as exc:
             problems.append(str(exc))
         if res is None and not problems:

@@ -170,7 +170,8 @@ def step_patch(m: dict, left, right) -> dict:
     with right:
         st.markdown(f"Only the pixels of this **{res.size}×{res.size}** square were changed "
                     f"({attack.area_fraction(res.size, model.input_size):.0%} of the image); the {source} itself "
-                    f"is untouched. The square was trained to make the network say **{attack.class_names()[res.target]}**"
+                    "is untouched. The square was trained to make the network say "
+                    f"**{attack.class_names()[res.target]}**"
                     " — and it does, with p ≥ 0.9 (the paper's criterion).")
         out = prediction(2, cache.topk_from_probs(probs), res.target, probs,
                          note=f"p({source}) = {float(probs[res.source]):.3f}")
@@ -317,7 +318,8 @@ def _measured_ratios() -> str:
     except (OSError, ValueError, KeyError, TypeError):
         return ""
     said = ", ".join(f"{METHODS[k].split(' (')[0]} {v:.1f}×" for k, v in ratios.items())
-    return f"<div class='lesson-small'>Median over {n} trained patches (reports/saliency.md): {html.escape(said)}.</div>"
+    return (f"<div class='lesson-small'>Median over {n} trained patches (reports/saliency.md): "
+            f"{html.escape(said)}.</div>")
 
 
 def step_gradients(m: dict, left, right) -> dict:
@@ -380,7 +382,8 @@ def step_models(m: dict, left, right) -> dict:
         picture(out["view"], f"as {name} sees it ({out['view'].shape[-1]}×{out['view'].shape[-1]})")
     with right:
         pred = prediction(7, cache.topk_from_probs(out["patched"]), res.target, out["patched"],
-                          note=f"{model.name}, which the patch was trained on: {attack.class_names()[int(own.argmax())]}"
+                          note=f"{model.name}, which the patch was trained on: "
+                               f"{attack.class_names()[int(own.argmax())]}"
                                f", p({attack.class_names()[res.target]}) = {float(own[res.target]):.2f}")
         try_it("models", "every network side by side", photo=m["single"]["image"], patch=m["single"]["file"])
         st.caption("A step 8 — a defence that masks the patch and recovers the label — follows once the app has a "
