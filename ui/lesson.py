@@ -218,8 +218,8 @@ def _border_probs(_model, model_name: str, src_key: str, _src, dst_key: str, _ds
     """(probs (C,), displayable image) of ``dst`` carrying the patch with a ``border`` of its source photo."""
     with torch.no_grad():
         x = attack.border_paste(_src, _dst.unsqueeze(0), _patch, loc, border, domain, _model)
-        logits = _model(x) if domain == "image" else _model.net(x)
-        return torch.softmax(logits.float(), 1)[0].cpu(), cache.model_view(_model, x, domain)[0].cpu()
+        probs = torch.softmax(attack.patch.domain_logits(_model, x, domain).float(), 1)[0].cpu()
+        return probs, cache.model_view(_model, x, domain)[0].cpu()
 
 
 def step_transfer(m: dict, left, right) -> dict:
