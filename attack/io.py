@@ -10,6 +10,7 @@ import io
 import json
 import math
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -147,7 +148,8 @@ def patch_from_bytes(data: bytes, name: str = "patch file", model_name: str | No
         except ValueError:
             return float("nan")
     return PatchResult(patch=patch, loc=tuple(int(v) for v in loc) if loc is not None else None, target=target,
-                       source=int(meta["source"]) if meta.get("source", "").isdigit() else None, domain=domain,
+                       source=int(meta["source"]) if re.fullmatch(r"[0-9]+", meta.get("source", "")) else None,
+                       domain=domain,
                        size=size, steps=steps, success=success,
                        p_target=_f("p_target"), p_source=_f("p_source"), seconds=_f("seconds"),
                        model_name=meta.get("model", ""), input_size=isz, loss=meta.get("loss", ""),
