@@ -42,7 +42,7 @@ for name in names:
                    attack.image_hash(res.patch), res.patch, res.domain, tuple(res.loc), res.input_size, res.target,
                    attack.image_hash(image), image)
     except (ValueError, OSError) as exc:  # attack.models.ModelError is a ValueError: a bad weights file
-        errors.append(f"{name}: {exc}")
+        errors.append(f"{name}: {str(exc).replace(weights, 'the weights file') if weights else exc}")  # no server path
         continue
     top_c, top_p = int(out["clean"].argmax()), int(out["patched"].argmax())
     rows.append({"model": name + (" (trained on)" if name == res.model_name else ""),

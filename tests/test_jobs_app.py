@@ -41,8 +41,10 @@ def _server_after_first_run(monkeypatch):
     monkeypatch.setattr(PagesManager, "__init__", steady_init)
 
 
-def app(page: str | None = None) -> AppTest:
+def app(page: str | None = None, **state) -> AppTest:
     at = AppTest.from_file(APP, default_timeout=180)
+    for k, v in state.items():
+        at.session_state[k] = v
     at.run()
     if page:
         at.switch_page(page).run()
@@ -133,6 +135,24 @@ def test_no_server_paths_on_the_home_and_paper_pages(monkeypatch, tmp_path):
     at = app("pages/7_paper.py")
     assert_nothing_internal(at)
     assert "`reports`" in shown(at)
+
+
+def test_a_bad_weights_file_is_reported_without_its_server_path(tmp_path, monkeypatch):
+    lite0 = attack.load_model("efficientnet-lite0", device="cpu", channels_last=True)
+    photo = {x.name: x for x in attack.sample_images()}["skimage/coffee"]
+    image = attack.load_image(photo.path, lite0.input_size)
+    res = attack.train_patch(lite0, image, 859, (16, 24), size=40, steps=2, generator=torch.Generator().manual_seed(0))
+    res.meta["image_hash"] = attack.image_hash(image)
+    from safetensors.torch import save_file
+
+    bad = tmp_path / "operators-secret-dir" / "inception_v3.safetensors"
+    bad.parent.mkdir()
+    save_file({"not_inception.weight": torch.zeros(2, 2)}, bad)  # readable, but not Inception v3
+    monkeypatch.setenv("LAVAN_INCEPTION_WEIGHTS", str(bad))
+    at = app("pages/6_models.py", result=res, result_image=image)
+    errors = [e.value for e in at.error if e.value.startswith("inception-v3")]
+    assert errors, [e.value for e in at.error]
+    assert_nothing_internal(at, str(tmp_path), "operators-secret-dir")
 
 
 def test_a_tab_that_starts_trainings_in_a_loop_is_told_to_wait(monkeypatch):
