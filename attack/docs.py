@@ -51,11 +51,15 @@ def block(name: str):
 
 
 # ---------------------------------------------------------------- the blocks
-# Tables that a bench script printed and whose printout is committed in bench/results/: block name -> file.
-PRINTED_TABLES = {"input-size": "input_size.txt", "speed-cpu": "speed.txt", "speed-h200": "speed_h200.txt",
-                  "payload": "payload.txt", "h200-batch-sizes": "h200_batch_sizes.txt"}
-for _name, _file in PRINTED_TABLES.items():
-    block(_name)(lambda root, _file=_file: "\n".join(tables.printed_table(root / RESULTS / _file)[1]))
+# Tables that a bench script printed and whose printout is committed in bench/results/: block -> (file, table index).
+PRINTED_TABLES = {"input-size": ("input_size.txt", 0), "speed-cpu": ("speed.txt", 0),
+                  "speed-h200": ("speed_h200.txt", 0), "payload": ("payload.txt", 0),
+                  "h200-batch-sizes": ("h200_batch_sizes.txt", 0),
+                  "load-gc-default": ("load_2026-11-25_gc_default.txt", 0),
+                  "load-gc-off": ("load_2026-11-25_gc_off.txt", 0), "load-gc-off-rss": ("load_2026-11-25_gc_off.txt", 1)}
+for _name, (_file, _index) in PRINTED_TABLES.items():
+    block(_name)(lambda root, _file=_file, _index=_index:
+                 "\n".join(tables.printed_table(root / RESULTS / _file, _index)[1]))
 
 
 @block("area-table")
@@ -152,6 +156,29 @@ def _vs_art_reading(root: Path) -> str:
             f"ours reached p ≥ 0.9 on {img['within'][60]}/{img['n']} (image domain, ART's setting) and "
             f"{net['within'][60]}/{net['n']} (network domain), ART on {art['within'][60]}/{art['n']}; on the "
             f"{pr['n']} configs both solved ours took {pr['s']:.2f}× ART's time (`bench/vs_art.py`).")
+
+
+_SMOKE_METHODS = {"art-image": "ART `AdversarialPatchPyTorch` (image)", "ours-image": "ours, image domain",
+                  "ours-network": "ours, network domain"}
+
+
+@block("vs-art-smoke")
+def _vs_art_smoke(root: Path) -> str:
+    """The vs-ART smoke run (bench/results/vs_art_smoke.csv): per method and lr, successes, mean s/iteration and each
+    config's final p(target)."""
+    rows = tables.read_rows(root / RESULTS / "vs_art_smoke.csv")
+    cap = max(int(r["max_iter"]) for r in rows)
+    lines = [f"| method | lr | configs | p≥0.9 within {cap} it | s / iteration | final p(target), "
+             + " / ".join(f"config {c}" for c in sorted({int(r["config"]) for r in rows})) + " |",
+             "|---|---|---|---|---|---|"]
+    for c in tables.summarise_vs_art(rows, []):
+        rs = sorted(c["rows"], key=lambda r: int(r["config"]))
+        lr = f"{c['lr']:g}" + (" (sigmoid params)" if c["method"] == "ours-image" else "")
+        per_it = sum(float(r["seconds_per_it"]) for r in rs) / len(rs)
+        finals = " / ".join(f"{float(r['p_target']):.3f}" for r in rs)
+        lines.append(f"| {_SMOKE_METHODS.get(c['method'], c['method'])} | {lr} | {c['n']} | {c['ok']}/{c['n']} | "
+                     f"{per_it:.2f} | {finals} |")
+    return "\n".join(lines)
 
 
 @block("tune-lr")
