@@ -152,7 +152,7 @@ for j in range(views.shape[0]):
 st.subheader("Drag it onto any photo")
 
 
-@st.fragment  # a drag reruns only this part of the page: one forward pass, no re-evaluation above
+@boot.fragment  # a drag reruns only this part of the page: one forward pass, no re-evaluation above; errors: an id
 def live_view(res: attack.PatchResult) -> None:
     image, name = widgets.image_picker(model, key="uni_img", gallery=False)
     if image is None:

@@ -110,6 +110,20 @@ def test_an_error_in_the_home_page_shows_an_id(monkeypatch, caplog):
     assert "ZeroDivisionError" in logged(caplog, eid).getMessage()
 
 
+def test_an_error_in_a_fragment_shows_an_id(monkeypatch, caplog):
+    """The Universal page's drag view is an st.fragment (its reruns skip app.py): its errors get an id too."""
+    def broken(*a, **k):
+        raise RuntimeError("fragment internals /srv/lavan")
+
+    at = app("pages/4_universal.py")
+    monkeypatch.setattr(attack.patch, "patched_logits", broken)
+    at.button(key="uni_use_asset").click().run()
+    eid = error_id(at)
+    assert_nothing_internal(at, "fragment internals", "/srv/lavan")
+    assert "fragment live_view" in logged(caplog, eid).getMessage()
+    assert at.dataframe, "the page above the fragment is still drawn"
+
+
 def test_a_failing_training_shows_an_id_and_logs_the_traceback(monkeypatch, caplog):
     def broken(*a, **k):
         raise ValueError("shape mismatch in /srv/lavan/attack/train.py")

@@ -62,6 +62,21 @@ def guard(where: str = "") -> Iterator[None]:
         report_error(exc, where)
 
 
+def fragment(func=None, **kwargs):
+    """``st.fragment`` whose body runs under :func:`guard`: an error in a fragment rerun (a drag, a poll), which does
+    not pass through app.py, is shown as an error id too. Use as ``@boot.fragment`` or ``@boot.fragment(...)``."""
+    import functools
+
+    def wrap(f):
+        @functools.wraps(f)
+        def guarded(*a, **k):
+            with guard(f"fragment {f.__name__}"):
+                return f(*a, **k)
+        return st.fragment(guarded, **kwargs)
+
+    return wrap(func) if func is not None else wrap
+
+
 def header(title: str, intro: str) -> None:
     """The top of every page: run through app.py (:func:`ensure_app`), then the title and the one-paragraph intro."""
     ensure_app()
