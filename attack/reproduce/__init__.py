@@ -17,10 +17,11 @@ Experiments (Karmon et al. 2018, arXiv:1801.02608, unless noted):
   crossmodel  patches trained on each EfficientNet-Lite model evaluated on the others
   brown       LaVAN's objective vs Brown et al.'s EOT patch (arXiv:1712.09665) at equal area and at 10% area
 
-Modules: ``runner`` (options, context, resumable CSV table, config draws, batched training), one module per
-experiment family (``single``, ``moved``: fragility + transfer, ``universal``: universal + brown, ``classes``,
-``saliency``, ``crossmodel``) whose ``summarise*`` functions are pure functions of rows, ``stats`` (shared pure
-helpers), ``report`` (JSON + Markdown), ``plots`` (PNG) and ``cli`` (the sub-command).
+Modules: ``runner`` (options and the per-run context), ``table`` (the resumable CSV), ``training`` (config draws,
+batched single-image training, the single patches later experiments reuse), one module per experiment (``single``,
+``fragility``, ``transfer``, ``universal``, ``brown``, ``classes``, ``saliency``, ``crossmodel``) whose
+``summarise*`` functions are pure functions of rows, ``stats`` (shared pure helpers), ``report`` (JSON + Markdown),
+``resummary`` (a report recomputed from its committed rows), ``plots`` (PNG) and ``cli`` (the sub-command).
 """
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ from typing import Callable
 import torch
 
 from ..findings import PAPER
-from . import classes, crossmodel, moved, saliency, single, universal
+from . import brown, classes, crossmodel, fragility, saliency, single, transfer, universal
 from .report import TITLES, load_report, trained_sessions, write_report
 from .runner import Ctx, Options
 from .single import VARIANTS as SINGLE_VARIANTS  # noqa: F401
@@ -41,8 +42,9 @@ __all__ = ["EXPERIMENTS", "PAPER", "TITLES", "Options", "run_experiment", "load_
            "trained_sessions"]
 
 EXPERIMENTS: dict[str, Callable[[Ctx], dict]] = {
-    "single": single.run, "fragility": moved.fragility, "transfer": moved.transfer, "universal": universal.universal,
-    "classes": classes.run, "saliency": saliency.run, "crossmodel": crossmodel.run, "brown": universal.brown,
+    "single": single.run, "fragility": fragility.fragility, "transfer": transfer.transfer,
+    "universal": universal.universal, "classes": classes.run, "saliency": saliency.run, "crossmodel": crossmodel.run,
+    "brown": brown.brown,
 }
 
 

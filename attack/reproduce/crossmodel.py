@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from .plots import plot_matrix
-from .runner import LITE_MODELS, TRAIN_FIELDS, Ctx, Table, draw_configs, train_rows
+from .runner import LITE_MODELS, Ctx
 from .stats import b, frac, pct
+from .table import Table
+from .training import TRAIN_FIELDS, draw_configs, train_rows
 
 
 def run(ctx: Ctx) -> dict:

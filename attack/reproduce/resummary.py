@@ -9,9 +9,10 @@ import json
 import re
 from pathlib import Path
 
-from . import classes, crossmodel, moved, saliency, single, universal
-from .runner import TRAIN_FIELDS, Table
+from . import brown, classes, crossmodel, fragility, saliency, single, transfer, universal
 from .stats import b
+from .table import Table
+from .training import TRAIN_FIELDS
 
 
 def _rows(out: Path, name: str) -> list[dict]:
@@ -36,9 +37,9 @@ def summarise(name: str, out: str | Path, rep: dict) -> dict:
         keep = {r["config"] for r in _single_sources(out, s)}
         rows = [r for r in rows if r["config"] in keep]
         if name == "fragility":
-            return moved.summarise_fragility(rows, s["planned"], s["fallback_unsuccessful_patches"])
+            return fragility.summarise_fragility(rows, s["planned"], s["fallback_unsuccessful_patches"])
         if name == "transfer":
-            return moved.summarise_transfer(rows, s["planned"], s["dst_photos_per_patch"],
+            return transfer.summarise_transfer(rows, s["planned"], s["dst_photos_per_patch"],
                                             s["fallback_unsuccessful_patches"])
         return saliency.summarise(rows, list(s["by_method"]), s["planned"], 4 if rep.get("quick") else 32,
                                   s["fallback_unsuccessful_patches"])
@@ -54,7 +55,7 @@ def summarise(name: str, out: str | Path, rep: dict) -> dict:
         side = round(s["size"] / s["area"] ** 0.5)
         return universal.summarise_universal(rows, s["planned"], s["size"], side, s["max_steps"], collections)
     if name == "brown":
-        return universal.summarise_brown(rows, s["planned"], s["sizes"], s["max_steps"], s["train_photos"],
+        return brown.summarise_brown(rows, s["planned"], s["sizes"], s["max_steps"], s["train_photos"],
                                          s["test_photos"])
     raise ValueError(f"unknown report {name!r}")
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from ..findings import PAPER
 from .plots import plot_single
-from .runner import TRAIN_FIELDS, Ctx, Table, draw_configs, train_rows
+from .runner import Ctx
 from .stats import criteria, f, num, pct, success_curve
+from .table import Table
+from .training import TRAIN_FIELDS, draw_configs, train_rows
 
 VARIANTS = {
     # name: (input size, patch size or None for the app default, domain)
