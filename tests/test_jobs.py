@@ -64,10 +64,11 @@ def sessions(monkeypatch):
 
 
 def fake_train(steps: int, *, per_step: float = 0.02, gate: threading.Event | None = None, callback=None,
-               cancel=None):
+               cancel=None, succeeds_at: int | None = None):
     """A stand-in training: ``steps`` iterations of ``per_step`` s each (waiting for ``gate`` before each, an
-    iteration that cannot be interrupted), one progress report per iteration, stops at an iteration boundary."""
-    for i in range(steps):
+    iteration that cannot be interrupted), one progress report per iteration, stops at an iteration boundary, or
+    after ``succeeds_at`` iterations (as a real one stops at p >= 0.9, far below its cap)."""
+    for i in range(min(steps, succeeds_at or steps)):
         if cancel.is_set():
             return SimpleNamespace(cancelled=True, steps=i)
         if gate is not None:
@@ -140,11 +141,36 @@ def test_queued_trainings_show_place_and_an_estimated_wait_that_comes_true(sessi
     assert est_c is not None and est_d is not None and est_d > est_c > 0
     (kind, text), = [line for line in jobs.status_lines(c) if "queue" in line[1]]
     assert kind == "info" and "position 1 in the queue" in text and "Estimated wait" in text
-    assert "measured seconds per iteration" in text  # it says how the figure is made
+    assert "measured seconds per iteration" in text and "at most" in text  # how it is made: caps, no history yet
     until(lambda: c.status != "queued", 60, "C to start")
     actual = c.started - t_est
     print(f"\nwait estimate for C: {est_c:.2f} s, actual {actual:.2f} s (ratio {actual / est_c:.2f}); D: {est_d:.2f} s")
     assert est_c / 2 <= actual <= est_c * 2, (est_c, actual)
+
+
+def test_the_estimate_learns_that_trainings_stop_early(sessions):
+    """Cap 400 iterations, but every training succeeds after 30 (0.04 s each): once three have finished, the
+    estimate for a queued one uses their median (30), not the cap, and comes true within a factor of two."""
+    for name in ("h1", "h2", "h3"):
+        with sessions(name):
+            j = jobs.start("attack", fake_train, steps=400, per_step=0.01, succeeds_at=30)
+        until(lambda: j.status == "done", what="a history training")
+    with sessions("A"):
+        a = jobs.start("attack", fake_train, steps=400, per_step=0.04, succeeds_at=30)
+    with sessions("B"):
+        time.sleep(0.3)
+        jobs.start("attack", fake_train, steps=400, per_step=0.04, succeeds_at=30)
+    with sessions("C"):
+        c = jobs.start("attack", fake_train, steps=400, per_step=0.04, succeeds_at=30)
+    until(lambda: a.work_done() >= 5, what="A to report progress")
+    t_est, est = time.time(), jobs.estimate_wait(c)
+    (text,) = [t for _, t in jobs.status_lines(c) if "queue" in t]
+    assert "median that the last 3 finished" in text, text
+    until(lambda: c.status != "queued", 60, "C to start")
+    actual = c.started - t_est
+    print(f"\nwith history: estimate {est:.2f} s, actual {actual:.2f} s (ratio {actual / est:.2f}); "
+          f"from the caps alone it would be ~{(400 - a.work_done()) * 0.04:.0f} s")
+    assert est / 2 <= actual <= est * 2, (est, actual)
 
 
 def test_no_estimate_before_anything_is_measured_and_history_is_used(sessions):
@@ -160,6 +186,9 @@ def test_no_estimate_before_anything_is_measured_and_history_is_used(sessions):
     assert any("No wait estimate yet" in t for _, t in jobs.status_lines(c))
     # a history of trainings that stopped after ~10 iterations (p >= 0.9) shortens the expected remainder
     jobs._history["attack"] = __import__("collections").deque([(10, 1.0), (12, 1.2), (8, 0.8)])
+    (text,) = [t for _, t in jobs.status_lines(c) if "queue" in t]
+    assert "median that the last 3 finished" in text and "at most" not in text, text
+    assert jobs.estimate_wait(c) == pytest.approx(10 * 0.1, rel=0.01)  # 10 iterations at the history's 0.1 s each
     gate.set()
     until(lambda: a.work_done() >= 2, what="progress")
     assert jobs._expected_work(a) == 10

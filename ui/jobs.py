@@ -440,12 +440,17 @@ def status_lines(job: Job) -> list[tuple[str, str]]:
                 f"({MAX_JOBS} trainings run at once on this server, one per browser tab)")
         if own:
             text += "; this tab's previous training is still ending"
+        finished = len(_history.get(job.key, ()))
         if wait is None:
             text += ". No wait estimate yet: nothing has been measured on this server."
+        elif finished:
+            text += (f". Estimated wait: **{_fmt_wait(wait)}** — the measured seconds per iteration of the running "
+                     f"trainings × the iterations still ahead, taking the median that the last {finished} finished "
+                     "training(s) here needed (most stop early, at p ≥ 0.9).")
         else:
-            text += (f". Estimated wait: **{_fmt_wait(wait)}** — from the measured seconds per iteration of the "
-                     "running trainings and the iterations recent trainings here needed (most stop early at "
-                     "p ≥ 0.9; a training runs at most to its iteration cap).")
+            text += (f". Estimated wait: **at most {_fmt_wait(wait)}** — the measured seconds per iteration of the "
+                     "running trainings × the iterations up to their caps; no training has finished here yet, and "
+                     "most stop early, at p ≥ 0.9.")
         lines.append(("info", text))
     if "clamped_from" in job.meta:
         lines.append(("warning", f"{job.meta['clamped_from']:,} iterations asked; this server stops every training "
