@@ -182,8 +182,9 @@ class Job:
             self.finished = time.time()
             _release(self)
             if self.status == "done":
-                _history.setdefault(self.key, collections.deque(maxlen=20)).append(
-                    (self.work_done(), self.finished - self.started))
+                with _pool:  # the estimates read it from the pages' threads
+                    _history.setdefault(self.key, collections.deque(maxlen=20)).append(
+                        (self.work_done(), self.finished - self.started))
             self._log()
 
     def _log(self) -> None:
@@ -271,7 +272,8 @@ def _expected_work(job: Job) -> float | None:
     """Iterations a training of this kind is expected to need in all: the median of the recent trainings of the
     same key that ran to their end (most stop early, at p ≥ 0.9), never above the job's own cap; the cap when
     there is no history yet."""
-    done = [w for w, _ in _history.get(job.key, ())]
+    with _pool:
+        done = [w for w, _ in _history.get(job.key, ())]
     if done:
         return min(statistics.median(done), job.max_steps or float("inf"))
     return job.max_steps
@@ -282,7 +284,8 @@ def _seconds_per_unit(running: list[Job]) -> float | None:
     the recent finished ones."""
     rates = [j.elapsed() / j.work_done() for j in running if j.started and j.work_done() > 0]
     if not rates:
-        rates = [t / w for h in _history.values() for w, t in h if w > 0]
+        with _pool:
+            rates = [t / w for h in _history.values() for w, t in h if w > 0]
     return statistics.fmean(rates) if rates else None
 
 
