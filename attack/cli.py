@@ -153,7 +153,7 @@ def cmd_classify(args) -> int:
 def cmd_attack(args) -> int:
     from tqdm import tqdm
 
-    from .cache import PatchCache, cache_key
+    from .cache import PatchCache, get_or_train, training_key
     from .images import image_hash, load_image
     from .io import save_patch
     from .models import class_index, class_names
@@ -170,29 +170,25 @@ def cmd_attack(args) -> int:
     loss = args.loss or DEFAULTS["loss"]
     init = DEFAULTS["init"]
     lr = args.lr if args.lr is not None else default_lr(optimizer, args.domain)
-    key = cache_key(model=model.name, input_size=model.input_size, image=image_hash(img), target=target,
-                    source=None, loc=list(loc), size=size, domain=args.domain, loss=loss, steps=args.max_iter,
-                    lr=lr, optimizer=optimizer, stop_at=args.stop_at, seed=args.seed, init=init,
-                    **({"restarts": restarts} if restarts != 1 else {}))
-    cache = PatchCache(args.cache_dir) if not args.no_cache else None
-    res = cache.get(key) if cache else None
-    cached = res is not None
-    if res is None:
-        bar = tqdm(total=args.max_iter, desc=f"{class_names()[target]}", unit="eval", file=sys.stderr,
-                   disable=args.quiet)
+    extra = {"restarts": restarts} if restarts != 1 else {}
+    key = training_key(model, image_hash(img), target, loc, size, domain=args.domain, loss=loss,
+                       steps=args.max_iter, lr=lr, optimizer=optimizer, stop_at=args.stop_at, seed=args.seed,
+                       init=init, **extra)
+    bar = tqdm(total=args.max_iter, desc=f"{class_names()[target]}", unit="eval", file=sys.stderr,
+               disable=args.quiet)
 
-        def cb(info):
-            bar.update(info.evaluations - bar.n)
-            bar.set_postfix(p_target=f"{info.p_target:.3f}", p_source=f"{info.p_source:.3f}",
-                            restarts=sum(p is not None for p in info.restarts), refresh=False)
+    def cb(info):
+        bar.update(info.evaluations - bar.n)
+        bar.set_postfix(p_target=f"{info.p_target:.3f}", p_source=f"{info.p_source:.3f}",
+                        restarts=sum(p is not None for p in info.restarts), refresh=False)
 
-        res = train_patch(model, img, target, loc, size=size, domain=args.domain, loss=loss,
-                          steps=args.max_iter, lr=lr, optimizer=optimizer, restarts=restarts, init=init,
-                          stop_at=args.stop_at, seed=args.seed, callback=cb)
-        bar.close()
-        res.meta["image_hash"] = image_hash(img)
-        if cache:
-            cache.put(key, res)
+    res, cached = get_or_train(
+        None if args.no_cache else PatchCache(args.cache_dir), key,
+        lambda: train_patch(model, img, target, loc, size=size, domain=args.domain, loss=loss,
+                            steps=args.max_iter, lr=lr, optimizer=optimizer, restarts=restarts, init=init,
+                            stop_at=args.stop_at, seed=args.seed, callback=cb),
+        image_hash(img))
+    bar.close()
     out_path = Path(args.out) if args.out else Path("patches") / f"{Path(args.image).stem}_{target}_{loc[1]}_{loc[0]}_{size}_{args.domain}.safetensors"
     save_patch(out_path, res)
     out = {"success_0_9": bool(res.success["confident"]), "argmax_target": bool(res.success["argmax"]),

@@ -83,18 +83,35 @@ class Sign(Rule):
 
 @dataclass
 class Adam(Rule):
+    """Adam with per-row bias correction. With ``patience`` > 0, a row whose best p(target) has not improved for
+    ``patience`` steps halves its step size (down to ``lr * min_ratio``) and goes back to its best point: the slow
+    last stretch from top-1 to p ≥ 0.9 is where a fixed step oscillates."""
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-8
+    patience: int = 0
+    min_ratio: float = 1.0 / 16
     m: torch.Tensor | None = field(default=None, repr=False)
     v: torch.Tensor | None = field(default=None, repr=False)
     t: torch.Tensor | None = field(default=None, repr=False)
+    lrs: torch.Tensor | None = field(default=None, repr=False)
+    stall: torch.Tensor | None = field(default=None, repr=False)
 
     def init(self, w):
         self.m, self.v = torch.zeros_like(w), torch.zeros_like(w)
         self.t = torch.zeros(w.shape[0], dtype=torch.long, device=w.device)
+        self.lrs = torch.full((w.shape[0],), float(self.lr), device=w.device)
+        self.stall = torch.zeros(w.shape[0], dtype=torch.long, device=w.device)
 
     def step(self, rows, w, grad, improved, best_w):
         b1, b2 = self.betas
+        lr = self.lrs[rows]
+        if self.patience > 0:
+            stall = torch.where(improved, torch.zeros_like(self.stall[rows]), self.stall[rows] + 1)
+            halve = stall >= self.patience
+            lr = torch.where(halve, (lr / 2).clamp_min(self.lr * self.min_ratio), lr)
+            self.lrs[rows] = lr
+            self.stall[rows] = torch.where(halve, torch.zeros_like(stall), stall)
+            w = torch.where(_col(halve, w).bool(), best_w, w)
         t = self.t[rows] + 1
         self.t[rows] = t
         m = self.m[rows].mul_(b1).add_(grad, alpha=1 - b1)
@@ -102,7 +119,7 @@ class Adam(Rule):
         self.m[rows], self.v[rows] = m, v
         tf = t.to(w.dtype)
         upd = (m / _col(1 - b1 ** tf, m)) / ((v / _col(1 - b2 ** tf, v)).sqrt() + self.eps)
-        return self.project(w + self.lr * self.scale * upd)
+        return self.project(w + _col(lr, w) * self.scale * upd)
 
 
 @dataclass
@@ -148,12 +165,13 @@ class APGD(Rule):
         return new
 
 
-def make_rule(name: str, lr: float, project: Project = _identity, scale: torch.Tensor | float = 1.0) -> Rule:
-    """A fresh rule object by name (see :data:`RULES`)."""
+def make_rule(name: str, lr: float, project: Project = _identity, scale: torch.Tensor | float = 1.0,
+              **options) -> Rule:
+    """A fresh rule object by name (see :data:`RULES`); ``options`` set the rule's own fields (e.g. ``patience``)."""
     table = {"adam": Adam, "sgd": SGD, "sign": Sign, "apgd": APGD}
     if name not in table:
         raise ValueError(f"unknown update rule {name!r}; choose one of {', '.join(RULES)}")
-    return table[name](lr=float(lr), project=project, scale=scale)
+    return table[name](lr=float(lr), project=project, scale=scale, **options)
 
 
 def halving_schedule(restarts: int, budget: int, eta: int = 4) -> list[tuple[int, int]]:

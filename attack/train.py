@@ -26,7 +26,7 @@ OPTIMIZERS = RULES
 DEFAULT_AREA = 0.08
 # The default attack (update rule, restarts, loss, initialisation). See README "Attack strength" and
 # bench/ablation.py for the measurements behind each choice.
-DEFAULTS = {"optimizer": "adam", "restarts": 1, "loss": "logprob", "init": "random"}
+DEFAULTS = {"optimizer": "adam", "restarts": 1, "loss": "logprob", "init": "random", "rule_options": {}}
 INITS = ("random", "gray", "mixed")
 
 
@@ -129,7 +129,8 @@ def train_patches(model, images: torch.Tensor, targets, locs, *, size: int | Non
                   callback: Callable[[int, list[int], torch.Tensor], None] | None = None,
                   on_step: Callable[[dict], None] | None = None,
                   cancel=None, record_top5: bool = False, progress=None,
-                  pad_batches: bool | None = None, st_relu6: bool = False) -> list[PatchResult]:
+                  pad_batches: bool | None = None, st_relu6: bool = False,
+                  rule_options: dict | None = None) -> list[PatchResult]:
     """Train one LaVAN patch per config in a single batched loop (Karmon et al. 2018, arXiv:1801.02608).
 
     Every config trains ``restarts`` patches side by side (rows of one batch) under successive halving
@@ -158,6 +159,7 @@ def train_patches(model, images: torch.Tensor, targets, locs, *, size: int | Non
         cancel: a threading.Event (or callable) — when set, every active config stops and is marked cancelled.
         pad_batches: pad the shrinking batch to powers of two (Default: on CUDA only; see bench/speed.py).
         st_relu6: back-propagate through ReLU6 as through ReLU (:func:`attack.optim.straight_through_relu6`).
+        rule_options: fields of the update rule (e.g. ``{"patience": 20}`` halves Adam's step on a stall).
     Returns: list of PatchResult in config order; ``steps`` counts iterations, ``evaluations`` forward+backward
     evaluations (the two are equal with one restart); ``history["restarts"]`` holds every restart's p(target) curve.
     Example: >>> res = train_patches(model, imgs, targets=859, locs=[(0, 0), (0, 168)], steps=500)
@@ -208,7 +210,8 @@ def train_patches(model, images: torch.Tensor, targets, locs, *, size: int | Non
     W = start_params(n, size, domain, param, model, generator, device, init, R, seeds)
     project = (lambda x: x.clamp(0, 1)) if (domain == "image" and param == "clamp") else (lambda x: x)
     scale = (1.0 / model.std) if (domain == "network" and optimizer == "apgd") else 1.0
-    rule = make_rule(optimizer, lr, project, scale)
+    rule_options = dict(DEFAULTS["rule_options"].get(optimizer, {}) if rule_options is None else rule_options)
+    rule = make_rule(optimizer, lr, project, scale, **rule_options)
     rule.init(W)
     best_w = W.clone()
     best_p = torch.full((n * R,), -1.0)
@@ -250,6 +253,7 @@ def train_patches(model, images: torch.Tensor, targets, locs, *, size: int | Non
             stop_at=stop_at, cancelled=cancelled, evaluations=evals[c],
             meta={"optimizer": optimizer, "lr": lr, "param": param if domain == "image" else None,
                   "init": init, "restarts": R, "halving": halving, "schedule": schedule, "st_relu6": st_relu6,
+                  "rule_options": rule_options,
                   "leader": int(row % R)})
         conf_done[c] = True
         alive[conf_of == c] = False

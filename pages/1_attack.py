@@ -59,10 +59,10 @@ with right:
 with left:
     loc = widgets.location_picker(image, size, key="attack_loc")
 
-config = dict(model=model.name, input_size=model.input_size, image=image_key, target=target, source=None,
-              loc=list(loc), size=size, domain=domain, loss=loss, steps=steps, lr=lr, optimizer=rule,
-              stop_at=0.9, seed=seed, init=attack.train.DEFAULTS["init"], **({"restarts": restarts} if restarts != 1 else {}))
-key = attack.cache_key(**config)
+init = attack.train.DEFAULTS["init"]
+key = attack.cache.training_key(model, image_key, target, loc, size, domain=domain, loss=loss, steps=steps, lr=lr,
+                                optimizer=rule, stop_at=0.9, seed=seed, init=init,
+                                **({"restarts": restarts} if restarts != 1 else {}))
 
 
 def _store(res: attack.PatchResult, img: torch.Tensor, from_cache: bool) -> None:
@@ -90,7 +90,7 @@ if b1.button("Train", type="primary", key="attack_train", width="stretch", disab
         st.session_state.pop("result", None)
         job = jobs.start(JOB, attack.train_patch, model, image, target, loc, size=size, domain=domain, loss=loss,
                          steps=steps, lr=lr, optimizer=rule, restarts=restarts, stop_at=0.9, seed=seed,
-                         init=attack.train.DEFAULTS["init"], page=PAGE,
+                         init=init, page=PAGE,
                          on_done=_cache_put(key, image_key),
                          meta={"image": image, "loc": loc, "domain": domain})
 b2.button("Stop", key="attack_stop", on_click=jobs.stop, args=(JOB,), width="stretch",

@@ -233,7 +233,7 @@ def test_training_shows_a_live_chart_and_stops(tab, server):
 
 
 def test_a_short_training_finishes_then_comes_from_the_cache(tab, server):
-    set_num(tab, "Max iterations", "8")
+    set_num(tab, "Max evaluations", "8")
     tab.get_by_role("button", name="Train", exact=True).click()
     tab.get_by_text("(trained)").wait_for(timeout=180_000)
     tab.locator(".st-key-attack_result_curve .js-plotly-plot").wait_for(timeout=30_000)
