@@ -158,7 +158,7 @@ def cmd_attack(args) -> int:
     from .io import save_patch
     from .models import class_index, class_names
     from .patch import size_for_area
-    from .train import DEFAULTS, default_lr, default_patch_size, train_patch
+    from .train import DEFAULTS, default_lr, default_patch_size, default_restarts, train_patch
 
     model = _model(args)
     img = load_image(_resolve_image(args.image), model.input_size)
@@ -167,6 +167,7 @@ def cmd_attack(args) -> int:
     loc = _loc(args, model.input_size, size)
     optimizer = args.optimizer or DEFAULTS["optimizer"]
     restarts = args.restarts if args.restarts is not None else DEFAULTS["restarts"]
+    restarts = default_restarts(size, model.input_size) if restarts == "auto" else int(restarts)
     loss = args.loss or DEFAULTS["loss"]
     init = DEFAULTS["init"]
     lr = args.lr if args.lr is not None else default_lr(optimizer, args.domain)
@@ -362,7 +363,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--optimizer", default=None, choices=OPTIMIZERS,
                    help="update rule (default: the measured default; sgd = the paper's plain gradient)")
     p.add_argument("--restarts", type=int, default=None,
-                   help="patches trained side by side under successive halving (default: the measured default)")
+                   help="patches trained side by side under successive halving (default: 1 at the default patch "
+                        "area or larger, 8 below it)")
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--max-iter", type=int, default=10_000,
                    help="budget of forward+backward evaluations, restarts x iterations (paper: 10,000 iterations)")

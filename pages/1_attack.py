@@ -44,10 +44,13 @@ with right:
                         index=attack.optim.RULES.index(attack.train.DEFAULTS["optimizer"]),
                         format_func=lambda r: RULE_NAMES.get(r, r),
                         help="How each step changes the patch. sgd = the paper's plain gradient steps.")
-    restarts = int(c4.number_input("Restarts", min_value=1, max_value=16, value=attack.train.DEFAULTS["restarts"],
-                                   step=1, key="attack_restarts",
-                                   help="Patches trained side by side from different starts; at each stage only "
-                                        "the best quarter goes on (successive halving)."))
+    auto = attack.train.default_restarts(size, model.input_size)
+    restarts = c4.selectbox("Restarts", ["auto", 1, 2, 4, 8, 16], key="attack_restarts",
+                            format_func=lambda r: f"auto ({auto})" if r == "auto" else str(r),
+                            help="Patches trained side by side from different starts; at each stage only the best "
+                                 "quarter goes on (successive halving). auto: 1 at the default patch area or "
+                                 f"larger, {attack.train.RESTARTS_SMALL} below it (measured: README).")
+    restarts = auto if restarts == "auto" else int(restarts)
     steps = int(c5.number_input("Max evaluations", min_value=1, max_value=10_000, value=2000, step=100,
                                 key="attack_steps",
                                 help="Budget of forward+backward evaluations of the model: restarts × iterations. "

@@ -291,7 +291,7 @@ def test_restarts_draw_every_curve_and_the_forming_patch(tmp_path):
     one p(target) curve per restart, dropped ones shorter, the leading one bold; evaluations ≤ the budget."""
     at = app(PAGES[0])
     at.selectbox(key="attack_rule").set_value("apgd").run()
-    at.number_input(key="attack_restarts").set_value(4).run()
+    at.selectbox(key="attack_restarts").set_value(4).run()
     at.number_input(key="attack_steps").set_value(24).run()
     at.button(key="attack_train").click().run()
     j = job(at, "attack")

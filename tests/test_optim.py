@@ -188,3 +188,20 @@ def test_margin_ce_switches_at_top1():
     assert float(s[1]) == pytest.approx(-5.0)
     s.sum().backward()
     assert logits.grad[1].tolist() == [1.0, 0.0, -1.0]
+
+
+def test_auto_restarts_follow_the_patch_area(model, photo):
+    from attack.train import DEFAULT_AREA, RESTARTS_SMALL, default_patch_size, default_restarts
+    big = default_patch_size(224)
+    assert default_restarts(big, 224) == 1 and default_restarts(224, 224) == 1
+    assert default_restarts(42, 224) == RESTARTS_SMALL and default_restarts(42, 299) == RESTARTS_SMALL
+    assert 42 * 42 / 224 ** 2 < DEFAULT_AREA
+    res = train_patch(model, photo, 859, (0, 0), size=42, steps=40, stop_at=1.0, seed=0)
+    assert res.meta["restarts"] == RESTARTS_SMALL and res.evaluations == 40
+    with pytest.raises(ValueError, match="restarts"):
+        train_patch(model, photo, 859, (0, 0), size=16, steps=4, restarts=0)
+
+
+def test_a_budget_too_small_for_the_restarts_trains_fewer(model, photo):
+    res = train_patch(model, photo, 859, (0, 0), size=16, steps=5, restarts=8, stop_at=1.0, seed=0)
+    assert res.meta["schedule"] == [(1, 5)] and res.meta["restarts"] == 1 and res.evaluations == 5

@@ -21,7 +21,8 @@ def _command(args) -> str:
     for flag, val in (("--quick", args.quick), ("--out", args.out), ("--seed", args.seed), ("--model", args.model),
                       ("--device", args.device), ("--max-iter", args.max_iter), ("--configs", args.configs),
                       ("--batch", args.batch), ("--targets", args.targets), ("--threads", args.threads),
-                      ("--time-budget", args.time_budget), ("--report-only", args.report_only)):
+                      ("--time-budget", args.time_budget), ("--report-only", args.report_only),
+                      ("--restarts", getattr(args, "restarts", None))):
         if val is True:
             parts.append(flag)
         elif val not in (None, False):
@@ -44,7 +45,7 @@ def cmd_reproduce(args) -> int:
                        device=args.device, max_iter=args.max_iter, configs=args.configs, batch=args.batch,
                        variants=tuple(args.variants) if args.variants else None, targets=args.targets,
                        threads=args.threads, report_only=args.report_only, time_budget=args.time_budget,
-                       command=_command(sub))
+                       restarts=args.restarts, command=_command(sub))
         results[name] = run_experiment(opts)
         if not args.json:
             print(f"{name}: wrote {Path(args.out) / (name + '.md')}")
@@ -69,6 +70,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--max-iter", type=int, default=None,
                    help="iteration cap per config / step cap for universal patches (default 1000, quick 10; paper 10,000)")
+    p.add_argument("--restarts", type=int, default=None,
+                   help="patches per config under successive halving; --max-iter is then the budget of forward+backward "
+                        "evaluations, restarts x iterations (default: auto, 1 at the default area or larger, 8 below)")
     p.add_argument("--configs", type=int, default=None,
                    help="configs per variant / per class / per model (default: single 100, classes 3, crossmodel 10)")
     p.add_argument("--batch", type=int, default=None, help="configs trained together (default 8, quick 2)")

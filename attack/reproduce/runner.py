@@ -33,6 +33,7 @@ class Options:
     threads: int | None = None
     report_only: bool = False
     time_budget: float | None = None  # seconds of training this run may spend (None: no limit)
+    restarts: int | None = None  # patches per config (None: the trainer's "auto")
     command: str = ""
     log: Callable[[str], None] = field(default=lambda msg: print(msg, file=sys.stderr, flush=True))
 

@@ -39,18 +39,25 @@ def quartiles(xs: list[float]) -> tuple[float, float]:
 
 def criteria(rows: list[dict]) -> dict:
     """The paper's three criteria over training rows, and the iterations to p ≥ 0.9 of the successes."""
-    its = [f(r["iterations"]) for r in rows if b(r["success_0_9"])]
+    its = [spent(r) for r in rows if b(r["success_0_9"])]
     return {"configs": len(rows), "success_0_9": frac(rows, "success_0_9"),
             "argmax_target": frac(rows, "argmax_target"), "not_source": frac(rows, "not_source"),
             "median_iterations": median(its),
             "iterations_q1_q3": [float(x) for x in quartiles(its)] if len(its) >= 2 else None}
 
 
+def spent(row: dict) -> float:
+    """Forward+backward evaluations a training row spent (restarts × iterations); rows written before restarts
+    existed trained one patch, so their iterations are their evaluations."""
+    ev = row.get("evaluations")
+    return f(ev) if ev not in (None, "") else f(row["iterations"])
+
+
 def success_curve(rows: list[dict], cap: int, points: int = 50) -> dict:
     if not rows or cap <= 0:
         return {"iterations": [], "success": []}
     ks = sorted({int(round(cap * i / points)) for i in range(points + 1)})
-    its = [(f(r["iterations"]), b(r["success_0_9"])) for r in rows]
+    its = [(spent(r), b(r["success_0_9"])) for r in rows]
     return {"iterations": ks, "success": [sum(1 for it, ok in its if ok and it <= k) / len(rows) for k in ks]}
 
 

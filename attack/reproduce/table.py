@@ -20,7 +20,10 @@ class Table:
                 with path.open("r+b") as f:
                     f.truncate(data.rfind(b"\n") + 1)
             with path.open(newline="") as f:
-                self.rows = list(csv.DictReader(f))
+                reader = csv.DictReader(f)
+                self.rows = list(reader)
+                if reader.fieldnames:  # an older file keeps its own columns, so appended rows stay aligned
+                    self.fields = list(reader.fieldnames)
         self.done = {r["config"] for r in self.rows}
 
     def add(self, rows: list[dict]) -> None:

@@ -15,7 +15,7 @@ from .table import Table
 TRAIN_FIELDS = ["config", "variant", "model", "input_size", "size", "area", "domain", "loss", "photo", "target",
                 "target_label", "source", "source_label", "corner", "top", "left", "iterations", "success_0_9",
                 "argmax_target", "not_source", "p_target", "p_source", "max_p_target", "seconds", "max_iter",
-                "optimizer", "lr", "patch"]
+                "optimizer", "lr", "patch", "restarts", "evaluations"]
 
 
 def chunks(items: list, n: int) -> Iterator[list]:
@@ -71,10 +71,10 @@ def train_rows(ctx: Ctx, table: Table, cfgs: list[dict], *, model_name: str, inp
         locs = [corner_loc(c["corner"], s, size) for c in chunk]
         results = train_patches(model, imgs, [c["target"] for c in chunk], locs, size=size, domain=domain,
                                 loss=loss, steps=max_iter, generator=ctx.gen(7, zlib.crc32(chunk[0]["config"].encode())),
-                                cancel=ctx.cancel)
-        # Cut by the time budget: every config of the chunk ran in lockstep up to the same iteration, which is
-        # therefore the cap all of them had (a success after it could not have been seen).
-        cap = max(r.steps for r in results) if any(r.cancelled for r in results) else max_iter
+                                restarts=opts.restarts if opts.restarts is not None else "auto", cancel=ctx.cancel)
+        # Cut by the time budget: every config of the chunk ran in lockstep up to the same iteration, so the
+        # evaluations spent by then are the cap all of them had (a success after it could not have been seen).
+        cap = max(r.evaluations for r in results) if any(r.cancelled for r in results) else max_iter
         rows = []
         for c, img, loc, res in zip(chunk, imgs, locs, results):
             rel = f"patches/{patch_dir}/{c['config']}.safetensors"
@@ -88,7 +88,8 @@ def train_rows(ctx: Ctx, table: Table, cfgs: list[dict], *, model_name: str, inp
                          "not_source": res.success["not_source"], "p_target": res.p_target,
                          "p_source": res.p_source, "max_p_target": max(res.history["p_target"]),
                          "seconds": res.seconds, "max_iter": cap, "optimizer": res.meta.get("optimizer"),
-                         "lr": res.meta.get("lr"), "patch": rel})
+                         "lr": res.meta.get("lr"), "patch": rel, "restarts": res.meta.get("restarts", 1),
+                         "evaluations": res.evaluations})
         table.add(rows)
         ok = sum(r["success_0_9"] for r in rows)
         opts.log(f"[{opts.name}] {len(table.done & {c['config'] for c in cfgs})}/{len(cfgs)} configs "
