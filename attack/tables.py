@@ -222,3 +222,86 @@ def printed_table(path: str | Path, index: int = 0) -> tuple[list[str], list[str
     """(lines before the first table, the lines of table ``index``) of a saved printout."""
     before, found = printed_tables(path)
     return before, found[index]
+
+
+# ---------------------------------------------------------------- bench/ablation.py
+ABLATION_DEFAULTS = {"st_relu6": "0"}  # columns added after the first rows were written
+RULE_NAMES = {"adam": "Adam", "sgd": "plain gradient", "sign": "signed steps",
+              "apgd": "signed steps + momentum 0.75, step halved on stall (APGD-style)"}
+
+
+def read_ablation(path: str | Path) -> list[dict]:
+    """Finished rows of bench/results/ablation.csv; columns added later take their default."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    rows = []
+    with path.open(newline="") as f:
+        for r in csv.DictReader(f):
+            for k, v in ABLATION_DEFAULTS.items():
+                if r.get(k) is None:
+                    r[k] = v
+            if None not in r and None not in r.values():
+                rows.append(r)
+    return rows
+
+
+def describe_variant(row: dict) -> str:
+    r = int(row["restarts"])
+    how = RULE_NAMES.get(row["rule"], row["rule"])
+    how += f", {r} restarts halved ×4 per stage" if r > 1 else ", one patch"
+    how += f", loss {row['loss']}, init {row['init']}"
+    return how + (", straight-through ReLU6" if row.get("st_relu6") == "1" else "")
+
+
+def summarise_ablation(rows: list[dict], baseline: list[dict] | None = None) -> list[dict]:
+    """One dict per (variant, patch, input, budget, seeds). ``baseline``: area-table rows (bench/area_table.py, one
+    Adam patch, same config draw) shown as the variant ``adam-r1 (area table)`` on the configs the ablation ran."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        key = (r["variant"], r["domain"], int(r["size"]), int(r["input_size"]), int(r["budget"]))
+        groups.setdefault(key, []).append(r)
+    out = []
+    for (variant, dom, size, isz, budget), rs in sorted(groups.items(), key=lambda kv: (kv[0][1:], kv[0][0])):
+        ev = [int(r["evaluations"]) for r in rs if r["success"] == "1"]
+        out.append(dict(variant=variant, what=describe_variant(rs[0]), domain=dom, size=size, input_size=isz,
+                        budget=budget, seeds=sorted({int(r["seed"]) for r in rs}), configs=len(rs),
+                        successes=len(ev), argmax=sum(r["argmax"] == "1" for r in rs),
+                        median_evaluations=_median(ev),
+                        median_seconds=_median([float(r["seconds"]) for r in rs if r["success"] == "1"]),
+                        keys={(int(r["seed"]), int(r["config"])) for r in rs},
+                        p_failed=sorted((round(float(r["p_target"]), 2) for r in rs if r["success"] != "1"),
+                                        reverse=True)))
+    if baseline:
+        for s in [s for s in out if s["domain"] == "image"]:
+            base = [b for b in baseline if b["optimizer"] == "adam" and b["domain"] == s["domain"]
+                    and int(b["size"]) == s["size"] and int(b["input_size"]) == s["input_size"]
+                    and int(b["max_iter"]) == s["budget"] and (int(b["seed"]), int(b["config"])) in s["keys"]]
+            if base and not any(o["variant"] == "adam-r1 (area table)" and o["keys"] == {
+                    (int(b["seed"]), int(b["config"])) for b in base} for o in out):
+                ok = [int(b["steps"]) for b in base if b["success"] == "1"]
+                out.append(dict(variant="adam-r1 (area table)", what="Adam, one patch, loss logprob: the old "
+                                f"default, bench/area_table.py rows of the configs {s['variant']} ran",
+                                domain=s["domain"],
+                                size=s["size"], input_size=s["input_size"], budget=s["budget"],
+                                seeds=sorted({int(b["seed"]) for b in base}), configs=len(base),
+                                successes=len(ok), argmax=sum(b["argmax"] == "1" for b in base),
+                                median_evaluations=_median(ok),
+                                median_seconds=None,  # the area table times whole batches, not configs
+                                keys={(int(b["seed"]), int(b["config"])) for b in base},
+                                p_failed=sorted((round(float(b["p_target"]), 2) for b in base
+                                                 if b["success"] != "1"), reverse=True)))
+    return out
+
+
+def ablation_markdown(cells: list[dict]) -> str:
+    lines = ["| variant | what it is | patch | budget (evaluations) | seeds | configs | p ≥ 0.9 | target top-1 | "
+             "median evaluations (successes) | median s (successes) | p(target) reached by the failures |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for c in cells:
+        lines.append(f"| {c['variant']} | {c['what']} | {c['size']}×{c['size']} on {c['input_size']}, "
+                     f"{c['domain']} | {c['budget']:,} | {', '.join(map(str, c['seeds']))} | {c['configs']} | "
+                     f"{c['successes']}/{c['configs']} | {c['argmax']}/{c['configs']} | "
+                     f"{_fmt(c['median_evaluations'])} | {_fmt(c['median_seconds'])} | "
+                     f"{', '.join(map(str, c['p_failed'])) or '–'} |")
+    return "\n".join(lines)

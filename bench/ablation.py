@@ -18,7 +18,6 @@ import argparse
 import csv
 import os
 import platform
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -28,6 +27,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as `python bench/x.py`
 
 import attack  # noqa: E402
+from attack import tables  # noqa: E402
 from attack.losses import LOSSES  # noqa: E402
 from attack.optim import RULES  # noqa: E402
 from attack.patch import corner_loc  # noqa: E402
@@ -36,23 +36,11 @@ OUT = Path("bench/results/ablation.csv")
 FIELDS = ["variant", "rule", "restarts", "loss", "init", "domain", "size", "input_size", "budget", "seed", "config",
           "photo", "target", "corner", "success", "p_target", "argmax", "not_source", "iterations", "evaluations",
           "seconds", "machine", "st_relu6"]
-DEFAULTS = {"st_relu6": "0"}  # columns added after the first rows were written
 
 
 def read_rows(path: Path = OUT) -> list[dict]:
-    """Finished rows; columns added later get their default, and a row cut short by a write in progress is
-    skipped."""
-    if not path.exists():
-        return []
-    with path.open(newline="") as f:
-        rows = []
-        for r in csv.DictReader(f):
-            for k, v in DEFAULTS.items():
-                if r.get(k) is None:
-                    r[k] = v
-            if None not in r and None not in r.values():
-                rows.append(r)
-    return rows
+    """Finished rows (attack.tables.read_ablation: the one reader the README's table uses too)."""
+    return tables.read_ablation(path)
 
 
 def append_row(row: dict, path: Path = OUT) -> None:
@@ -65,7 +53,7 @@ def append_row(row: dict, path: Path = OUT) -> None:
             with path.open("w", newline="") as f:
                 w = csv.DictWriter(f, FIELDS)
                 w.writeheader()
-                w.writerows({k: r.get(k, DEFAULTS.get(k, "")) for k in FIELDS} for r in rows)
+                w.writerows({k: r.get(k, tables.ABLATION_DEFAULTS.get(k, "")) for k in FIELDS} for r in rows)
     new = not path.exists()
     with path.open("a", newline="") as f:
         w = csv.DictWriter(f, FIELDS)
@@ -152,36 +140,10 @@ def run(args) -> None:
                 print(f"  chunk of {len(chunk)}: {time.time() - t:.0f}s", flush=True)
 
 
-def summarise(rows: list[dict]) -> list[dict]:
-    """One dict per (variant, domain, size, budget): configs, successes, argmax, median evaluations over
-    successes, and the configs every variant of the table ran (so rows compare on the same problems)."""
-    keys = sorted({(r["variant"], r["domain"], int(r["size"]), int(r["budget"]), int(r["input_size"])) for r in rows})
-    out = []
-    for key in keys:
-        rs = [r for r in rows if (r["variant"], r["domain"], int(r["size"]), int(r["budget"]),
-                                  int(r["input_size"])) == key]
-        ev = [int(r["evaluations"]) for r in rs if r["success"] == "1"]
-        secs = [float(r["seconds"]) for r in rs if r["success"] == "1"]
-        out.append(dict(variant=key[0], domain=key[1], size=key[2], budget=key[3], input_size=key[4], configs=len(rs),
-                        successes=len(ev), argmax=sum(r["argmax"] == "1" for r in rs),
-                        median_evaluations=statistics.median(ev) if ev else None,
-                        median_seconds=statistics.median(secs) if secs else None,
-                        p_failed=sorted(round(float(r["p_target"]), 2) for r in rs if r["success"] != "1")))
-    return out
-
-
 def report(path: Path = OUT) -> str:
-    rows = read_rows(path)
-    lines = ["| variant | domain | patch | budget (evaluations) | configs | p ≥ 0.9 | target top-1 | "
-             "median evaluations (successes) | median s (successes) | p reached by the failures |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
-    for s in summarise(rows):
-        med = "–" if s["median_evaluations"] is None else f"{s['median_evaluations']:.0f}"
-        sec = "–" if s["median_seconds"] is None else f"{s['median_seconds']:.0f}"
-        lines.append(f"| {s['variant']} | {s['domain']} | {s['size']}×{s['size']} on {s['input_size']} | {s['budget']:,} | "
-                     f"{s['configs']} | {s['successes']}/{s['configs']} | {s['argmax']}/{s['configs']} | {med} | "
-                     f"{sec} | {', '.join(map(str, s['p_failed'])) or '–'} |")
-    return "\n".join(lines)
+    """The README's ablation table (attack.tables), with the area table's one-patch Adam rows as the baseline."""
+    return tables.ablation_markdown(tables.summarise_ablation(read_rows(path),
+                                                              tables.read_rows(OUT.parent / "area_table.csv")))
 
 
 def main() -> None:
