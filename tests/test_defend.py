@@ -1,0 +1,96 @@
+"""PatchCleanser double masking and the occlusion heuristic (attack/defend.py) on the real model."""
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings, strategies as st
+
+from attack import apply_patch, predict
+from attack.defend import double_masking, mask_set, occlusion_defence
+
+
+@settings(max_examples=200, deadline=None)
+@given(n=st.integers(8, 300), data=st.data())
+def test_mask_set_covers_every_patch_location(n, data):
+    p = data.draw(st.integers(1, n))
+    k = data.draw(st.integers(1, 8))
+    ms = mask_set(n, p, k)
+    assert ms.stride == -(-(n - p + 1) // k) and ms.size == p + ms.stride - 1  # the paper's m and s
+    assert len(ms) <= k * k
+    masks = ms.masks()
+    assert masks.shape == (len(ms), 1, n, n)
+    # Every (top, left) where a p-patch fits: some mask contains the whole patch (checked per axis, both axes
+    # use the same offsets, plus a drawn 2-D location through MaskSet.covering and the mask tensor itself).
+    offsets = sorted(set(ms.positions[:, 0].tolist()))
+    for t in range(n - p + 1):
+        assert any(o <= t and t + p <= o + ms.size for o in offsets), (n, p, k, t)
+    t, l = data.draw(st.integers(0, n - p)), data.draw(st.integers(0, n - p))
+    cover = ms.covering((t, l))
+    assert cover
+    assert masks[cover[0], 0, t:t + p, l:l + p].all()
+
+
+def test_mask_set_default_geometry_and_checks():
+    ms = mask_set(224, 63)
+    assert (ms.size, ms.stride, len(ms)) == (89, 27, 36)
+    assert ms.positions[:, 1].tolist()[:6] == [0, 27, 54, 81, 108, 135]
+    with pytest.raises(ValueError):
+        mask_set(224, 0)
+    with pytest.raises(ValueError):
+        mask_set(224, 225)
+    with pytest.raises(ValueError):
+        mask_set(224, 63, k=0)
+
+
+# ai-benchmark/1 (the `photo` fixture) is certified against 16-px patches with a 4x4 mask set (found by running
+# double_masking over the first 8 photos: 3 of 8 certified).
+CERT = {"patch": 16, "k": 4}
+
+
+def test_certified_photo_keeps_its_label_under_random_patches(model, photo):
+    clean = double_masking(model, photo, CERT["patch"], k=CERT["k"])
+    assert bool(clean.certified[0]) and int(clean.case[0]) == 1
+    assert int(clean.label[0]) == int(clean.undefended[0])
+    assert (clean.second[0] == clean.label[0]).all()  # every pair was run and agrees
+    g = torch.Generator().manual_seed(0)
+    n = 4
+    locs = torch.randint(0, model.input_size - CERT["patch"] + 1, (n, 2), generator=g)
+    patches = torch.rand(n, 3, CERT["patch"], CERT["patch"], generator=g)
+    x = torch.stack([apply_patch(photo, patches[i], locs[i].tolist()) for i in range(n)])
+    r = double_masking(model, x, CERT["patch"], k=CERT["k"], certify=False)
+    assert r.label.tolist() == [int(clean.label[0])] * n
+    assert (r.forwards >= 1 + len(r.masks)).all()
+
+
+def test_real_patch_masked_away(model, real_attack):
+    """The trained 63-px network-domain patch: the masks that cover it see the clean label, their two-mask rows
+    equal the clean photo's, and the defence returns the clean label exactly when one of those rows is unanimous."""
+    res, loc, size = real_attack.result, real_attack.loc, real_attack.result.patch.shape[-1]
+    x = apply_patch(real_attack.image, res.patch, loc, "network", model).unsqueeze(0)
+    clean_label = int(predict(model, real_attack.image).argmax(1))
+    r = double_masking(model, x, size, domain="network", certify=False)
+    assert int(r.undefended[0]) == real_attack.target != clean_label
+    cover = r.masks.covering(loc)
+    assert cover and all(int(r.first[0, i]) == clean_label for i in cover)
+    # The covering masks' second round equals the clean photo's two-mask predictions (computed independently).
+    M = r.masks.masks()
+    for i in cover:
+        pair = M[i] | M  # (K,1,H,W)
+        xc = torch.where(pair, torch.tensor(0.5), real_attack.image.unsqueeze(0))
+        assert r.second[0, i].tolist() == model(xc).argmax(1).tolist()
+    recovered = bool((r.first[0] == clean_label).all()) or any((r.second[0, i] == clean_label).all() for i in cover)
+    assert (int(r.label[0]) == clean_label) == recovered
+    if not recovered:
+        assert int(r.case[0]) == 3 and int(r.label[0]) == int(torch.mode(r.first[0]).values)
+    assert int(r.forwards[0]) == 1 + int((r.second[0] >= 0).sum())  # undefended + first round + pairs run
+
+
+def test_occlusion_finds_the_real_patch(model, real_attack):
+    res, loc, size = real_attack.result, real_attack.loc, real_attack.result.patch.shape[-1]
+    x = apply_patch(real_attack.image, res.patch, loc, "network", model).unsqueeze(0)
+    o = occlusion_defence(model, x, size, domain="network")
+    top, left = o.loc[0].tolist()
+    assert abs(top - loc[0]) < size and abs(left - loc[1]) < size  # the window overlaps the patch
+    assert int(o.undefended[0]) == real_attack.target
+    assert int(o.label[0]) == int(predict(model, real_attack.image).argmax(1))
+    assert float(o.drop[0]) > 0.5
