@@ -30,6 +30,7 @@ PAGES = {
     "gradients": ("pages/5_gradients.py", "Gradients", "🔥"),
     "models": ("pages/6_models.py", "Models", "🏛️"),
     "paper": ("pages/7_paper.py", "Paper vs us", "📄"),
+    "defend": ("pages/8_defend.py", "Defend", "🛡️"),
 }
 
 

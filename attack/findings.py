@@ -32,6 +32,8 @@ PAPER = {
     "crossmodel": {"off_diagonal_confident": 0.0, "_note": "patches fool only the network they were trained on"},
     "brown": {"_note": "Brown et al.'s patch covers ~10% of the image and survives transformations; LaVAN's "
                        "covers 2% and does not (qualitative comparison in the paper)"},
+    "defend": {"_note": "no defence is evaluated in the paper; PatchCleanser (Xiang, Mahloujifar, Mittal, USENIX "
+                        "Security 2022) certifies a label against any patch of a given size"},
 }
 _P = PAPER
 

@@ -16,6 +16,7 @@ Experiments (Karmon et al. 2018, arXiv:1801.02608, unless noted):
   saliency    share of attribution mass inside the patch vs the patch's area, per attribution method
   crossmodel  patches trained on each EfficientNet-Lite model evaluated on the others
   brown       LaVAN's objective vs Brown et al.'s EOT patch (arXiv:1712.09665) at equal area and at 10% area
+  defend      beyond the paper: PatchCleanser double masking and occlusion against the single patches and on clean photos
 
 Modules: ``runner`` (options and the per-run context), ``table`` (the resumable CSV), ``training`` (config draws,
 batched single-image training, the single patches later experiments reuse), one module per experiment (``single``,
@@ -32,7 +33,7 @@ from typing import Callable
 import torch
 
 from ..findings import PAPER
-from . import brown, classes, crossmodel, fragility, saliency, single, transfer, universal
+from . import brown, classes, crossmodel, defend, fragility, saliency, single, transfer, universal
 from .report import TITLES, load_report, trained_sessions, write_report
 from .runner import Ctx, Options
 from .single import VARIANTS as SINGLE_VARIANTS  # noqa: F401
@@ -44,7 +45,7 @@ __all__ = ["EXPERIMENTS", "PAPER", "TITLES", "Options", "run_experiment", "load_
 EXPERIMENTS: dict[str, Callable[[Ctx], dict]] = {
     "single": single.run, "fragility": fragility.fragility, "transfer": transfer.transfer,
     "universal": universal.universal, "classes": classes.run, "saliency": saliency.run, "crossmodel": crossmodel.run,
-    "brown": brown.brown,
+    "brown": brown.brown, "defend": defend.run,
 }
 
 

@@ -22,6 +22,7 @@ TITLES = {
     "saliency": "Does the network localise the patch? Attribution mass inside it",
     "crossmodel": "Cross-model transfer between EfficientNet-Lite models",
     "brown": "LaVAN vs Brown et al.'s adversarial patch (EOT)",
+    "defend": "Defending against the patch: PatchCleanser double masking and occlusion",
 }
 
 

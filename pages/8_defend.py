@@ -1,0 +1,70 @@
+"""Defend: PatchCleanser double masking against the current patch, and whether the clean photo is certified."""
+from __future__ import annotations
+
+import streamlit as st
+
+import attack
+from attack.defend import mask_set
+from ui import boot, cache, defend, widgets
+
+model, res, image = boot.patch_page("🛡️ Defend", (
+    "Beyond the paper: can the network be protected? **PatchCleanser** (Xiang, Mahloujifar & Mittal, USENIX "
+    "Security 2022) classifies the image again under a k×k set of grey masks, each large enough that *any* patch "
+    "of the given size lies entirely inside at least one of them; a second round of two masks settles "
+    "disagreements. The simple alternative masks the one window whose occlusion changes the prediction most."),
+    "defend")
+
+n = model.input_size
+c1, c2 = st.columns(2)
+size = int(c1.number_input("Patch size to defend against (px)", min_value=1, max_value=n, value=int(res.size),
+                           step=1, key="defend_size",
+                           help="The guarantee holds for patches up to this size; the current patch's own size "
+                                "by default"))
+k = int(c2.slider("Masks per side (k)", 2, 6, 6, key="defend_k",
+                  help="PatchCleanser uses 6 × 6 on ImageNet; fewer masks are cheaper but larger"))
+ms = mask_set(n, size, k)
+st.caption(f"{len(ms)} masks of {ms.size}×{ms.size} px at stride {ms.stride} px "
+           f"({attack.area_fraction(ms.size, n):.0%} of the image each).")
+
+image_key, patch_key = attack.image_hash(image), attack.image_hash(res.patch)
+loc = tuple(res.loc)
+out = defend.defend_patched(model, model.name, n, image_key, image, patch_key, res.patch, loc, res.domain, size, k)
+view = cache.patched_view(model, image, res.patch, loc, res.domain)
+
+left, right = st.columns([1, 1.1], gap="large")
+with left:
+    st.image(defend.mask_overlay(view, size, k, loc, res.size, out["covering"], out["first"], res.target),
+             width="stretch",
+             caption="Grey outlines: the masks; green: those that hide the whole patch (red square). Dots: each "
+                     "mask's first-round verdict — red the target class, green anything else.")
+    i = st.selectbox("See the image under one mask", range(len(ms)), key="defend_mask",
+                     index=out["covering"][0] if out["covering"] else 0,
+                     format_func=lambda j: f"mask {j}: {widgets.label(out['first'][j])}"
+                                           + (" (covers the patch)" if j in out["covering"] else ""))
+    st.image(widgets.to_pil(defend.masked_view(view, size, k, i)), width=224)
+with right:
+    und, lab = out["undefended"], out["label"]
+    a, b = st.columns(2)
+    a.metric("undefended", attack.class_names()[und], "the target" if und == res.target else None,
+             delta_color="inverse")
+    b.metric("PatchCleanser", attack.class_names()[lab],
+             "the target" if lab == res.target else ("the source" if lab == res.source else None),
+             delta_color="inverse" if lab == res.target else "normal")
+    st.markdown(f"Defended by case {out['case']}: *{defend.CASES[out['case']]}* · {out['forwards']} forwards "
+                f"(one without defence).")
+    st.markdown(f"Occlusion heuristic: masks the window at x={out['occlusion_loc'][1]}, y={out['occlusion_loc'][0]} "
+                f"and says **{widgets.label(out['occlusion_label'])}** ({out['occlusion_forwards']} forwards).")
+    st.subheader("The clean photo")
+    if st.toggle("Check whether the clean photo is certified", key="defend_certify",
+                 help=f"Every pair of masks: up to {len(ms) * (len(ms) + 1) // 2 + 1} forwards"):
+        cert = defend.certify_clean(model, model.name, n, image_key, image, size, k)
+        if cert["certified"]:
+            st.success(f"Certified for {size}-px patches: every one- and two-mask prediction is "
+                       f"**{widgets.label(cert['label'])}**, so no {size}×{size} patch anywhere can change the "
+                       f"defended label ({cert['forwards']} forwards).")
+        else:
+            st.warning(f"Not certified for {size}-px patches: the masks do not all agree on "
+                       f"{widgets.label(cert['undefended'])} (defended label {widgets.label(cert['label'])}, "
+                       f"{cert['forwards']} forwards until the first disagreement).")
+st.subheader("What is guaranteed, and what is not")
+st.markdown(defend.EXPLAIN)

@@ -1,0 +1,87 @@
+"""AppTest for the Defend page (pages/8_defend.py): PatchCleanser on the session's patch and the clean photo's
+certificate."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from streamlit.testing.v1 import AppTest
+
+import attack
+
+ROOT = Path(__file__).resolve().parent.parent
+APP = str(ROOT / "app.py")
+PAGE = "pages/8_defend.py"
+
+
+@pytest.fixture(autouse=True)
+def _steady_server(tmp_path, monkeypatch):
+    """As tests/test_app.py: an isolated patch cache and the steady state of a server whose app.py has run once."""
+    from streamlit.runtime.pages_manager import PagesManager
+
+    monkeypatch.setenv("LAVAN_CACHE_DIR", str(tmp_path / "cache"))
+    torch.set_num_threads(1)
+    init = PagesManager.__init__
+
+    def steady_init(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        PagesManager.uses_pages_directory = False
+
+    monkeypatch.setattr(PagesManager, "__init__", steady_init)
+
+
+def app(**state) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=300)
+    for k, v in state.items():
+        at.session_state[k] = v
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    at.switch_page(PAGE).run()
+    assert not at.exception, [e.message for e in at.exception]
+    return at
+
+
+def texts(at: AppTest) -> str:
+    return "\n".join([m.value for m in at.markdown] + [c.value for c in at.caption] + [m.value for m in at.info]
+                     + [m.value for m in at.success] + [m.value for m in at.warning])
+
+
+def test_defend_page_without_a_patch_asks_for_one():
+    at = app()
+    assert at.title[0].value.endswith("Defend") and "No patch yet" in texts(at)
+
+
+def test_defend_page_on_the_real_patch(real_attack, model):
+    """The trained 63-px king-snake patch: the page shows the 36 masks, the undefended target beside the defended
+    label as attack.defend computes it, the occlusion verdict and the three-sentence explanation."""
+    from attack.defend import double_masking, occlusion_defence
+
+    res = real_attack.result
+    at = app(result=res, result_image=real_attack.image)
+    assert not at.error, [e.value for e in at.error]
+    body = texts(at)
+    assert "36 masks of 89×89 px at stride 27 px" in body
+    x = attack.apply_patch(real_attack.image, res.patch, res.loc, res.domain, model).unsqueeze(0)
+    r = double_masking(model, x, res.size, domain=res.domain, certify=False)
+    o = occlusion_defence(model, x, res.size, domain=res.domain)
+    names = attack.class_names()
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["undefended"] == names[res.target] == names[int(r.undefended[0])]
+    assert metrics["PatchCleanser"] == names[int(r.label[0])]
+    assert f"case {int(r.case[0])}" in body and f"{int(r.forwards[0])} forwards" in body
+    assert f"says **{names[int(o.label[0])]} ({int(o.label[0])})**" in body
+    assert "**Guaranteed:**" in body and "**Not guaranteed:**" in body
+    assert len(at.get("image")) >= 2  # the masks over the image, the image under one mask
+    covering = r.masks.covering(res.loc)
+    assert at.selectbox(key="defend_mask").value == covering[0]
+
+
+def test_defend_page_certifies_a_clean_photo(real_attack, photo):
+    """ai-benchmark/1 is certified against 16-px patches with 4×4 masks (tests/test_defend.py): the toggle says so."""
+    at = app(result=real_attack.result, result_image=photo)
+    at.number_input(key="defend_size").set_value(16).run()
+    at.slider(key="defend_k").set_value(4).run()
+    at.toggle(key="defend_certify").set_value(True).run()
+    assert not at.exception and not at.error
+    assert len(at.success) == 1 and at.success[0].value.startswith("Certified for 16-px patches")
