@@ -144,6 +144,7 @@ def summarise(rows: list[dict], planned_patches: int, planned_photos: int, sizes
     patches = [r for r in rows_k if r["kind"] == "patch"]
     out = {"configs": len(rows_k), "planned": planned_patches + planned_photos * len(sizes), "k": k,
            "patches": len(patches), "planned_patches": planned_patches,
+           "planned_photos": planned_photos,
            "recovered": mean([b(r["recovered"]) for r in patches]),
            "occlusion_recovered": mean([b(r["occlusion_recovered"]) for r in patches]),
            "sizes": list(sizes), "groups": out_groups, "fallback_unsuccessful_patches": fallback}

@@ -9,7 +9,7 @@ import json
 import re
 from pathlib import Path
 
-from . import brown, classes, crossmodel, fragility, saliency, single, transfer, universal
+from . import brown, classes, crossmodel, defend, fragility, saliency, single, transfer, universal
 from .stats import b
 from .table import Table
 from .training import TRAIN_FIELDS
@@ -57,6 +57,9 @@ def summarise(name: str, out: str | Path, rep: dict) -> dict:
     if name == "brown":
         return brown.summarise_brown(rows, s["planned"], s["sizes"], s["max_steps"], s["train_photos"],
                                          s["test_photos"])
+    if name == "defend":
+        return defend.summarise(rows, s["planned_patches"], s["planned_photos"], s["sizes"], s["k"],
+                                s["fallback_unsuccessful_patches"])
     raise ValueError(f"unknown report {name!r}")
 
 
