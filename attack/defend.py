@@ -12,6 +12,9 @@ because the masks that cover the patch leave exactly the clean two-mask inputs.
 Masked pixels are set to ``fill`` (grey 0.5 in ``[0,1]``); for ``domain="network"`` inputs (already normalised,
 as :func:`attack.apply_patch` returns them) the fill is the normalised grey. Every forward is batched; results
 count the forwards each image cost.
+
+Where to put the patch: :func:`vulnerability_map` trains a short attack at every cell of a coarse location grid,
+all cells as rows of one batch, and returns the p(target) each cell reached and the best cell.
 """
 from __future__ import annotations
 
@@ -22,7 +25,8 @@ import torch
 
 from .patch import check_loc, domain_logits
 
-__all__ = ["MaskSet", "mask_set", "CleanserResult", "double_masking", "OcclusionResult", "occlusion_defence"]
+__all__ = ["MaskSet", "mask_set", "CleanserResult", "double_masking", "OcclusionResult", "occlusion_defence",
+           "VulnerabilityMap", "grid_locs", "vulnerability_map"]
 
 
 @dataclass
@@ -231,3 +235,55 @@ def occlusion_defence(model, images: torch.Tensor, patch_size: int, *, stride: i
     label = probs[torch.arange(n_img), best].argmax(1)
     return OcclusionResult(label, undefended, pos[best], drop[torch.arange(n_img), best],
                            torch.full((n_img,), 1 + K, dtype=torch.long))
+
+
+# ------------------------------------------------------------------------------------- where to put the patch
+@dataclass
+class VulnerabilityMap:
+    """A short attack at every cell of a location grid: ``p_target`` (R,C) the p(target) each cell's patch
+    reached, ``evaluations`` (R,C) forward+backward evaluations it spent, ``locs`` (R,C,2) the (top, left) of each
+    cell, ``best_loc`` the cell with the highest p(target) (the first in row order on ties), ``results`` the
+    PatchResults in row order, ``cpu_s`` process time of the batch."""
+    p_target: torch.Tensor
+    evaluations: torch.Tensor
+    locs: torch.Tensor
+    best_loc: tuple[int, int]
+    results: list
+    cpu_s: float
+
+
+def grid_locs(image_size: int, size: int, stride: int) -> torch.Tensor:
+    """(R,C,2) (top, left) of a grid at ``stride`` px where a ``size`` patch fits, plus the last row and column."""
+    check_loc((0, 0), size, image_size)
+    if stride < 1:
+        raise ValueError(f"stride must be at least 1, got {stride}")
+    axis = sorted(set(range(0, image_size - size + 1, stride)) | {image_size - size})
+    t = torch.tensor(axis, dtype=torch.long)
+    return torch.stack(torch.meshgrid(t, t, indexing="ij"), -1)
+
+
+def vulnerability_map(model, image: torch.Tensor, target: int, *, size: int | None = None, stride: int = 28,
+                      steps: int = 100, domain: str = "network", generator: torch.Generator | None = None,
+                      **train_kwargs) -> VulnerabilityMap:
+    """Train a short LaVAN attack (``steps`` evaluations) at every cell of a ``stride``-px location grid, all cells
+    as rows of one :func:`attack.train_patches` batch, and return the p(target) each reached.
+    Example: >>> m = vulnerability_map(model, img, 859, stride=56, steps=50); m.best_loc"""
+    import time
+
+    from .train import default_patch_size, train_patches
+
+    if image.dim() == 4:
+        image = image[0]
+    size = int(size or default_patch_size(image.shape[-1]))
+    locs = grid_locs(image.shape[-1], size, stride)
+    R, C = locs.shape[:2]
+    flat = locs.view(-1, 2)
+    n = flat.shape[0]
+    t0 = time.process_time()
+    results = train_patches(model, image.unsqueeze(0).expand(n, -1, -1, -1), [int(target)] * n, flat, size=size,
+                            domain=domain, steps=steps, generator=generator, **train_kwargs)
+    cpu = time.process_time() - t0
+    p = torch.tensor([r.p_target for r in results], dtype=torch.float32)
+    ev = torch.tensor([r.evaluations or r.steps for r in results], dtype=torch.long)
+    best = int(p.argmax())
+    return VulnerabilityMap(p.view(R, C), ev.view(R, C), locs, tuple(flat[best].tolist()), results, cpu)

@@ -94,3 +94,27 @@ def test_occlusion_finds_the_real_patch(model, real_attack):
     assert int(o.undefended[0]) == real_attack.target
     assert int(o.label[0]) == int(predict(model, real_attack.image).argmax(1))
     assert float(o.drop[0]) > 0.5
+
+
+def test_grid_locs_fit_and_reach_the_far_edge():
+    from attack.defend import grid_locs
+
+    g = grid_locs(224, 63, 56)
+    assert g.shape == (4, 4, 2) and g[0, :, 1].tolist() == [0, 56, 112, 161] and g[:, 0, 0].tolist() == [0, 56, 112, 161]
+    with pytest.raises(ValueError):
+        grid_locs(224, 63, 0)
+
+
+def test_vulnerability_map_best_cell_is_the_argmax_of_its_grid(model, photo):
+    from attack.defend import vulnerability_map
+
+    m = vulnerability_map(model, photo, 859, size=63, stride=81, steps=6, generator=torch.Generator().manual_seed(0))
+    assert m.p_target.shape == (3, 3) and m.locs.shape == (3, 3, 2) and len(m.results) == 9
+    i = int(m.p_target.flatten().argmax())
+    assert m.best_loc == tuple(m.locs.view(-1, 2)[i].tolist())
+    assert [r.loc for r in m.results] == [tuple(x) for x in m.locs.view(-1, 2).tolist()]
+    best = m.results[i]
+    x = apply_patch(photo, best.patch, m.best_loc, best.domain, model)
+    p = torch.softmax(model.net(x.unsqueeze(0)).float(), 1)[0, 859]
+    assert abs(float(p) - float(m.p_target.flatten()[i])) < 1e-3  # the map reports what the patch does there
+    assert (m.evaluations > 0).all() and m.cpu_s > 0
