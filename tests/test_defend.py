@@ -100,7 +100,8 @@ def test_grid_locs_fit_and_reach_the_far_edge():
     from attack.defend import grid_locs
 
     g = grid_locs(224, 63, 56)
-    assert g.shape == (4, 4, 2) and g[0, :, 1].tolist() == [0, 56, 112, 161] and g[:, 0, 0].tolist() == [0, 56, 112, 161]
+    assert g.shape == (4, 4, 2)
+    assert g[0, :, 1].tolist() == [0, 56, 112, 161] and g[:, 0, 0].tolist() == [0, 56, 112, 161]
     with pytest.raises(ValueError):
         grid_locs(224, 63, 0)
 
