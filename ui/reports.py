@@ -323,9 +323,20 @@ def _fig_brown(rep: dict, rows: list[dict]) -> go.Figure:
     return _layout(fig, "method and area", "held-out photos")
 
 
+def _fig_defend(rep: dict, rows: list[dict]) -> go.Figure:
+    by = rep["summary"]["groups"]
+    fig = go.Figure()
+    fig.add_bar(x=list(by), y=[d.get("recovered", d.get("agree")) for d in by.values()],
+                name="patches: source recovered · clean: label kept")
+    fig.add_bar(x=list(by), y=[d.get("certified") for d in by.values()], name="clean: certified")
+    fig.update_layout(barmode="group")
+    fig.update_xaxes(tickangle=-30)
+    return _layout(fig, "group (PatchCleanser double masking)", "share of images")
+
+
 FIGURES = {"single": _fig_single, "fragility": _fig_fragility, "transfer": _fig_transfer,
            "saliency": _fig_saliency, "universal": _fig_universal, "classes": _fig_classes,
-           "crossmodel": _fig_crossmodel, "brown": _fig_brown}
+           "crossmodel": _fig_crossmodel, "brown": _fig_brown, "defend": _fig_defend}
 
 
 # ---------------------------------------------------------------- the README's area table
