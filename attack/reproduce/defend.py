@@ -190,5 +190,9 @@ def summarise(rows: list[dict], planned_patches: int, planned_photos: int, sizes
         "change the defended label; certification stops at the first disagreeing pair.",
         "Forwards per image: model evaluations, including the undefended one; CPU seconds: process time per image "
         "(torch threads as in the run; the machine was shared).",
+        "Why recovery is rare: double masking returns the clean label only when every two-mask prediction made "
+        "with a mask that hides the patch agrees; otherwise it falls back to the first-round majority, and most "
+        "masks leave the patch visible. PatchCleanser's authors fine-tune their classifiers on masked images so "
+        "that predictions under two masks stay stable; the stock EfficientNet-Lite0 here is not fine-tuned.",
     ] + (["Quick fallback: unsuccessful patches used."] if fallback else [])
     return out
