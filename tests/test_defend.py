@@ -119,3 +119,27 @@ def test_vulnerability_map_best_cell_is_the_argmax_of_its_grid(model, photo):
     p = torch.softmax(model.net(x.unsqueeze(0)).float(), 1)[0, 859]
     assert abs(float(p) - float(m.p_target.flatten()[i])) < 1e-3  # the map reports what the patch does there
     assert (m.evaluations > 0).all() and m.cpu_s > 0
+
+
+def test_defend_report_summary_is_a_pure_function_of_rows():
+    from attack.reproduce.defend import summarise
+
+    def row(kind, **kw):
+        base = {"config": f"{kind}-{len(kw)}", "kind": kind, "variant": "app-network" if kind == "patch" else "clean",
+                "size": "63", "input_size": "224", "k": "4", "forwards": "40", "cpu_s": "2", "occlusion_forwards": "17",
+                "occlusion_cpu_s": "1", "recovered": "", "target_kept": "", "occlusion_recovered": "", "agree": "",
+                "certified": "", "occlusion_agree": ""}
+        return {**base, **kw}
+
+    rows = [row("patch", recovered="1", target_kept="0", occlusion_recovered="1"),
+            row("patch", recovered="0", target_kept="1", occlusion_recovered="1"),
+            row("clean", agree="1", certified="1"), row("clean", agree="1", certified="0"),
+            row("clean", agree="0", certified="0", size="32"),
+            row("clean", agree="1", certified="1", k="6")]  # another k: its own group, not in the headline
+    s = summarise(rows, 2, 2, [63, 32], 4)
+    assert s["recovered"] == 0.5 and s["occlusion_recovered"] == 1.0 and s["patches"] == 2
+    assert s["clean_63"] == {"n": 2, "agree": 1.0, "certified": 0.5, "median_forwards": 40.0}
+    assert s["clean_32"]["agree"] == 0.0 and s["configs"] == 5 and s["planned"] == 2 + 2 * 2
+    assert set(s["groups"]) == {"patch app-network (63 px on 224, k=4)", "clean (63 px on 224, k=4)",
+                                "clean (32 px on 224, k=4)", "clean (63 px on 224, k=6)"}
+    assert s["_table"][0][2] == "50.0% / 100.0% (2 patches)"
