@@ -4,7 +4,7 @@ from __future__ import annotations
 import streamlit as st
 
 import attack
-from attack.defend import mask_set
+from attack.defend import grid_locs, mask_set
 from ui import boot, cache, defend, widgets
 
 model, res, image = boot.patch_page("🛡️ Defend", (
@@ -68,3 +68,23 @@ with right:
                        f"{cert['forwards']} forwards until the first disagreement).")
 st.subheader("What is guaranteed, and what is not")
 st.markdown(defend.EXPLAIN)
+
+st.subheader("Where should the patch go? A vulnerability map")
+st.caption("A short attack for the current target at every cell of a coarse grid, all cells trained side by side "
+           "as one batch; each cell shows the p(target) its patch reached. The paper puts its patch anywhere, even "
+           "in a corner: does the place matter?")
+c1, c2, c3 = st.columns(3)
+stride = int(c1.number_input("Grid step (px)", 8, n, max(8, (n - res.size) // 3 + 1), key="defend_map_stride"))
+steps = int(c2.number_input("Evaluations per cell", 2, 1000, 50, key="defend_map_steps"))
+cells = len(grid_locs(n, res.size, stride)) ** 2
+c3.metric("cells", cells)
+if st.button(f"Map {cells} places ({cells * steps:,} forward+backward evaluations)", key="defend_map_go"):
+    st.session_state["defend_map"] = (image_key, res.target, res.size, stride, steps, res.domain)
+if st.session_state.get("defend_map") == (image_key, res.target, res.size, stride, steps, res.domain):
+    vm = defend.vulnerability(model, model.name, n, image_key, image, res.target, res.size, stride, steps,
+                              res.domain)
+    st.plotly_chart(defend.vulnerability_figure(vm, cache.model_view(model, image, "image"), res.size),
+                    key="defend_map_chart", width="stretch")
+    best = max(max(row) for row in vm["p_target"])
+    st.markdown(f"Best cell: x={vm['best_loc'][1]}, y={vm['best_loc'][0]} with p(target) **{best:.2f}** "
+                f"({vm['cpu_s']:.0f} CPU s for the whole map).")

@@ -85,3 +85,22 @@ def test_defend_page_certifies_a_clean_photo(real_attack, photo):
     at.toggle(key="defend_certify").set_value(True).run()
     assert not at.exception and not at.error
     assert len(at.success) == 1 and at.success[0].value.startswith("Certified for 16-px patches")
+
+
+def test_defend_page_draws_the_vulnerability_map(real_attack, model):
+    """A 3 × 3 grid of 2-evaluation attacks: the heat-map is drawn and the best cell named is the grid's argmax."""
+    at = app(result=real_attack.result, result_image=real_attack.image)
+    at.number_input(key="defend_map_stride").set_value(81).run()
+    at.number_input(key="defend_map_steps").set_value(2).run()
+    assert at.metric[-1].value == "9"
+    at.button(key="defend_map_go").click().run()
+    assert not at.exception and not at.error
+    assert any(c.proto.id.endswith("-defend_map_chart") for c in at.get("plotly_chart"))
+    from ui.defend import vulnerability
+
+    vm = vulnerability(model, "efficientnet-lite0", 224, attack.image_hash(real_attack.image), real_attack.image,
+                       real_attack.target, real_attack.result.size, 81, 2, real_attack.result.domain)
+    flat = [(p, tuple(loc)) for prow, lrow in zip(vm["p_target"], vm["locs"]) for p, loc in zip(prow, lrow)]
+    best = max(flat, key=lambda t: t[0])
+    assert tuple(vm["best_loc"]) == best[1]
+    assert f"Best cell: x={best[1][1]}, y={best[1][0]}" in texts(at)

@@ -74,3 +74,33 @@ def masked_view(view: torch.Tensor, size: int, k: int, index: int, fill: float =
     """The displayable image with mask ``index`` of the set greyed out, as the first round sees it."""
     m = mask_set(view.shape[-1], size, k).masks()[index]
     return torch.where(m, torch.tensor(fill), view)
+
+
+@st.cache_data(show_spinner="Training a short attack at every cell of the grid (one batch)…", max_entries=16)
+def vulnerability(_model, model_name: str, input_size: int, image_key: str, _image: torch.Tensor, target: int,
+                  size: int, stride: int, steps: int, domain: str) -> dict:
+    """:func:`attack.defend.vulnerability_map` as plain values (seeded, so a repeat gives the same map)."""
+    from attack.defend import vulnerability_map
+
+    m = vulnerability_map(_model, _image.to(_model.device), target, size=size, stride=stride, steps=steps,
+                          domain=domain, generator=torch.Generator().manual_seed(0))
+    return {"p_target": m.p_target.tolist(), "evaluations": m.evaluations.tolist(), "locs": m.locs.tolist(),
+            "best_loc": list(m.best_loc), "cpu_s": m.cpu_s}
+
+
+def vulnerability_figure(vm: dict, view: torch.Tensor, size: int):
+    """The map as a heat-map over the photo: each cell's colour is the p(target) its patch reached, drawn at the
+    centre of the patch it trained."""
+    import numpy as np
+    import plotly.graph_objects as go
+
+    locs = vm["locs"]
+    ys = [row[0][0] + size / 2 for row in locs]
+    xs = [c[1] + size / 2 for c in locs[0]]
+    arr = (view.clamp(0, 1) * 255).byte().permute(1, 2, 0).cpu().numpy()
+    fig = go.Figure(go.Image(z=np.asarray(arr)))
+    fig.add_trace(go.Heatmap(z=vm["p_target"], x=xs, y=ys, zmin=0, zmax=1, opacity=0.55, colorscale="Reds",
+                             colorbar=dict(title="p(target)"),
+                             text=[[f"{p:.2f}" for p in row] for row in vm["p_target"]], texttemplate="%{text}"))
+    fig.update_layout(height=420, margin=dict(l=10, r=10, t=10, b=10))
+    return fig
