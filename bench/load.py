@@ -21,6 +21,16 @@ Also measured: the progress poll (fragment rerun sent → fragment run finished)
 training starts, and the server's resident memory (VmRSS) before and after. Prints markdown tables. An interaction
 still unanswered when the window closes (plus ``--grace``) counts as infinitely slow.
 
+**Classroom mode** (issue 14): ``--trainers K`` makes only the first K sessions train (the others do not click
+Train); ``--universal U`` of the remaining sessions open the Universal page, take the shipped ready patch ("Use
+this patch") and move it on the photo — by typing a new x into the drag view's x input, which reruns the same
+``st.fragment`` a drag does; **universal move** = until the fragment's canvas shows the square at the new x;
+``--switchers W`` of the remaining sessions switch pages (Home, Lesson, Fragility, Transfer, Gradients, Models,
+Paper, Attack in turn) every 2–6 s; **page switch** = from the request until that page's run finished. Any other
+session only types x on the attack page. Every kind reports p50/p95/max and how many were never redrawn. E.g.
+
+    .venv/bin/python bench/load.py --sessions 30 --trainers 8 --universal 8 --switchers 8 --seconds 60
+
 ``--streamlit-arg=--runner.postScriptGC=false`` passes options to ``streamlit run``. That one matters here:
 Streamlit's default (true) runs ``gc.collect(2)`` after *every* script run, fragment runs included, and one full
 collection of this server's heap (torch, plotly, ~400k objects) takes ~0.6 s on the loaded 2-core machine, so
@@ -48,6 +58,7 @@ from ui.devserver import streamlit_server  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CANVAS_PX, INPUT = 448, 224  # ui.widgets.CANVAS_PX and the default model's input size
+UNIVERSAL_PX = 63  # side of the shipped universal patches (assets/universal_lite0_*.safetensors) on 224
 
 
 def rss_mb(pid: int) -> float:
@@ -91,6 +102,12 @@ class Session:
         self.poll_sent: dict[str, float] = {}  # fragment id -> time its last auto rerun was sent
         self.reader: asyncio.Task | None = None
         self.updates = 0  # fragment runs finished (progress updates received) during the window
+        self.kind = "train"  # train | attack (types x only) | universal | switch
+        self.page_name = "attack"  # the page asked for by name while no page hash is known
+        self.fragment_of: dict[str, str] = {}  # user key -> fragment id of the element (drag view of Universal)
+        self.pending_switch: tuple[str, float] | None = None  # (page, t_sent)
+        self.canvas_seen: list[int] = []  # x of every canvas drawn while a typed x waited for its redraw
+        self.full_runs = 0  # full runs finished (to tell "the server never ran" from "ran with another x")
 
     # ------------------------------------------------------------------------------------------------ sending
     def _client_state(self, fragment_id: str = "", auto: bool = False, trigger: str | None = None):
@@ -106,7 +123,7 @@ class Session:
             w = ws.widgets.add()
             w.id, w.trigger_value = trigger, True
         cs = ClientState(query_string="", page_script_hash=self.page_hash, page_name="" if self.page_hash else
-                         "attack", fragment_id=fragment_id, is_auto_rerun=auto)
+                         self.page_name, fragment_id=fragment_id, is_auto_rerun=auto)
         cs.widget_states.CopyFrom(ws)
         cs.cached_message_hashes.extend(self.cache)
         return cs
@@ -173,25 +190,32 @@ class Session:
                 if task:
                     task.cancel()
         elif kind == "delta" and msg.delta.WhichOneof("type") == "new_element":
-            self._element(msg.delta.new_element, t)
+            self._element(msg.delta.new_element, t, msg.delta.fragment_id)
         elif kind == "script_finished":
             status = msg.script_finished
             if status == ForwardMsgStatus.FRAGMENT:
                 self.updates += 1
+                if self.kind == "universal" and self.pending_x and self.pending_x[2]:
+                    self.pending_x = None  # a move in the drag view: its fragment run has finished
                 for fid, t0 in list(self.poll_sent.items()):
                     self.stats["poll"].append(t - t0)
                     del self.poll_sent[fid]
             elif status == ForwardMsgStatus.FULL:
                 self.full_done.set()
+                self.full_runs += 1
+                if self.pending_switch:
+                    self.stats["switch"].append(t - self.pending_switch[1])
+                    self.pending_switch = None
                 if self.pending_x and self.pending_x[2]:
                     self.stats["full_run"].append(t - self.pending_x[1])
                     self.pending_x = None
 
-    def _element(self, el, t: float) -> None:
+    def _element(self, el, t: float, fragment_id: str = "") -> None:
         which = el.WhichOneof("type")
         if which in ("number_input", "button"):
             wid = getattr(el, which).id
             self.widget_ids[wid.rsplit("-", 1)[-1]] = wid
+            self.fragment_of[wid.rsplit("-", 1)[-1]] = fragment_id
         elif which == "bidi_component" and self.pending_x and not self.pending_x[2]:
             try:
                 data = json.loads(el.bidi_component.json)
@@ -199,6 +223,7 @@ class Session:
             except (ValueError, KeyError, IndexError, TypeError):
                 return
             x, t0, _ = self.pending_x
+            self.canvas_seen.append(round(left * INPUT / CANVAS_PX))  # diagnostics for a lost redraw
             if abs(left - x * CANVAS_PX / INPUT) < 1e-6:
                 self.stats[self.phase].append(t - t0)
                 self.pending_x = (x, t0, True)
@@ -218,14 +243,16 @@ class Session:
     # ------------------------------------------------------------------------------------------------ behaviour
     phase = "interaction"
 
-    async def move_x(self, timeout: float = 120) -> None:
+    async def move_x(self, timeout: float = 120, key: str = "attack_loc_x", size: int = 63) -> None:
         """Type a new x and wait until the canvas shows it (and the run has finished). An interaction that shows
-        nothing within ``timeout`` is counted as unanswered (it enters the percentiles as infinitely slow)."""
-        x = random.choice([v for v in range(0, INPUT - 63, 7) if v != self.values.get(
-            self.widget_ids["attack_loc_x"], (None, None))[1]])
-        self.set_int("attack_loc_x", x)
+        nothing within ``timeout`` is counted as unanswered (it enters the percentiles as infinitely slow). A widget
+        inside an ``st.fragment`` (the Universal page's drag view) reruns only that fragment, as the frontend does."""
+        x = random.choice([v for v in range(0, INPUT - size, 7) if v != self.values.get(
+            self.widget_ids[key], (None, None))[1]])
+        self.set_int(key, x)
+        self.canvas_seen, runs0, polling = [], self.full_runs, bool(self.timers)
         self.pending_x = (x, time.perf_counter(), False)
-        await self.rerun()
+        await self.rerun(fragment_id=self.fragment_of.get(key, ""))
         end = time.perf_counter() + timeout
         while self.pending_x is not None and time.perf_counter() < end:
             await asyncio.sleep(0.02)
@@ -233,8 +260,44 @@ class Session:
             if not self.pending_x[2]:
                 self.stats[self.phase].append(float("inf"))
                 self.stats["lost"].append((self.index, round(time.perf_counter() - self.pending_x[1]),
-                                           self.result_shown))
+                                           self.result_shown, f"{key}={x}", f"polling={polling}",
+                                           f"full runs since={self.full_runs - runs0}",
+                                           f"canvases drawn at x={self.canvas_seen[-5:]}"))
             self.pending_x = None
+
+    async def switch_page(self, name: str, timeout: float = 120) -> None:
+        """Open another page (by its url name, as a link does) and wait until its run has finished."""
+        for task in self.timers.values():
+            task.cancel()
+        self.timers.clear()
+        self.page_hash, self.page_name = "", name
+        self.values.clear()
+        self.widget_ids.clear()
+        self.pending_switch = (name, time.perf_counter())
+        self.full_done.clear()
+        await self.rerun()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self.full_done.wait(), timeout)
+        if self.pending_switch is not None:
+            self.stats["switch"].append(float("inf"))
+            self.stats["lost"].append((self.index, "switch to " + name, round(time.perf_counter() -
+                                                                              self.pending_switch[1])))
+            self.pending_switch = None
+
+    async def open_universal(self) -> None:
+        """Universal page, the shipped ready patch ("Use this patch"), until its drag view's x input is there."""
+        self.page_hash, self.page_name = "", "universal"
+        self.values.clear()
+        for _ in range(3):
+            await self.full_rerun(timeout=300)
+            if "uni_use_asset" in self.widget_ids:
+                break
+        await self.full_rerun(trigger=self.widget_ids["uni_use_asset"], timeout=300)
+        for _ in range(3):
+            if "uni_loc_x" in self.widget_ids:
+                return
+            await self.full_rerun(timeout=300)
+        raise RuntimeError(f"session {self.index}: the Universal page showed no drag view")
 
     async def close(self) -> None:
         for task in self.timers.values():
@@ -249,7 +312,8 @@ class ForwardMsgStatus:
 
 
 async def run(args) -> dict:
-    stats = {"interaction": [], "baseline": [], "full_run": [], "poll": [], "lost": []}
+    stats = {"interaction": [], "baseline": [], "full_run": [], "poll": [], "lost": [], "universal": [],
+             "switch": []}
     tmp = Path(tempfile.mkdtemp(prefix="lavan-load-"))
     extra = [part for arg in args.streamlit_arg for part in arg.split("=", 1)]
     with streamlit_server(tmp / "cache", tmp / "server.log", extra_args=extra) as srv:
@@ -287,15 +351,26 @@ async def _drive(args, proc, url: str, stats: dict, tmp: Path) -> dict:
             await s.full_rerun(timeout=300)
             sessions.append(s)
         out["rss_sessions_open"] = rss_mb(proc.pid)
-        for s in sessions:  # each its own configuration: iterations and seed, then Train (clicked one after another)
+        trainers = args.sessions if args.trainers is None else args.trainers
+        for s in sessions[trainers:]:
+            s.kind = "attack"
+        for s in sessions[trainers:trainers + args.universal]:
+            s.kind = "universal"
+            s.phase = "universal"
+            await s.open_universal()
+        for s in sessions[trainers + args.universal:trainers + args.universal + args.switchers]:
+            s.kind = "switch"
+        out["rss_universal_open"] = rss_mb(proc.pid)
+        for s in sessions[:trainers]:  # each its own configuration: iterations and seed, then Train (one after another)
             s.set_int("attack_steps", args.iters)
             s.set_int("attack_seed", 1000 + s.index)
             s.full_done.clear()
             await s.rerun(trigger=s.widget_ids["attack_train"])
             await asyncio.sleep(0.2)
         t_click = time.perf_counter()
-        await asyncio.wait([asyncio.create_task(s.full_done.wait()) for s in sessions], timeout=args.setup_timeout)
-        out["train_answered"] = sum(s.full_done.is_set() for s in sessions)
+        await asyncio.wait([asyncio.create_task(s.full_done.wait()) for s in sessions[:trainers]],
+                           timeout=args.setup_timeout)
+        out["train_answered"] = sum(s.full_done.is_set() for s in sessions[:trainers])
         out["train_wait"] = time.perf_counter() - t_click
         await asyncio.sleep(2)  # the first polls arrive
         stats["poll"].clear()
@@ -305,10 +380,20 @@ async def _drive(args, proc, url: str, stats: dict, tmp: Path) -> dict:
         t_end = time.perf_counter() + args.seconds
         load0, cpu0, server0, wall0 = os.getloadavg(), time.process_time(), cpu_s(proc.pid), time.perf_counter()
 
+        tour = ["home", "lesson", "fragility", "transfer", "gradients", "models", "paper", "attack"]
+
         async def user(s: Session) -> None:
             await asyncio.sleep(random.uniform(0, 2))
+            k = s.index
             while time.perf_counter() < t_end:
-                await s.move_x(timeout=t_end + args.grace - time.perf_counter())
+                left = t_end + args.grace - time.perf_counter()
+                if s.kind == "universal":
+                    await s.move_x(timeout=left, key="uni_loc_x", size=UNIVERSAL_PX)
+                elif s.kind == "switch":
+                    k += 1
+                    await s.switch_page(tour[k % len(tour)], timeout=left)
+                else:
+                    await s.move_x(timeout=left)
                 await asyncio.sleep(random.uniform(2, 6))
 
         async def watch_rss() -> None:
@@ -323,6 +408,8 @@ async def _drive(args, proc, url: str, stats: dict, tmp: Path) -> dict:
         out["window"] = time.perf_counter() - wall0
         out["updates"] = sorted(s.updates for s in sessions)
         out["queued_pages"] = sum(bool(s.queue_places) for s in sessions)
+        out["kinds"] = {kind: sum(s.kind == kind for s in sessions) for kind in ("train", "attack", "universal",
+                                                                                  "switch")}
         out["training_pages"] = sum(s.iteration >= 0 for s in sessions)
         out["iterations"] = sorted(s.iteration for s in sessions)
         out["polling"] = sum(1 for s in sessions if s.timers)
@@ -379,6 +466,9 @@ def main() -> None:
     ap.add_argument("--streamlit-arg", action="append", default=[], metavar="--SECTION.OPTION=VALUE",
                     help="extra option for `streamlit run`, e.g. --streamlit-arg=--runner.postScriptGC=true")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--trainers", type=int, default=None, help="only this many sessions click Train (default: all)")
+    ap.add_argument("--universal", type=int, default=0, help="sessions that move the ready universal patch")
+    ap.add_argument("--switchers", type=int, default=0, help="sessions that switch pages")
     args = ap.parse_args()
     random.seed(args.seed)
     started = dt.datetime.now()
@@ -393,14 +483,15 @@ def main() -> None:
           f"{out['load_during'][0][0]:.1f} / {out['load_during'][1][0]:.1f}")
     print(f"streamlit {streamlit_version()}, runner.postScriptGC = {post_script_gc(args.streamlit_arg)} "
           f"(.streamlit/config.toml unless --streamlit-arg overrides it; Streamlit's default is true)")
-    print(f"sessions: {args.sessions}, each training up to {args.iters} iterations (LAVAN_MAX_JOBS=2: 2 run, "
+    print(f"sessions: {args.sessions} ({out['kinds']['train']} training), each training up to {args.iters} "
+          f"iterations (LAVAN_MAX_JOBS=2: 2 run, "
           f"the others queue); {out['polling']} pages still polling at the end of the window ({args.seconds:.0f} s, "
           f"{out['window']:.0f} s with the last answers); "
           f"progress updates received per page in the window: min {out['updates'][0]}, median "
           f"{statistics.median(out['updates']):.0f}, max {out['updates'][-1]}; {out['queued_pages']} pages showed "
           f"a queue place, {out['training_pages']} showed training progress (last iterations seen: "
           f"{', '.join(map(str, out['iterations']))})")
-    print(f"Train clicked on every page: {out['train_answered']}/{args.sessions} of those runs had finished "
+    print(f"Train clicked on {out['kinds']['train']} pages: {out['train_answered']}/{out['kinds']['train']} of those runs had finished "
           f"{out['train_wait']:.0f} s after the last click (the window starts then, at most "
           f"{args.setup_timeout:.0f} s)")
     print(f"CPU used in the window: server {out['server_cpu']:.0f} s ({out['server_cpu'] / out['window']:.2f} cores), "
@@ -408,23 +499,36 @@ def main() -> None:
     print()
     print("| measurement | sessions | samples | median | p95 | max |")
     print("|---|---|---|---|---|---|")
+    kinds = out["kinds"]
+    on_attack = kinds["train"] + kinds["attack"]
     rows = [("response: x typed → canvas redrawn at x, 1 session, nothing training", 1, st["baseline"]),
-            ("**response: x typed → canvas redrawn at x**", args.sessions, st["interaction"]),
-            ("same interaction, until its full run finished", args.sessions, st["full_run"]),
-            ("progress poll: fragment rerun sent → fragment run finished", args.sessions, st["poll"])]
+            ("**response: x typed → canvas redrawn at x**", on_attack, st["interaction"]),
+            ("same interaction, until its full run finished", on_attack, st["full_run"]),
+            ("progress poll: fragment rerun sent → fragment run finished", kinds["train"], st["poll"])]
+    if kinds["universal"]:
+        rows.append(("**universal patch moved (drag view fragment) → canvas redrawn at x**", kinds["universal"],
+                     st["universal"]))
+    if kinds["switch"]:
+        rows.append(("**page switch → that page's run finished**", kinds["switch"], st["switch"]))
     for name, n, xs in rows:
         print(f"| {name} | {n} | {len(xs)} | {ms(statistics.median(xs) if xs else float('nan'))} | "
               f"{ms(pct(xs, 0.95))} | {ms(max(xs, default=float('nan')))} |")
-    lost = sum(x == float("inf") for x in st["interaction"])
+    never = {k: sum(x == float("inf") for x in st[k]) for k in ("interaction", "universal", "switch")}
+    print(f"\nnever redrawn: attack x {never['interaction']}/{len(st['interaction'])}, universal move "
+          f"{never['universal']}/{len(st['universal'])}, page switch {never['switch']}/{len(st['switch'])}; "
+          f"sessions by kind: {kinds}")
+    lost = sum(never.values())
     if lost:
         print(f"\n∞: {lost} interactions got no redrawn canvas before the window closed (+{args.grace:.0f} s grace); "
               f"they count as infinitely slow in the percentiles. (page, seconds waited, page had shown a finished "
-              f"training's result): {st['lost']}")
+              f"training's result, what was typed, whether its progress poll was on, full runs finished and the x of "
+              f"the canvases drawn while it waited): {st['lost']}")
     print()
     print("| server RSS | MiB |")
     print("|---|---|")
     for k, label in (("rss_start", "started, no session"), ("rss_one_session", "1 session (model loaded)"),
                      ("rss_sessions_open", f"{args.sessions} sessions open, nothing training"),
+                     ("rss_universal_open", "universal sessions on their patch, nothing training"),
                      ("rss_peak", "peak in the window (2 trainings running)"), ("rss_end", "end of the window")):
         print(f"| {label} | {out[k]:.0f} |")
     opened = out["rss_sessions_open"] - out["rss_one_session"]

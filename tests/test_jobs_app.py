@@ -197,3 +197,12 @@ def test_a_tab_that_starts_trainings_in_a_loop_is_told_to_wait(monkeypatch):
     assert train(16).status == "done"
     assert train(24).status == "refused"
     assert any("started 2 trainings in the last 10 minutes" in w.value for w in at.warning)
+
+
+def test_one_model_copy_however_get_model_is_called():
+    """bench/load.py (30 sessions) logged the model loaded twice: the Lesson called get_model(name), the sidebar
+    get_model(name, None), and Streamlit keys its cache on the arguments as passed."""
+    from ui import cache
+
+    m = cache.get_model("efficientnet-lite0")
+    assert cache.get_model("efficientnet-lite0", None) is m and cache.get_model("efficientnet-lite0", weights=None) is m

@@ -45,9 +45,15 @@ def torch_threads() -> int:
     return 1 if cores <= 2 else min(4, cores // 2)
 
 
-@st.cache_resource(show_spinner="Loading model…", max_entries=6)
 def get_model(name: str, weights: str | None = None) -> attack.Classifier:
-    """The one shared, frozen copy of a model for this server process."""
+    """The one shared, frozen copy of a model for this server process. Streamlit keys its cache on the arguments
+    *as passed*, so ``get_model(n)`` and ``get_model(n, None)`` would be two entries and two copies (the Lesson and
+    the sidebar called it those two ways: bench/load.py saw the model loaded twice); one spelling reaches the cache."""
+    return _get_model(name, weights or None)
+
+
+@st.cache_resource(show_spinner="Loading model…", max_entries=6)
+def _get_model(name: str, weights: str | None) -> attack.Classifier:
     torch.set_num_threads(torch_threads())
     t = time.perf_counter()
     model = attack.load_model(name, weights=weights, channels_last=True)
