@@ -149,14 +149,15 @@ def _attack_strength(root: Path) -> str:
     lines = []
     at42 = [c for c in cells if (c["size"], c["input_size"], c["budget"]) == (42, 224, 2000)]
     if at42:
-        best = max(at42, key=lambda c: (c["successes"] / c["configs"], c["configs"]))
+        best = max(at42, key=lambda c: (c["configs"], c["successes"] / c["configs"]))  # the widest measurement
         share = best["successes"] / best["configs"]
         near = [p for p in best["p_failed"] if p >= 0.5]
         rows = tables.read_ablation(root / RESULTS / "ablation.csv")
         base = {(int(b["seed"]), int(b["config"])): b for b in tables.read_rows(root / RESULTS / "area_table.csv")
                 if b["optimizer"] == "adam" and b["domain"] == "image" and int(b["size"]) == 42
                 and int(b["max_iter"]) == 2000}
-        both = [r for r in rows if r["variant"] == best["variant"] and r["domain"] == "image"
+        both = [r for r in rows if r["variant"] == best["variant"] and r["domain"] == "image" == best["domain"]
+                and int(r["size"]) == 42
                 and (int(r["seed"]), int(r["config"])) in base]
         paired = ""
         if both:
@@ -165,17 +166,31 @@ def _attack_strength(root: Path) -> str:
                       f"{sum(base[(int(r['seed']), int(r['config']))]['success'] == '1' for r in both)}/{len(both)}, "
                       f"target top-1 {sum(r['argmax'] == '1' for r in both)}/{len(both)} against "
                       f"{sum(base[(int(r['seed']), int(r['config']))]['argmax'] == '1' for r in both)}/{len(both)}.")
-        lines.append(f"- **42×42 on 224 (3.5%), ≥ 80% p ≥ 0.9 within 2,000 evaluations**: best measured variant "
-                     f"`{best['variant']}` reaches {best['successes']}/{best['configs']} ({share:.0%}; image domain, "
+        lines.append(f"- **42×42 on 224 (3.5%), ≥ 80% p ≥ 0.9 within 2,000 evaluations**: most measured variant "
+                     f"`{best['variant']}` reaches {best['successes']}/{best['configs']} ({share:.0%}; {best['domain']} domain, "
                      f"seeds {', '.join(map(str, best['seeds']))}), median {tables._fmt(best['median_evaluations'])} "
                      f"evaluations and {tables._fmt(best['median_seconds'])} CPU s per success. "
                      + ("**Goal met.**" if share >= 0.8 else
                         f"**Missed by {round((0.8 - share) * 100)} percentage points**: {len(near)} of the {len(best['p_failed'])} failures "
-                        f"stopped between p 0.5 and 0.9 (target already top-1 or close), the others below "
+                        f"stopped between p 0.5 and 0.9 (target already top-1 or close), the others at p ≤ "
                         f"{max([p for p in best['p_failed'] if p < 0.5], default=0):.2f}: the last stretch and a few "
                         "configs where the target never rises.") + paired)
     else:
         lines.append("- **42×42 on 224**: not measured yet (`bench/ablation.py`).")
+    others = [c for c in at42 if c is not best] if at42 else []
+    if others:
+        lines.append("- The same 42×42 patch, other settings: " + "; ".join(
+            f"`{c['variant']}` ({c['domain']} domain) {c['successes']}/{c['configs']}" for c in others) + ".")
+    bigger = sorted((c for c in cells if c["input_size"] == 224 and 42 < c["size"] < 63 and c["budget"] == 2000),
+                    key=lambda c: c["size"])
+    for c in bigger:
+        share = c["successes"] / c["configs"]
+        lines.append(f"- **Default patch** (the smallest with ≥ 80% within 2,000 evaluations): {c['size']}×{c['size']} "
+                     f"({c['size'] ** 2 / 224 ** 2:.1%}) with `{c['variant']}` reaches {c['successes']}/{c['configs']} "
+                     f"({share:.0%}, {c['domain']} domain, failures at p "
+                     f"{', '.join(map(str, c['p_failed'])) or '–'})"
+                     + (" — it qualifies on these configs, but is not yet the default: more seeds first."
+                        if share >= 0.8 else " — it does not qualify, so the default stays 63×63 (8%)."))
     at32 = [c for c in cells if (c["size"], c["input_size"]) == (32, 224)]
     lines.append("- **32×32 on 224 (2%), ≥ 50%**: " + (
         ", ".join(f"`{c['variant']}` {c['successes']}/{c['configs']}" for c in at32) if at32 else
