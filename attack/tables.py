@@ -273,7 +273,7 @@ def summarise_ablation(rows: list[dict], baseline: list[dict] | None = None) -> 
                         p_failed=sorted((round(float(r["p_target"]), 2) for r in rs if r["success"] != "1"),
                                         reverse=True)))
     if baseline:
-        for s in [s for s in out if s["domain"] == "image"]:
+        for s in list(out):
             base = [b for b in baseline if b["optimizer"] == "adam" and b["domain"] == s["domain"]
                     and int(b["size"]) == s["size"] and int(b["input_size"]) == s["input_size"]
                     and int(b["max_iter"]) == s["budget"] and (int(b["seed"]), int(b["config"])) in s["keys"]]
