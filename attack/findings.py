@@ -164,6 +164,14 @@ def _brown(s: dict) -> str:
     return "; ".join(out)
 
 
+def _defend(s: dict) -> str:
+    clean = "; ".join(f"clean photos, {size} px: {pct(s[f'clean_{size}']['agree'])} % keep their label, "
+                      f"{pct(s[f'clean_{size}']['certified'])} % certified (n={s[f'clean_{size}']['n']}, median "
+                      f"{s[f'clean_{size}']['median_forwards']:.0f} forwards)" for size in s["sizes"])
+    return (f"{s['k']}×{s['k']} masks: source recovered on {pct(s['recovered'])} % of {s['patches']} successful "
+            f"patches (occlusion heuristic {pct(s['occlusion_recovered'])} %); {clean}")
+
+
 def findings(out: str | Path | None = None) -> list[Finding]:
     """Every paper finding with our figure from the reports in ``out`` (default ``reports/``)."""
     out = Path(out) if out is not None else ROOT / "reports"
@@ -204,6 +212,8 @@ def findings(out: str | Path | None = None) -> list[Finding]:
         Finding("LaVAN vs Brown et al. (EOT) universal patch, held-out p≥0.9 at fixed placements [under random "
                 "scale/rotation]", "LaVAN smaller but not robust; Brown robust", ours("brown", _brown), "brown",
                 None),
+        Finding("beyond the paper: PatchCleanser double masking (Xiang et al. 2022) against the successful single "
+                "patches, and on clean photos", "no defence evaluated", ours("defend", _defend), "defend", "defend"),
     ]
     return rows
 
