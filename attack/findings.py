@@ -233,6 +233,7 @@ HOME = (
     ("universal", "One universal patch trained on many images, at random places", "universal"),
     ("gradients", "Gradients do not single out the patch as the cause of the error", "saliency"),
     ("models", "Patches do not transfer across networks", "crossmodel"),
+    ("defend", "Beyond the paper: can masking the patch away (PatchCleanser) recover the label?", "defend"),
 )
 
 

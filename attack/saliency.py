@@ -3,6 +3,8 @@ attribution mass that falls inside the patch, compared with the patch's share of
 network does not localise the patch as the cause of its error)."""
 from __future__ import annotations
 
+import copy
+
 import torch
 import torch.nn.functional as F
 
@@ -55,7 +57,11 @@ def attribution_map(model, images: torch.Tensor, target, method: str = "saliency
                                                  internal_batch_size=max(1, n * 8))
         heat = attr.abs().sum(dim=1)
     elif method == "grad_cam":
-        cam = LayerGradCam(fwd, model.cam_layer).attribute(x, target=tgt, relu_attributions=True)
+        # Captum hooks the layer of the model it is given, and a hook sees every forward of that module: on the
+        # app's shared model a training thread's forward would land in this Grad-CAM's hook ("tensor not used in
+        # the graph"). A private copy (18 MB, tens of ms) keeps the hooks to this call.
+        own = copy.deepcopy(model)
+        cam = LayerGradCam(_Forward(own, domain), own.cam_layer).attribute(x, target=tgt, relu_attributions=True)
         heat = F.interpolate(cam, size=(h, w), mode="bilinear", align_corners=False)[:, 0]
     else:
         win = int(occlusion_window or max(8, h // 14))

@@ -133,7 +133,7 @@ def test_home_says_which_model_and_device_and_links_every_page():
     assert "efficientnet-lite0 @ 224x224 on cpu" in body
     assert "not the paper's model" in body and "Inception v3" in body
     assert "CPU" in body or "GPU" in body
-    assert len(at.get("page_link")) == 8  # the Lesson first, then one per finding
+    assert len(at.get("page_link")) == 9  # the Lesson first, then one per finding (and the Defend page)
     assert at.selectbox(key="model_name").value == "efficientnet-lite0"
 
 
