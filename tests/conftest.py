@@ -72,3 +72,20 @@ def bad_corpus(tmp_path_factory):
         spec.loader.exec_module(mod)
     directory = tmp_path_factory.mktemp("bad")
     return directory, sys.modules["make_bad_corpus"].build_corpus(directory)
+
+
+@pytest.fixture
+def steady_server(tmp_path, monkeypatch):
+    """For AppTest modules: an isolated patch cache, one torch thread, and the steady state of a server whose app.py
+    has run once (AppTest resets Streamlit's "old pages/ directory" flag before every run; see tests/test_app.py)."""
+    from streamlit.runtime.pages_manager import PagesManager
+
+    monkeypatch.setenv("LAVAN_CACHE_DIR", str(tmp_path / "cache"))
+    torch.set_num_threads(1)
+    init = PagesManager.__init__
+
+    def steady_init(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        PagesManager.uses_pages_directory = False
+
+    monkeypatch.setattr(PagesManager, "__init__", steady_init)

@@ -18,20 +18,7 @@ LESSON = "pages/0_lesson.py"
 M = json.loads((ROOT / "assets" / "lesson" / "lesson.json").read_text())
 
 
-@pytest.fixture(autouse=True)
-def _steady_server(tmp_path, monkeypatch):
-    """As in test_app.py: own cache dir, and the steady state of a server whose app.py has run once."""
-    from streamlit.runtime.pages_manager import PagesManager
-
-    monkeypatch.setenv("LAVAN_CACHE_DIR", str(tmp_path / "cache"))
-    torch.set_num_threads(1)
-    init = PagesManager.__init__
-
-    def steady_init(self, *args, **kwargs):
-        init(self, *args, **kwargs)
-        PagesManager.uses_pages_directory = False
-
-    monkeypatch.setattr(PagesManager, "__init__", steady_init)
+pytestmark = pytest.mark.usefixtures("steady_server")  # tests/conftest.py
 
 
 def ok(at: AppTest) -> AppTest:
