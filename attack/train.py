@@ -218,10 +218,8 @@ def train_patches(model, images: torch.Tensor, targets, locs, *, size: int | Non
 
     # Rows: config-major, R per config. Row state lives in tensors indexed by row id.
     W = start_params(n, size, domain, param, model, generator, device, init, R, seeds)
-    project = (lambda x: x.clamp(0, 1)) if (domain == "image" and param == "clamp") else (lambda x: x)
-    scale = (1.0 / model.std) if (domain == "network" and optimizer == "apgd") else 1.0
     rule_options = dict(DEFAULTS["rule_options"].get(optimizer, {}) if rule_options is None else rule_options)
-    rule = make_rule(optimizer, lr, project, scale, **rule_options)
+    rule = _domain_rule(optimizer, lr, domain, param, model, **rule_options)
     rule.init(W)
     best_w = W.clone()
     best_p = torch.full((n * R,), -1.0)
@@ -374,12 +372,18 @@ def start_params(n: int, size: int, domain: str, param: str, model, generator, d
     return model.normalize(start) if domain == "network" else from_domain(start, "image", param)
 
 
+def _domain_rule(optimizer: str, lr: float, domain: str, param: str, model, **options):
+    """The update rule for a patch in ``domain``: projected to [0,1] when image-domain pixels are trained directly;
+    APGD's step scaled by 1/std in the network domain so that ``lr`` is the same pixel step in either domain."""
+    project = (lambda x: x.clamp(0, 1)) if (domain == "image" and param == "clamp") else (lambda x: x)
+    scale = (1.0 / model.std) if (domain == "network" and optimizer == "apgd") else 1.0
+    return make_rule(optimizer, lr, project, scale, **options)
+
+
 def single_row_rule(optimizer: str, lr: float, domain: str, param: str, model, w: torch.Tensor):
     """An update rule for trainers of one patch (universal, Brown/EOT): returns ``step(w, grad, improved) -> w``
     with the rule's state kept in the closure, so every trainer shares :mod:`attack.optim`."""
-    project = (lambda x: x.clamp(0, 1)) if (domain == "image" and param == "clamp") else (lambda x: x)
-    scale = (1.0 / model.std) if (domain == "network" and optimizer == "apgd") else 1.0
-    rule = make_rule(optimizer, lr, project, scale)
+    rule = _domain_rule(optimizer, lr, domain, param, model)
     rule.init(w.unsqueeze(0))
     row = torch.zeros(1, dtype=torch.long, device=w.device)
     best = {"w": w.detach().clone()}
