@@ -19,7 +19,8 @@ Experiments (Karmon et al. 2018, arXiv:1801.02608, unless noted):
   defend      beyond the paper: PatchCleanser double masking and occlusion against the single patches and on clean photos
 
 Modules: ``runner`` (options and the per-run context), ``table`` (the resumable CSV), ``training`` (config draws,
-batched single-image training, the single patches later experiments reuse), one module per experiment (``single``,
+batched single-image training, the single patches later experiments reuse), ``engine`` (where chunks of configs
+train: this process, or Ray tasks with ``--engine ray``; docs/SCALE.md), one module per experiment (``single``,
 ``fragility``, ``transfer``, ``universal``, ``brown``, ``classes``, ``saliency``, ``crossmodel``) whose
 ``summarise*`` functions are pure functions of rows, ``stats`` (shared pure helpers), ``report`` (JSON + Markdown),
 ``resummary`` (a report recomputed from its committed rows), ``plots`` (PNG) and ``cli`` (the sub-command).
@@ -47,6 +48,9 @@ EXPERIMENTS: dict[str, Callable[[Ctx], dict]] = {
     "universal": universal.universal, "classes": classes.run, "saliency": saliency.run, "crossmodel": crossmodel.run,
     "brown": brown.brown, "defend": defend.run,
 }
+# The experiments whose configs train through training.train_rows, i.e. on the run's engine (--engine ray sends
+# their chunks to a Ray cluster; the others always run in this process).
+ENGINE_EXPERIMENTS = ("single", "classes", "crossmodel")
 
 
 def run_experiment(opts: Options) -> dict:
@@ -61,7 +65,13 @@ def run_experiment(opts: Options) -> dict:
         opts.command = f"python -m attack reproduce {opts.name}" + (" --quick" if opts.quick else "")
     t0 = time.perf_counter()
     ctx = Ctx(opts)
-    out = EXPERIMENTS[opts.name](ctx)
+    if ctx.engine.name != "local" and opts.name not in ENGINE_EXPERIMENTS:
+        opts.log(f"[{opts.name}] trains in this process: only {', '.join(ENGINE_EXPERIMENTS)} send configs to "
+                 f"--engine {ctx.engine.name}")
+    try:
+        out = EXPERIMENTS[opts.name](ctx)
+    finally:
+        ctx.close()
     report = write_report(opts, out, time.perf_counter() - t0, ctx.device)
     return report["summary"]
 

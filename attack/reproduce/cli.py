@@ -22,7 +22,9 @@ def _command(args) -> str:
                       ("--device", args.device), ("--max-iter", args.max_iter), ("--configs", args.configs),
                       ("--batch", args.batch), ("--targets", args.targets), ("--threads", args.threads),
                       ("--time-budget", args.time_budget), ("--report-only", args.report_only),
-                      ("--restarts", getattr(args, "restarts", None))):
+                      ("--restarts", getattr(args, "restarts", None)),
+                      ("--engine", None if getattr(args, "engine", "local") == "local" else args.engine),
+                      ("--address", getattr(args, "address", None))):
         if val is True:
             parts.append(flag)
         elif val not in (None, False):
@@ -35,6 +37,8 @@ def _command(args) -> str:
 def cmd_reproduce(args) -> int:
     if args.out is None:  # a smoke run never resumes into (or overwrites) the committed full reports
         args.out = str(Path("reports") / "quick") if args.quick else "reports"
+    if args.address and args.engine != "ray":
+        raise ValueError("--address names a Ray cluster: use it with --engine ray")
     from . import EXPERIMENTS, run_experiment
 
     names = list(EXPERIMENTS) if args.name == "all" else [args.name]
@@ -45,7 +49,7 @@ def cmd_reproduce(args) -> int:
                        device=args.device, max_iter=args.max_iter, configs=args.configs, batch=args.batch,
                        variants=tuple(args.variants) if args.variants else None, targets=args.targets,
                        threads=args.threads, report_only=args.report_only, time_budget=args.time_budget,
-                       restarts=args.restarts, command=_command(sub))
+                       restarts=args.restarts, engine=args.engine, address=args.address, command=_command(sub))
         results[name] = run_experiment(opts)
         if not args.json:
             print(f"{name}: wrote {Path(args.out) / (name + '.md')}")
@@ -84,6 +88,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="stop training after this many seconds: running configs end at the iteration reached, which "
                         "is recorded as their cap; configs not started are left for a later run (e.g. a lent GPU's "
                         "fixed slot)")
+    p.add_argument("--engine", default="local", choices=["local", "ray"],
+                   help="where chunks of --batch configs train (single, classes, crossmodel): local = this process; "
+                        "ray = Ray tasks, a GPU each when the cluster has GPUs (needs `pip install ray`; "
+                        "docs/SCALE.md). Rows land in the same resumable CSV either way")
+    p.add_argument("--address", default=None,
+                   help="--engine ray: the Ray cluster to join (e.g. ray://head:10001 or auto; default: start a local "
+                        "Ray instance for this run)")
     p.add_argument("--report-only", action="store_true",
                    help="train nothing: rewrite the report from the rows already in the CSV")
     p.set_defaults(func=cmd_reproduce)

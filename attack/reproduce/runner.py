@@ -34,6 +34,8 @@ class Options:
     report_only: bool = False
     time_budget: float | None = None  # seconds of training this run may spend (None: no limit)
     restarts: int | None = None  # patches per config (None: the trainer's "auto")
+    engine: str = "local"  # where chunks of configs train: "local" (this process) or "ray" (attack.reproduce.engine)
+    address: str | None = None  # --engine ray: the cluster to join (None: start a local Ray instance)
     command: str = ""
     log: Callable[[str], None] = field(default=lambda msg: print(msg, file=sys.stderr, flush=True))
 
@@ -42,12 +44,14 @@ class Options:
 
 
 class Ctx:
-    """Model and image caches for one run (models are loaded once per (name, size))."""
+    """Model and image caches for one run (models are loaded once per (name, size)), and its engine."""
 
     def __init__(self, opts: Options):
         from ..images import sample_images
+        from .engine import make_engine
 
         self.opts = opts
+        self.engine = make_engine(opts)  # fails here, before any training, when --engine ray lacks Ray
         self.device = opts.device or ("cuda" if torch.cuda.is_available() else "cpu")
         self._models: dict = {}
         self._images: dict = {}
@@ -58,6 +62,10 @@ class Ctx:
         budget = opts.time_budget
         self.deadline = None if budget is None else _clock() + float(budget)
         self.cancel = self.out_of_time if self.deadline is not None else None  # the trainers' ``cancel`` argument
+
+    def close(self) -> None:
+        """Release the engine (shuts down a Ray instance this run started)."""
+        self.engine.close()
 
     def out_of_time(self) -> bool:
         """True once ``--time-budget`` has run out: trainers stop their active configs at the current iteration

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 import zlib
+from dataclasses import dataclass
 from typing import Iterator
 
 import torch
@@ -44,58 +45,79 @@ def draw_configs(ctx: Ctx, n: int, salt: int = 0, photos=None) -> list[dict]:
     return out
 
 
+@dataclass(frozen=True)
+class TrainJob:
+    """What every chunk of one :func:`train_rows` call shares (sent with each chunk to a Ray task)."""
+    model_name: str
+    input_size: int | None
+    size: int | None
+    domain: str
+    patch_dir: str
+    loss: str
+    max_iter: int
+
+
 def train_rows(ctx: Ctx, table: Table, cfgs: list[dict], *, model_name: str, input_size: int | None,
                size: int | None, domain: str, patch_dir: str, loss: str = "logprob",
                max_iter: int | None = None) -> int:
-    """Train the configs not yet in ``table`` in batches of ``--batch`` and append one row per config."""
+    """Train the configs not yet in ``table`` in chunks of ``--batch`` on the run's engine (this process, or Ray
+    tasks) and append one row per config as each chunk arrives (a row already in the table is not written again)."""
+    opts = ctx.opts
+    todo = [c for c in cfgs if c["config"] not in table.done]
+    if not todo or opts.report_only:
+        return 0
+    job = TrainJob(model_name, input_size, size, domain, patch_dir, loss, max_iter or opts.pick(opts.max_iter, 10, 1000))
+    t0 = time.perf_counter()
+    for chunk, rows in ctx.engine.map(ctx, train_chunk, job, chunks(todo, opts.pick(opts.batch, 2, 8))):
+        table.add([r for r in rows if r["config"] not in table.done])
+        r0 = rows[0]
+        opts.log(f"[{opts.name}] {len(table.done & {c['config'] for c in cfgs})}/{len(cfgs)} configs "
+                 f"({r0['model']}@{r0['input_size']}, {r0['size']}px, {domain}): batch of {len(chunk)} took "
+                 f"{time.perf_counter() - t0:.0f}s, {sum(bool(r['success_0_9']) for r in rows)} reached p>=0.9")
+        t0 = time.perf_counter()
+    left = len([c for c in todo if c["config"] not in table.done])
+    if left and ctx.out_of_time():
+        opts.log(f"[{opts.name}] time budget spent: {left} configs left for a later run")
+    return len(todo)
+
+
+def train_chunk(ctx: Ctx, job: TrainJob, chunk: list[dict]) -> list[dict]:
+    """Train one chunk of configs as one batch, save each patch under ``ctx.opts.out`` and return their rows.
+    The generator is seeded from the chunk's first config key, so the same chunk gives the same rows anywhere."""
     from ..images import image_hash
     from ..io import save_patch
     from ..patch import area_fraction, corner_loc
     from ..train import default_patch_size, train_patches
 
     opts = ctx.opts
-    todo = [c for c in cfgs if c["config"] not in table.done]
-    if not todo or opts.report_only:
-        return 0
-    model = ctx.model(model_name, input_size)
+    model = ctx.model(job.model_name, job.input_size)
     s = model.input_size
-    size = int(size or default_patch_size(s))
-    max_iter = max_iter or opts.pick(opts.max_iter, 10, 1000)
-    for chunk in chunks(todo, opts.pick(opts.batch, 2, 8)):
-        if ctx.out_of_time():
-            opts.log(f"[{opts.name}] time budget spent: {len(todo) - len(table.done & {c['config'] for c in todo})} "
-                     "configs left for a later run")
-            break
-        t0 = time.perf_counter()
-        imgs = torch.stack([ctx.image(c["photo"], s) for c in chunk])
-        locs = [corner_loc(c["corner"], s, size) for c in chunk]
-        results = train_patches(model, imgs, [c["target"] for c in chunk], locs, size=size, domain=domain,
-                                loss=loss, steps=max_iter, generator=ctx.gen(7, zlib.crc32(chunk[0]["config"].encode())),
-                                restarts=opts.restarts if opts.restarts is not None else "auto", cancel=ctx.cancel)
-        # Cut by the time budget: every config of the chunk ran in lockstep up to the same iteration, so the
-        # evaluations spent by then are the cap all of them had (a success after it could not have been seen).
-        cap = max(r.evaluations for r in results) if any(r.cancelled for r in results) else max_iter
-        rows = []
-        for c, img, loc, res in zip(chunk, imgs, locs, results):
-            rel = f"patches/{patch_dir}/{c['config']}.safetensors"
-            res.meta.update(image_hash=image_hash(img), photo=c["photo"], config=c["config"])
-            save_patch(opts.out / rel, res)
-            rows.append({**c, "model": model.name, "input_size": s, "size": size,
-                         "area": area_fraction(size, s), "domain": domain, "loss": loss,
-                         "target_label": label(res.target), "source": res.source, "source_label": label(res.source),
-                         "top": loc[0], "left": loc[1], "iterations": res.steps,
-                         "success_0_9": res.success["confident"], "argmax_target": res.success["argmax"],
-                         "not_source": res.success["not_source"], "p_target": res.p_target,
-                         "p_source": res.p_source, "max_p_target": max(res.history["p_target"]),
-                         "seconds": res.seconds, "max_iter": cap, "optimizer": res.meta.get("optimizer"),
-                         "lr": res.meta.get("lr"), "patch": rel, "restarts": res.meta.get("restarts", 1),
-                         "evaluations": res.evaluations})
-        table.add(rows)
-        ok = sum(r["success_0_9"] for r in rows)
-        opts.log(f"[{opts.name}] {len(table.done & {c['config'] for c in cfgs})}/{len(cfgs)} configs "
-                 f"({model.name}@{s}, {size}px, {domain}): batch of {len(chunk)} took "
-                 f"{time.perf_counter() - t0:.0f}s, {ok} reached p>=0.9")
-    return len(todo)
+    size = int(job.size or default_patch_size(s))
+    imgs = torch.stack([ctx.image(c["photo"], s) for c in chunk])
+    locs = [corner_loc(c["corner"], s, size) for c in chunk]
+    results = train_patches(model, imgs, [c["target"] for c in chunk], locs, size=size, domain=job.domain,
+                            loss=job.loss, steps=job.max_iter,
+                            generator=ctx.gen(7, zlib.crc32(chunk[0]["config"].encode())),
+                            restarts=opts.restarts if opts.restarts is not None else "auto", cancel=ctx.cancel)
+    # Cut by the time budget: every config of the chunk ran in lockstep up to the same iteration, so the
+    # evaluations spent by then are the cap all of them had (a success after it could not have been seen).
+    cap = max(r.evaluations for r in results) if any(r.cancelled for r in results) else job.max_iter
+    rows = []
+    for c, img, loc, res in zip(chunk, imgs, locs, results):
+        rel = f"patches/{job.patch_dir}/{c['config']}.safetensors"
+        res.meta.update(image_hash=image_hash(img), photo=c["photo"], config=c["config"])
+        save_patch(opts.out / rel, res)
+        rows.append({**c, "model": model.name, "input_size": s, "size": size,
+                     "area": area_fraction(size, s), "domain": job.domain, "loss": job.loss,
+                     "target_label": label(res.target), "source": res.source, "source_label": label(res.source),
+                     "top": loc[0], "left": loc[1], "iterations": res.steps,
+                     "success_0_9": res.success["confident"], "argmax_target": res.success["argmax"],
+                     "not_source": res.success["not_source"], "p_target": res.p_target,
+                     "p_source": res.p_source, "max_p_target": max(res.history["p_target"]),
+                     "seconds": res.seconds, "max_iter": cap, "optimizer": res.meta.get("optimizer"),
+                     "lr": res.meta.get("lr"), "patch": rel, "restarts": res.meta.get("restarts", 1),
+                     "evaluations": res.evaluations})
+    return rows
 
 
 def single_rows(ctx: Ctx) -> list[dict]:
