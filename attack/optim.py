@@ -28,7 +28,7 @@ from typing import Callable, Iterator
 import torch
 from torch import nn
 
-__all__ = ["RULES", "Rule", "Adam", "SGD", "Sign", "APGD", "make_rule", "halving_schedule", "DEFAULT_RULE",
+__all__ = ["RULES", "Rule", "Adam", "SGD", "Sign", "APGD", "Polish", "make_rule", "halving_schedule", "DEFAULT_RULE",
            "straight_through_relu6"]
 
 RULES = ("adam", "sgd", "sign", "apgd")
@@ -58,6 +58,10 @@ class Rule:
         pass
 
     def reset(self, rows: torch.Tensor, w: torch.Tensor) -> None:  # noqa: B027
+        pass
+
+    def begin_stage(self, rows: torch.Tensor, iterations: int, last: bool) -> None:  # noqa: B027
+        """Rows ``rows`` start a successive-halving stage of ``iterations`` steps (``last``: the final stage)."""
         pass
 
     def step(self, rows: torch.Tensor, w: torch.Tensor, grad: torch.Tensor, improved: torch.Tensor,
@@ -90,17 +94,42 @@ class Adam(Rule):
     eps: float = 1e-8
     patience: int = 0
     min_ratio: float = 1.0 / 16
+    decay: str = "none"
+    floor: float = 0.05
     m: torch.Tensor | None = field(default=None, repr=False)
     v: torch.Tensor | None = field(default=None, repr=False)
     t: torch.Tensor | None = field(default=None, repr=False)
     lrs: torch.Tensor | None = field(default=None, repr=False)
     stall: torch.Tensor | None = field(default=None, repr=False)
+    since: torch.Tensor | None = field(default=None, repr=False)
+    horizon: torch.Tensor | None = field(default=None, repr=False)
+
+    def __post_init__(self):
+        if self.decay not in ("none", "cosine"):
+            raise ValueError(f"Adam decay must be 'none' or 'cosine', got {self.decay!r}")
 
     def init(self, w):
         self.m, self.v = torch.zeros_like(w), torch.zeros_like(w)
-        self.t = torch.zeros(w.shape[0], dtype=torch.long, device=w.device)
-        self.lrs = torch.full((w.shape[0],), float(self.lr), device=w.device)
-        self.stall = torch.zeros(w.shape[0], dtype=torch.long, device=w.device)
+        k = w.shape[0]
+        self.t = torch.zeros(k, dtype=torch.long, device=w.device)
+        self.lrs = torch.full((k,), float(self.lr), device=w.device)
+        self.stall = torch.zeros(k, dtype=torch.long, device=w.device)
+        self.since = torch.zeros(k, dtype=torch.long, device=w.device)
+        self.horizon = torch.zeros(k, dtype=torch.long, device=w.device)  # 0: no schedule known, no decay
+
+    def begin_stage(self, rows, iterations, last):
+        self.since[rows] = 0
+        self.horizon[rows] = int(iterations)
+
+    def _decay(self, rows, like):
+        """Cosine decay of the step over the row's current stage, from 1 to ``floor`` (``decay="cosine"``)."""
+        if self.decay == "none":
+            return 1.0
+        h = self.horizon[rows]
+        frac = torch.where(h > 0, self.since[rows].to(like.dtype) / h.clamp_min(1).to(like.dtype),
+                           torch.zeros((), dtype=like.dtype, device=like.device)).clamp(0, 1)
+        self.since[rows] += 1
+        return _col(self.floor + (1 - self.floor) * 0.5 * (1 + torch.cos(torch.pi * frac)), like)
 
     def step(self, rows, w, grad, improved, best_w):
         b1, b2 = self.betas
@@ -119,7 +148,7 @@ class Adam(Rule):
         self.m[rows], self.v[rows] = m, v
         tf = t.to(w.dtype)
         upd = (m / _col(1 - b1 ** tf, m)) / ((v / _col(1 - b2 ** tf, v)).sqrt() + self.eps)
-        return self.project(w + _col(lr, w) * self.scale * upd)
+        return self.project(w + _col(lr, w) * self._decay(rows, w) * self.scale * upd)
 
 
 @dataclass
@@ -163,6 +192,70 @@ class APGD(Rule):
         new = torch.where(hv, w, new)
         self.prev[rows] = w
         return new
+
+
+@dataclass
+class Polish(Rule):
+    """Random-search polish (after Croce et al.'s Sparse-RS / Patch-RS) on top of a gradient rule ``inner``.
+
+    Rows follow ``inner`` until, in the final successive-halving stage, their best p(target) has not improved for
+    ``patience`` steps. From then on each step proposes the row's best point with one random square of the patch
+    set to a random corner of the RGB cube (every channel 0 or 1, mapped to the optimised space by ``colour``);
+    the trainer's next forward scores the proposal and keeps it as the row's best only if p(target) rose — a
+    rejected proposal is dropped because the next proposal starts again from the best point. The square covers
+    ``p_init`` of the patch at first and halves every ``halve_every`` proposals, down to one pixel. Each proposal
+    costs one evaluation like a gradient step (the trainer computes a gradient it does not use: the budget counts
+    it anyway)."""
+    inner: Rule | None = None
+    colour: Callable[[torch.Tensor], torch.Tensor] = _identity
+    patience: int = 50
+    p_init: float = 0.1
+    halve_every: int = 150
+    seed: int = 0
+    stall: torch.Tensor | None = field(default=None, repr=False)
+    mode: torch.Tensor | None = field(default=None, repr=False)
+    tries: torch.Tensor | None = field(default=None, repr=False)
+    last: torch.Tensor | None = field(default=None, repr=False)
+    gen: torch.Generator | None = field(default=None, repr=False)
+
+    def init(self, w):
+        self.inner.init(w)
+        k = w.shape[0]
+        self.stall = torch.zeros(k, dtype=torch.long, device=w.device)
+        self.mode = torch.zeros(k, dtype=torch.bool, device=w.device)
+        self.tries = torch.zeros(k, dtype=torch.long, device=w.device)
+        self.last = torch.zeros(k, dtype=torch.bool, device=w.device)
+        self.gen = torch.Generator().manual_seed(self.seed)
+
+    def reset(self, rows, w):
+        self.inner.reset(rows, w)
+
+    def begin_stage(self, rows, iterations, last):
+        self.inner.begin_stage(rows, iterations, last)
+        self.last[rows] = bool(last)
+        self.stall[rows] = 0
+
+    def side(self, tries: int, size: int) -> int:
+        frac = self.p_init * 0.5 ** (tries // max(1, self.halve_every))
+        return max(1, min(size, round((frac * size * size) ** 0.5)))
+
+    def step(self, rows, w, grad, improved, best_w):
+        stall = torch.where(improved, torch.zeros_like(self.stall[rows]), self.stall[rows] + 1)
+        self.stall[rows] = stall
+        mode = self.mode[rows] | (self.last[rows] & (stall >= self.patience))
+        self.mode[rows] = mode
+        out = self.inner.step(rows, w, grad, improved, best_w) if not bool(mode.all()) else w.clone()
+        size = w.shape[-1]
+        for j in torch.nonzero(mode).flatten().tolist():
+            r = int(rows[j])
+            s = self.side(int(self.tries[r]), size)
+            self.tries[r] += 1
+            top, left = (int(v) for v in torch.randint(0, size - s + 1, (2,), generator=self.gen))
+            rgb = torch.randint(0, 2, (w.shape[1], 1, 1), generator=self.gen).to(w.dtype).to(w.device)
+            prop = best_w[j].clone()
+            prop[:, top:top + s, left:left + s] = self.colour(rgb.unsqueeze(0))[0]
+            out[j] = prop
+        return out
 
 
 def make_rule(name: str, lr: float, project: Project = _identity, scale: torch.Tensor | float = 1.0,

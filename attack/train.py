@@ -13,7 +13,7 @@ from typing import Callable
 import torch
 
 from .losses import target_minus_source
-from .optim import RULES, halving_schedule, make_rule, straight_through_relu6
+from .optim import RULES, Polish, halving_schedule, make_rule, straight_through_relu6
 from .patch import as_locs, check_loc, from_domain, patched_logits, size_for_area, to_domain
 from .results import PatchResult
 
@@ -221,6 +221,7 @@ def train_patches(model, images: torch.Tensor, targets, locs, *, size: int | Non
     rule_options = dict(DEFAULTS["rule_options"].get(optimizer, {}) if rule_options is None else rule_options)
     rule = _domain_rule(optimizer, lr, domain, param, model, **rule_options)
     rule.init(W)
+    rule.begin_stage(torch.arange(n * R, device=device), schedule[0][1], len(schedule) == 1)
     best_w = W.clone()
     best_p = torch.full((n * R,), -1.0)
     best_ps = torch.zeros(n * R)
@@ -341,7 +342,7 @@ def train_patches(model, images: torch.Tensor, targets, locs, *, size: int | Non
         idx_keep = torch.nonzero(alive).flatten()
         if boundary:
             # Successive halving: each remaining config keeps its best restarts, which go on from their best point.
-            next_rows = schedule[stage + 1][0]
+            next_rows, next_iters = schedule[stage + 1]
             for c in sorted(set(conf_of[idx_keep].tolist())):
                 rows_c = idx_keep[conf_of[idx_keep] == c]
                 order = best_p[rows_c].argsort(descending=True, stable=True)
@@ -349,6 +350,7 @@ def train_patches(model, images: torch.Tensor, targets, locs, *, size: int | Non
                 keep = rows_c[order[:next_rows]]
                 W[keep.to(device)] = best_w[keep.to(device)]
                 rule.reset(keep.to(device), best_w[keep.to(device)])
+                rule.begin_stage(keep.to(device), next_iters, stage + 1 == len(schedule) - 1)
             stage, stage_it = stage + 1, 0
         else:
             keep_mask = alive[idx]
@@ -377,7 +379,18 @@ def _domain_rule(optimizer: str, lr: float, domain: str, param: str, model, **op
     APGD's step scaled by 1/std in the network domain so that ``lr`` is the same pixel step in either domain."""
     project = (lambda x: x.clamp(0, 1)) if (domain == "image" and param == "clamp") else (lambda x: x)
     scale = (1.0 / model.std) if (domain == "network" and optimizer == "apgd") else 1.0
-    return make_rule(optimizer, lr, project, scale, **options)
+    options = dict(options)
+    polish = int(options.pop("polish", 0) or 0)
+    polish_seed = int(options.pop("polish_seed", 0))
+    rule = make_rule(optimizer, lr, project, scale, **options)
+    if polish > 0:
+        # Random-search polish: its 0/1 colours in the space the rule steps in (a pixel 0/1 is a sigmoid logit ±3.9).
+        def colour(rgb: torch.Tensor) -> torch.Tensor:
+            if domain == "network":
+                return model.normalize(rgb)
+            return from_domain(rgb * 0.98 + 0.01, "image", param)
+        rule = Polish(lr=lr, project=project, inner=rule, colour=colour, patience=polish, seed=polish_seed)
+    return rule
 
 
 def single_row_rule(optimizer: str, lr: float, domain: str, param: str, model, w: torch.Tensor):

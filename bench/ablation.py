@@ -8,7 +8,9 @@ stopped at any point resumes where it stopped (finished (variant, seed, config) 
     .venv/bin/python bench/ablation.py --variants apgd-r8 adam-r8 --configs 10 --seed 1     # run / resume
     .venv/bin/python bench/ablation.py --report                                              # markdown table
 
-A variant name is ``<rule>-r<restarts>[-<loss>][-<init>][-st]`` (``-st``: straight-through ReLU6 backward), e.g. ``apgd-r8`` (APGD-style signed steps, 8 restarts
+A variant name is ``<rule>-r<restarts>[-<loss>][-<init>][-st][-cos][-rs]`` (``-st``: straight-through ReLU6
+backward; ``-cos``: Adam's step decayed by a cosine over each halving stage; ``-rs``: random-search polish once the
+last stage stalls for 50 steps), e.g. ``apgd-r8`` (APGD-style signed steps, 8 restarts
 halved 8 → 2 → 1, the rule's default loss and mixed initialisation) or ``adam-r1-logprob-random`` (today's
 default). Defaults per rule: adam → loss logprob, sgd → logprob, sign/apgd → target_ce; init mixed when r > 1.
 """
@@ -35,7 +37,7 @@ from attack.patch import corner_loc  # noqa: E402
 OUT = Path("bench/results/ablation.csv")
 FIELDS = ["variant", "rule", "restarts", "loss", "init", "domain", "size", "input_size", "budget", "seed", "config",
           "photo", "target", "corner", "success", "p_target", "argmax", "not_source", "iterations", "evaluations",
-          "seconds", "machine", "st_relu6"]
+          "seconds", "machine", "st_relu6", "cosine", "polish"]
 
 
 def read_rows(path: Path = OUT) -> list[dict]:
@@ -62,11 +64,17 @@ def append_row(row: dict, path: Path = OUT) -> None:
         w.writerow(row)
 
 
+FLAGS = {"st": "st_relu6", "cos": "cosine", "rs": "polish"}
+POLISH_PATIENCE = 50
+
+
 def parse_variant(name: str) -> dict:
     parts = name.split("-")
-    st = parts[-1] == "st"
-    if st:
-        parts = parts[:-1]
+    flags = {v: 0 for v in FLAGS.values()}
+    while parts and parts[-1] in FLAGS:
+        flags[FLAGS[parts.pop()]] = 1
+    if flags["polish"]:
+        flags["polish"] = POLISH_PATIENCE
     rule = parts[0]
     if rule not in RULES or len(parts) < 2 or not parts[1].startswith("r"):
         raise ValueError(f"bad variant {name!r}: expected <rule>-r<restarts>[-<loss>][-<init>]")
@@ -75,7 +83,19 @@ def parse_variant(name: str) -> dict:
     init = parts[3] if len(parts) > 3 else ("mixed" if restarts > 1 else "random")
     if loss not in LOSSES:
         raise ValueError(f"bad loss {loss!r} in variant {name!r}")
-    return dict(rule=rule, restarts=restarts, loss=loss, init=init, st_relu6=int(st))
+    return dict(rule=rule, restarts=restarts, loss=loss, init=init, **flags)
+
+
+def rule_options(v: dict) -> dict | None:
+    """The update rule's options for a parsed variant (None: the trainer's defaults)."""
+    opts = {}
+    if v["cosine"]:
+        if v["rule"] != "adam":
+            raise ValueError("-cos (cosine step decay) exists for Adam only")
+        opts["decay"] = "cosine"
+    if v["polish"]:
+        opts["polish"] = v["polish"]
+    return opts or None
 
 
 def draw_configs(n: int, seed: int) -> list[tuple[str, int, str]]:
@@ -111,7 +131,8 @@ def run(args) -> None:
             cfgs = draw_configs(args.configs, seed)
             have = done()
             todo = [i for i in range(len(cfgs))
-                    if (variant, args.domain, size, model.input_size, args.budget, seed, i) not in have]
+                    if (variant, args.domain, size, model.input_size, args.budget, seed, i) not in have
+                    and (not args.only or i in args.only)]
             for k in range(0, len(todo), args.batch):
                 if deadline and time.time() > deadline:
                     print("time budget spent; rerun to resume", flush=True)
@@ -124,6 +145,7 @@ def run(args) -> None:
                                            domain=args.domain, loss=v["loss"], steps=args.budget,
                                            optimizer=v["rule"], restarts=v["restarts"], init=v["init"],
                                            st_relu6=bool(v["st_relu6"]), seeds=[seed * 1000 + i for i in chunk],
+                                           rule_options=rule_options(v),
                                            cancel=cancel)
                 for i, r in zip(chunk, res):
                     if r.cancelled:
@@ -150,6 +172,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--variants", nargs="+", default=["apgd-r8", "adam-r8", "adam-r1"])
     ap.add_argument("--configs", type=int, default=10)
+    ap.add_argument("--only", type=int, nargs="+", default=None,
+                    help="run only these config indices of the draw (e.g. the near misses of another variant)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[1])
     ap.add_argument("--budget", type=int, default=2000, help="forward+backward evaluations per config")
     ap.add_argument("--size", type=int, default=42)

@@ -2,13 +2,14 @@
 the schedule's budget, evaluations counted, restarts leaving the batch, batched = alone, callback and cancel."""
 from __future__ import annotations
 
+import math
 import threading
 
 import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
-from attack.optim import APGD, RULES, Adam, SGD, Sign, halving_schedule, make_rule
+from attack.optim import APGD, RULES, Adam, Polish, SGD, Sign, halving_schedule, make_rule
 from attack.train import StepInfo, train_patch, train_patches
 
 
@@ -205,3 +206,60 @@ def test_auto_restarts_follow_the_patch_area(model, photo):
 def test_a_budget_too_small_for_the_restarts_trains_fewer(model, photo):
     res = train_patch(model, photo, 859, (0, 0), size=16, steps=5, restarts=8, stop_at=1.0, seed=0)
     assert res.meta["schedule"] == [(1, 5)] and res.meta["restarts"] == 1 and res.evaluations == 5
+
+
+def test_adam_cosine_decay_follows_each_stage():
+    """decay="cosine": the step is multiplied by floor + (1-floor)(1+cos(pi t/T))/2 over a stage of T steps, and
+    a new stage (begin_stage) starts the decay again; Adam's moments carry on."""
+    g = torch.ones(1, 2)
+    plain, cos = Adam(lr=0.1), Adam(lr=0.1, decay="cosine", floor=0.05)
+    w0, w1 = torch.zeros(1, 2), torch.zeros(1, 2)
+    plain.init(w0)
+    cos.init(w1)
+    cos.begin_stage(_rows(1), 4, last=False)
+    no = torch.tensor([False])
+    factors = []
+    for t in range(6):
+        if t == 4:
+            cos.begin_stage(_rows(1), 4, last=True)
+        a = plain.step(_rows(1), w0, g, no, w0) - w0
+        b = cos.step(_rows(1), w1, g, no, w1) - w1
+        factors.append(float(b[0, 0] / a[0, 0]))
+        w0, w1 = w0 + a, w1 + b
+    expect = [0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * t / 4)) for t in (0, 1, 2, 3, 0, 1)]
+    assert factors == pytest.approx(expect, rel=1e-5)
+    with pytest.raises(ValueError):
+        Adam(lr=0.1, decay="linear")
+
+
+def test_polish_switches_to_random_squares_only_in_the_last_stage():
+    """Polish follows the inner rule until the last stage has stalled for `patience` steps; then every step is the
+    row's best point with one square set to a corner of the RGB cube (mapped by `colour`), shrinking over time."""
+    rule = Polish(lr=0.1, inner=SGD(lr=0.1), colour=lambda rgb: rgb * 10 - 5, patience=2, p_init=0.25,
+                  halve_every=3)
+    w = torch.zeros(2, 3, 8, 8)
+    rule.init(w)
+    rows, g, no = _rows(2), torch.ones(2, 3, 8, 8), torch.zeros(2, dtype=torch.bool)
+    rule.begin_stage(rows, 10, last=False)
+    for _ in range(4):  # not the last stage: stalls never switch
+        w = rule.step(rows, w, g, no, w)
+    assert torch.allclose(w, torch.full_like(w, 0.4))
+    rule.begin_stage(rows, 10, last=True)
+    best = w.clone()
+    w = rule.step(rows, w, g, torch.tensor([True, False]), best)  # one stalled step: still gradient steps
+    assert torch.allclose(w, best + 0.1)
+    w = rule.step(rows, w, g, no, best)  # row 1 stalled twice -> proposals; row 0 once -> gradient step
+    assert torch.allclose(w[0], best[0] + 0.2)  # two gradient steps from the best point
+    changed = (w[1] != best[1]).any(0)
+    assert changed.sum() == 16 and set(w[1][:, changed].flatten().tolist()) <= {-5.0, 5.0}  # a 4x4 square
+    assert rule.side(0, 8) == 4 and rule.side(3, 8) == 3 and rule.side(6, 8) == 2 and rule.side(100, 8) == 1
+    again = rule.step(rows, w, g, no, best)  # rejected: the next proposal starts from the best point again
+    assert ((again[1] != best[1]).any(0)).sum() <= 16
+
+
+def test_train_patches_with_cosine_and_polish_spend_the_budget(model, photo):
+    """The options reach the rule through rule_options, and the budget stays exact (a proposal is an evaluation)."""
+    for opts in ({"decay": "cosine"}, {"polish": 3}):
+        r = train_patches(model, photo[None], 429, [(0, 0)], size=24, domain="image", steps=20, restarts=2,
+                          stop_at=1.0, rule_options=opts)[0]
+        assert r.evaluations == 20 and r.meta["rule_options"] == opts
