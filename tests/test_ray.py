@@ -50,10 +50,10 @@ def test_a_chunk_delivered_twice_is_written_once(tmp_path, monkeypatch, capsys):
     class Twice(engine.LocalEngine):  # what a retried Ray task whose first result also arrived would look like
         name = "twice"
 
-        def map(self, ctx, fn, job, chunks):
-            for chunk, rows in super().map(ctx, fn, job, chunks):
-                yield chunk, rows
-                yield chunk, rows
+        def map(self, ctx, fn, work):
+            for out in super().map(ctx, fn, work):
+                yield out
+                yield out
 
     monkeypatch.setattr(engine, "make_engine", lambda opts: Twice())
     assert main(["reproduce", "single", "--quick", "--max-iter", "2", "--out", str(tmp_path)]) == 0

@@ -48,7 +48,7 @@ EXPERIMENTS: dict[str, Callable[[Ctx], dict]] = {
     "universal": universal.universal, "classes": classes.run, "saliency": saliency.run, "crossmodel": crossmodel.run,
     "brown": brown.brown, "defend": defend.run,
 }
-# The experiments whose configs train through training.train_rows, i.e. on the run's engine (--engine ray sends
+# The experiments whose configs train through training.train_many, i.e. on the run's engine (--engine ray sends
 # their chunks to a Ray cluster; the others always run in this process).
 ENGINE_EXPERIMENTS = ("single", "classes", "crossmodel")
 

@@ -6,7 +6,7 @@ from .plots import plot_matrix
 from .runner import LITE_MODELS, Ctx
 from .stats import b, frac, pct
 from .table import Table
-from .training import TRAIN_FIELDS, draw_configs, train_rows
+from .training import TRAIN_FIELDS, draw_configs, train_job, train_many
 
 
 def run(ctx: Ctx) -> dict:
@@ -19,10 +19,10 @@ def run(ctx: Ctx) -> dict:
     cap = opts.pick(opts.max_iter, 5, 1000)
     draws = draw_configs(ctx, n, salt=17)
     trained = Table(opts.out / "crossmodel_train.csv", TRAIN_FIELDS)
-    for m in LITE_MODELS:
-        cfgs = [{**d, "config": f"{m}-{d['i']:03d}", "variant": m} for d in draws]
-        train_rows(ctx, trained, cfgs, model_name=m, input_size=None, size=None, domain="image",
-                   patch_dir="crossmodel", max_iter=cap)
+    train_many(ctx, trained, [(train_job(ctx, model_name=m, input_size=None, size=None, domain="image",
+                                         patch_dir="crossmodel", max_iter=cap),
+                               [{**d, "config": f"{m}-{d['i']:03d}", "variant": m} for d in draws])
+                              for m in LITE_MODELS])  # the three models' chunks side by side on Ray
     fields = ["config", "train_model", "eval_model", "same", "trained_ok", "size", "top", "left", "p_target",
               "confident", "argmax", "not_source"]
     table = Table(opts.out / "crossmodel.csv", fields)

@@ -25,7 +25,8 @@ RAY_HINT = (f"--engine ray needs Ray, which is not installed: pip install 'ray==
 ENGINES = ("local", "ray")
 
 # fn(ctx, job, chunk) -> rows: a module-level function (Ray pickles it by name) that writes its files under
-# ctx.opts.out and returns one row per config of the chunk.
+# ctx.opts.out and returns one row per config of the chunk. An engine maps it over a list of (job, chunk) pairs
+# and yields (job, chunk, rows) as chunks finish.
 ChunkFn = Callable[..., list[dict]]
 
 
@@ -46,11 +47,11 @@ class LocalEngine:
 
     name = "local"
 
-    def map(self, ctx, fn: ChunkFn, job, chunks: Iterable[list[dict]]) -> Iterator[tuple[list[dict], list[dict]]]:
-        for chunk in chunks:
+    def map(self, ctx, fn: ChunkFn, work: Iterable[tuple]) -> Iterator[tuple]:
+        for job, chunk in work:
             if ctx.out_of_time():
                 return
-            yield chunk, fn(ctx, job, chunk)
+            yield job, chunk, fn(ctx, job, chunk)
 
     def close(self) -> None:
         pass
@@ -87,12 +88,12 @@ class RayEngine:
             env_vars = {"LAVAN_PHOTOS_DIR": str(photos_dir().resolve()),
                         **{k: v for k, v in os.environ.items() if k.startswith("LAVAN_")}}
             env = {"py_modules": [str(Path(attack.__file__).parent)], "env_vars": env_vars}
-            kw = dict(include_dashboard=False, configure_logging=False, runtime_env=env)
-            if self.address:
-                ray.init(address=self.address, **kw)
-            else:
+            if self.address:  # an existing cluster (or ray:// for Ray Client) keeps its own resources and settings
+                ray.init(address=self.address, runtime_env=env)
+            else:  # a throw-away local instance: no dashboard, a small object store (rows and patches are small)
                 ray.init(num_cpus=int(os.environ.get("LAVAN_RAY_CPUS", os.cpu_count() or 1)),
-                         object_store_memory=int(os.environ.get("LAVAN_RAY_STORE_MB", "200")) * 2 ** 20, **kw)
+                         object_store_memory=int(os.environ.get("LAVAN_RAY_STORE_MB", "200")) * 2 ** 20,
+                         include_dashboard=False, configure_logging=False, runtime_env=env)
             self._started = True
         return ray
 
@@ -104,30 +105,30 @@ class RayEngine:
             return {"num_gpus": 1, "num_cpus": cpus, "slots": int(total["GPU"])}
         return {"num_gpus": 0, "num_cpus": cpus, "slots": max(1, int(total.get("CPU", 1)) // cpus)}
 
-    def map(self, ctx, fn: ChunkFn, job, chunks: Iterable[list[dict]]) -> Iterator[tuple[list[dict], list[dict]]]:
+    def map(self, ctx, fn: ChunkFn, work: Iterable[tuple]) -> Iterator[tuple]:
         ray = self._ray()
         res = self.resources(ray)
         task = ray.remote(max_retries=3, retry_exceptions=False)(_run_chunk).options(
             num_gpus=res["num_gpus"], num_cpus=res["num_cpus"])
         fields = {k: v for k, v in vars(self.opts).items() if k not in ("log", "command", "engine", "address")}
         fields["out"] = None
-        todo = list(chunks)
+        todo = list(work)
         pending: dict = {}
         ctx.opts.log(f"[{ctx.opts.name}] ray: {len(todo)} chunks, {res['slots']} at a time, "
                      f"{'1 GPU' if res['num_gpus'] else str(res['num_cpus']) + ' CPU'} each")
         while todo or pending:
             while todo and len(pending) < res["slots"] and not ctx.out_of_time():
-                chunk = todo.pop(0)
+                job, chunk = todo.pop(0)
                 deadline = None if ctx.deadline is None else time.time() + max(0.0, ctx.deadline - _clock())
-                pending[task.remote(fields, fn, job, chunk, deadline)] = chunk
+                pending[task.remote(fields, fn, job, chunk, deadline)] = (job, chunk)
             if not pending:
                 return  # out of time: the chunks left wait for a later run
             ready, _ = ray.wait(list(pending), num_returns=1)
-            chunk = pending.pop(ready[0])
+            job, chunk = pending.pop(ready[0])
             rows, files = ray.get(ready[0])
             for rel, data in files.items():  # patches first: a row never names a file that is not there
                 _write(ctx.opts.out / rel, data)
-            yield chunk, rows
+            yield job, chunk, rows
 
     def close(self) -> None:
         if self._started:

@@ -7,7 +7,7 @@ from .plots import plot_single
 from .runner import Ctx
 from .stats import criteria, f, num, pct, success_curve
 from .table import Table
-from .training import TRAIN_FIELDS, draw_configs, train_rows
+from .training import TRAIN_FIELDS, draw_configs, train_job, train_many
 
 VARIANTS = {
     # name: (input size, patch size or None for the app default, domain)
@@ -28,10 +28,9 @@ def run(ctx: Ctx) -> dict:
     table = Table(opts.out / "single.csv", TRAIN_FIELDS)
     draws = draw_configs(ctx, n)
     plans = {v: [{**d, "config": f"{v}-{d['i']:03d}", "variant": v} for d in draws] for v in variants}
-    for v in variants:
-        size_in, size, domain = VARIANTS[v]
-        train_rows(ctx, table, plans[v], model_name=opts.model, input_size=size_in, size=size, domain=domain,
-                   patch_dir="single")
+    jobs = {v: train_job(ctx, model_name=opts.model, input_size=VARIANTS[v][0], size=VARIANTS[v][1],
+                         domain=VARIANTS[v][2], patch_dir="single") for v in variants}
+    train_many(ctx, table, [(jobs[v], plans[v]) for v in variants])  # every variant's chunks side by side on Ray
     planned = {c["config"] for p in plans.values() for c in p}
     rows = [r for r in table.rows if r["config"] in planned]
     out = summarise(rows, variants, len(planned), n)

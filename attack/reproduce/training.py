@@ -62,23 +62,38 @@ def train_rows(ctx: Ctx, table: Table, cfgs: list[dict], *, model_name: str, inp
                max_iter: int | None = None) -> int:
     """Train the configs not yet in ``table`` in chunks of ``--batch`` on the run's engine (this process, or Ray
     tasks) and append one row per config as each chunk arrives (a row already in the table is not written again)."""
+    return train_many(ctx, table, [(train_job(ctx, model_name=model_name, input_size=input_size, size=size,
+                                              domain=domain, patch_dir=patch_dir, loss=loss, max_iter=max_iter), cfgs)])
+
+
+def train_job(ctx: Ctx, *, model_name: str, input_size: int | None, size: int | None, domain: str, patch_dir: str,
+              loss: str = "logprob", max_iter: int | None = None) -> TrainJob:
+    """The :class:`TrainJob` of :func:`train_rows`'s arguments (``max_iter`` defaults to ``--max-iter``)."""
+    return TrainJob(model_name, input_size, size, domain, patch_dir, loss,
+                    max_iter or ctx.opts.pick(ctx.opts.max_iter, 10, 1000))
+
+
+def train_many(ctx: Ctx, table: Table, plans: list[tuple[TrainJob, list[dict]]]) -> int:
+    """:func:`train_rows` for several jobs (variants, models) at once: their chunks go to the engine as one list,
+    in order, so a Ray cluster trains the chunks of every job side by side (in this process: one after the other,
+    exactly as one train_rows call per job)."""
     opts = ctx.opts
-    todo = [c for c in cfgs if c["config"] not in table.done]
-    if not todo or opts.report_only:
+    todo = [(job, [c for c in cfgs if c["config"] not in table.done]) for job, cfgs in plans]
+    work = [(job, chunk) for job, cfgs in todo for chunk in chunks(cfgs, opts.pick(opts.batch, 2, 8))]
+    if not work or opts.report_only:
         return 0
-    job = TrainJob(model_name, input_size, size, domain, patch_dir, loss, max_iter or opts.pick(opts.max_iter, 10, 1000))
     t0 = time.perf_counter()
-    for chunk, rows in ctx.engine.map(ctx, train_chunk, job, chunks(todo, opts.pick(opts.batch, 2, 8))):
+    for job, chunk, rows in ctx.engine.map(ctx, train_chunk, work):
         table.add([r for r in rows if r["config"] not in table.done])
-        r0 = rows[0]
+        r0, cfgs = rows[0], dict(plans)[job]
         opts.log(f"[{opts.name}] {len(table.done & {c['config'] for c in cfgs})}/{len(cfgs)} configs "
-                 f"({r0['model']}@{r0['input_size']}, {r0['size']}px, {domain}): batch of {len(chunk)} took "
+                 f"({r0['model']}@{r0['input_size']}, {r0['size']}px, {job.domain}): batch of {len(chunk)} took "
                  f"{time.perf_counter() - t0:.0f}s, {sum(bool(r['success_0_9']) for r in rows)} reached p>=0.9")
         t0 = time.perf_counter()
-    left = len([c for c in todo if c["config"] not in table.done])
+    left = sum(c["config"] not in table.done for _, cfgs in todo for c in cfgs)
     if left and ctx.out_of_time():
         opts.log(f"[{opts.name}] time budget spent: {left} configs left for a later run")
-    return len(todo)
+    return sum(len(cfgs) for _, cfgs in todo)
 
 
 def train_chunk(ctx: Ctx, job: TrainJob, chunk: list[dict]) -> list[dict]:
