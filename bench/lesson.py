@@ -32,7 +32,8 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-f
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 VIEWPORT = {"width": 1280, "height": 720}
 STEPS = ["What the model sees", "A patch in the corner", "Nudge it by one pixel", "The patch on another photo",
-         "One patch for every photo", "Where does the network look?", "Another network"]  # ui.lesson.STEPS
+         "One patch for every photo", "Where does the network look?", "Another network",
+         "Masking recovers the label"]  # ui.lesson.STEPS
 
 
 def _pred(pg, step: int):
@@ -88,6 +89,10 @@ def _control(pg, step: int) -> tuple[str, float] | None:
         pg.get_by_text("efficientnet-lite2", exact=True).click()
         return "Lite2", _until(pg, lambda: pg.get_by_text("as efficientnet-lite2 sees it").count() > 0, 60,
                                "Lite2's prediction") - t
+    if step == 8:
+        t = time.perf_counter()
+        pg.get_by_text("no defence", exact=True).click()
+        return "no defence", _until(pg, lambda: _text(pg, 8) not in ("", before), 30, "the undefended prediction") - t
     return None
 
 

@@ -1,4 +1,4 @@
-"""Lesson: the paper's findings in seven instant screens (shipped patches, forwards only), each with a door into
+"""Lesson: the paper's findings in eight instant screens (shipped patches, forwards only), each with a door into
 the full page."""
 from __future__ import annotations
 

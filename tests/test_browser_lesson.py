@@ -60,9 +60,10 @@ def test_walk_every_step_from_a_fresh_server(tab, server):
     assert by[2]["prediction"].startswith("🎯")  # the patch wins
     assert by[3]["prediction"].startswith("🎯") and not by[3]["prediction_after"].startswith("🎯")  # nudged: lost
     assert not by[7]["prediction"].startswith("🎯")  # the other network is not fooled
+    assert not by[8]["prediction"].startswith("🎯") and by[8]["prediction_after"].startswith("🎯")  # masked / not
     # and back again
     tab.get_by_role("button", name="← Back").click()
-    tab.locator(".st-key-lesson_pred_6 .lesson-big").wait_for()
+    tab.locator(".st-key-lesson_pred_7 .lesson-big").wait_for()
     idle(tab)
     healthy(tab)
 
@@ -108,6 +109,7 @@ def test_try_it_yourself_opens_fragility_with_the_nudged_patch(tab, server):
     (5, "Universal patch", "baseball"),
     (6, "Gradients", "mass inside patch"),
     (7, "Models", "efficientnet-lite1"),
+    (8, "Defend", "Patch size to defend against"),  # last: its 6 x 6 double masking then runs on in the server
 ])
 def test_try_it_yourself_opens_the_page_with_the_same_state(tab, server, step, title, check):
     _try_it(tab, server, step)

@@ -85,7 +85,6 @@ def test_back_and_next_walk_every_step():
         if step < len(lesson.STEPS):
             ok(at.button(key="lesson_next").click().run())
     assert at.button(key="lesson_next").disabled
-    assert "defence" in "\n".join(c.value for c in at.caption)  # step 8 is not there yet, and it says so
     ok(at.button(key="lesson_back").click().run())
     assert at.session_state["lesson_step"] == len(lesson.STEPS) - 1
     assert seen[0] == M["single"]["source_label"] and seen[1] == M["single"]["target_label"]
@@ -156,6 +155,40 @@ def test_step7_other_networks_are_not_fooled():
     assert shown(at)["model"] == "efficientnet-lite2" and shown(at)["p_target"] != out["p_target"]
 
 
+def test_step8_masking_recovers_the_label_beside_the_undefended_one():
+    d = M["defend"]
+    at = open_lesson(8)
+    out = shown(at)
+    assert out["defence"] == "cleanser" and out["undefended"] == M["single"]["target_label"]
+    assert not out["hit"] and out["label"] == d["label_name"] == M["single"]["source_label"]
+    text = "\n".join(m.value for m in at.markdown)
+    assert "without defence" in text and "Guaranteed" in text and "This photo is not" in text
+    assert "--defend-only" in text  # the precomputed answer names the command that regenerates it
+    ok(at.radio(key="lesson_defence").set_value("none").run())
+    assert shown(at)["hit"] and shown(at)["label"] == M["single"]["target_label"]
+    ok(at.radio(key="lesson_defence").set_value("occlusion").run())
+    assert shown(at)["label"] == d["occlusion"]["label_name"] and not shown(at)["hit"]
+
+
+def test_step8_precomputed_defence_matches_its_masks(model):
+    """lesson.json's step-8 numbers against the files: the mask the label came from hides the whole patch and its one
+    forward says that label, as do the first-round labels of every mask (36 forwards, not the 45 s second round)."""
+    from attack.defend import mask_set
+
+    d = M["defend"]
+    res = attack.load_patch(ROOT / M["single"]["file"])
+    img = attack.load_image(next(s.path for s in attack.sample_images() if s.name == M["single"]["image"]), 224)
+    ms = mask_set(224, res.size, d["k"])
+    assert (len(ms), ms.size, ms.positions[d["mask"]].tolist()) == (d["masks"], d["mask_size"], d["mask_loc"])
+    assert d["mask"] in ms.covering(res.loc) and d["covering"] == ms.covering(res.loc)
+    x = attack.apply_patch(img, res.patch, res.loc, res.domain, model).unsqueeze(0)
+    masked = torch.where(ms.masks(), torch.full((1, 3, 1, 1), 0.5), x)
+    with torch.no_grad():
+        first = attack.patch.domain_logits(model, masked, res.domain).argmax(1).tolist()
+    assert first == d["first"] and first[d["mask"]] == d["label"]
+    assert d["undefended"] == res.target and d["command"] == "python scripts/lesson_assets.py --defend-only"
+
+
 def test_reload_keeps_the_step():
     at = AppTest.from_file(APP, default_timeout=180)
     at.query_params["step"] = "4"
@@ -175,12 +208,14 @@ def _follow(at: AppTest, link) -> AppTest:
     ok(fresh.run())
     page = {"attack": "pages/1_attack.py", "fragility": "pages/2_fragility.py", "transfer": "pages/3_transfer.py",
             "universal": "pages/4_universal.py", "gradients": "pages/5_gradients.py",
-            "models": "pages/6_models.py"}
+            "models": "pages/6_models.py", "defend": "pages/8_defend.py"}
     name = next(k for k in page if link.proto.page.rstrip("/").endswith(k) or page[k] in link.proto.page)
+    if name == "defend":
+        fresh.session_state["defend_k"] = 2  # 2 x 2 masks: the same state, without the 45 s of the 6 x 6 default
     return ok(fresh.switch_page(page[name]).run()), name
 
 
-@pytest.mark.parametrize("step", [1, 2, 3, 4, 5, 6, 7])
+@pytest.mark.parametrize("step", [1, 2, 3, 4, 5, 6, 7, 8])
 def test_try_it_yourself_opens_the_full_page_with_the_same_photo_and_patch(step):
     at = open_lesson(step)
     if step == 3:
@@ -200,7 +235,7 @@ def test_try_it_yourself_opens_the_full_page_with_the_same_photo_and_patch(step)
         return
     res = page.session_state["result"]
     assert (res.target, list(res.loc)) == (M["single"]["target"], M["single"]["loc"])
-    expected = {2: "attack", 3: "fragility", 4: "transfer", 6: "gradients", 7: "models"}[step]
+    expected = {2: "attack", 3: "fragility", 4: "transfer", 6: "gradients", 7: "models", 8: "defend"}[step]
     assert name == expected
     if step == 2:
         assert page.selectbox(key="attack_target").value.startswith(f"{M['single']['target']} ·")
@@ -210,6 +245,9 @@ def test_try_it_yourself_opens_the_full_page_with_the_same_photo_and_patch(step)
         assert f"trained at x={res.loc[1]}, y={res.loc[0]}" in "\n".join(c.value for c in page.caption)
     if step == 7:
         assert "efficientnet-lite1" in page.dataframe[0].value["model"].tolist()
+    if step == 8:
+        assert [m.label for m in page.metric][:2] == ["undefended", "PatchCleanser"]
+        assert page.metric[0].value == M["single"]["target_label"]
 
 
 def test_deep_link_refuses_paths_outside_assets_and_unknown_photos():

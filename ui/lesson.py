@@ -1,4 +1,4 @@
-"""The Lesson page's logic: seven screens of the paper's findings, each one picture, two or three sentences and a
+"""The Lesson page's logic: eight screens of the paper's findings, each one picture, two or three sentences and a
 prediction in large type, computed with forwards only on the patches shipped in ``assets/`` (``lesson.json`` says
 which; ``make lesson-assets`` regenerates them with the CLI).
 
@@ -27,7 +27,8 @@ MANIFEST = ROOT / "assets" / "lesson" / "lesson.json"
 PICTURE_PX = 360  # shown side of each picture: with the text column beside it, a step fits 1280x720
 STEPS = [("photo", "What the model sees"), ("patch", "A patch in the corner"), ("nudge", "Nudge it by one pixel"),
          ("transfer", "The patch on another photo"), ("universal", "One patch for every photo"),
-         ("gradients", "Where does the network look?"), ("models", "Another network")]
+         ("gradients", "Where does the network look?"), ("models", "Another network"),
+         ("defend", "Masking recovers the label")]
 METHODS = {"saliency": "plain gradients (saliency)", "grad_cam": "Grad-CAM"}
 CSS = """<style>
 .stMainBlockContainer {padding-top: 2.2rem; padding-bottom: 1rem;}
@@ -81,7 +82,7 @@ def picture(image: torch.Tensor, caption: str = "", box: tuple[int, int, int] | 
 
 
 def prediction(step: int, top: list[tuple[int, str, float]], target: int, probs: torch.Tensor | None = None,
-               note: str = "") -> dict:
+               note: str = "", lead: str = "the model says") -> dict:
     """The top-1 class and p(target) in large type; the target in red when it wins."""
     cid, name, p = top[0]
     p_t = float(probs[target]) if probs is not None else next((q for i, _, q in top if i == target), 0.0)
@@ -89,7 +90,7 @@ def prediction(step: int, top: list[tuple[int, str, float]], target: int, probs:
     tname = attack.class_names()[target]
     with st.container(key=f"lesson_pred_{step}"):
         st.markdown(
-            f"<div class='lesson-small'>the model says</div>"
+            f"<div class='lesson-small'>{html.escape(lead)}</div>"
             f"<div class='lesson-big {'lesson-hit' if hit else 'lesson-miss'}'>{'🎯 ' if hit else ''}"
             f"{html.escape(name)} <span class='lesson-mid'>{p:.0%}</span></div>"
             f"<div class='lesson-mid'>p({html.escape(tname)}) = {p_t:.2f}</div>"
@@ -99,7 +100,8 @@ def prediction(step: int, top: list[tuple[int, str, float]], target: int, probs:
 
 # the full pages' files (as registered in app.py's PAGES); st.page_link finds a registered page by its file
 PAGE_FILES = {"attack": "pages/1_attack.py", "fragility": "pages/2_fragility.py", "transfer": "pages/3_transfer.py",
-              "universal": "pages/4_universal.py", "gradients": "pages/5_gradients.py", "models": "pages/6_models.py"}
+              "universal": "pages/4_universal.py", "gradients": "pages/5_gradients.py", "models": "pages/6_models.py",
+              "defend": "pages/8_defend.py"}
 
 
 def top5(top: list[tuple[int, str, float]]) -> None:
@@ -294,10 +296,23 @@ def _heat(model_name: str, patch_rel: str, photo_name: str, method: str) -> Futu
     return _pool().submit(work)
 
 
+OTHER_MODELS = ("efficientnet-lite1", "efficientnet-lite2")  # step 7's choice
+
+
+@st.cache_resource(show_spinner=False)
+def _warm_models(names: tuple[str, ...]) -> Future:
+    """Load step 7's networks once per process in the lesson's worker thread, after step 6's maps: loading one
+    costs 0.5-1.5 s here, which was step 7's (and its Lite2 switch's) whole wait on a cold server. The worker fills
+    the shared cache (ui.cache.get_model), so the pages get the same copies; it has no page, so the cache's
+    "Loading model…" spinner goes nowhere (Streamlit logs a "missing ScriptRunContext" line for it)."""
+    return _pool().submit(lambda: [cache.get_model(name) for name in names])
+
+
 def prefetch(m: dict) -> None:
-    """Start step 6's maps in the background (a no-op once they exist)."""
+    """Start step 6's maps and step 7's networks in the background (a no-op once they exist)."""
     for method in METHODS:
         _heat(m["model"], m["single"]["file"], m["single"]["image"], method)
+    _warm_models(tuple(n for n in OTHER_MODELS if n in cache.available_models()))
 
 
 def overlay(image: torch.Tensor, heat: torch.Tensor) -> torch.Tensor:
@@ -369,7 +384,7 @@ def _other(model_name: str, src_model: str, patch_key: str, _patch, domain: str,
 
 def step_models(m: dict, left, right) -> dict:
     model, res, img = _single(m)
-    others = [n for n in ("efficientnet-lite1", "efficientnet-lite2") if n in cache.available_models()]
+    others = [n for n in OTHER_MODELS if n in cache.available_models()]
     with right:
         st.markdown("The same patch at the same place, shown to **a sibling network** trained on the same "
                     "ImageNet photos. It is not fooled: a LaVAN patch is tailored to the network it was trained on "
@@ -386,10 +401,81 @@ def step_models(m: dict, left, right) -> dict:
                                f"{attack.class_names()[int(own.argmax())]}"
                                f", p({attack.class_names()[res.target]}) = {float(own[res.target]):.2f}")
         try_it("models", "every network side by side", photo=m["single"]["image"], patch=m["single"]["file"])
-        st.caption("A step 8 — a defence that masks the patch and recovers the label — follows once the app has a "
-                   "defence page; there is none yet.")
     pred["model"] = name
     return pred
 
 
-STEP_FUNCS = [step_photo, step_patch, step_nudge, step_transfer, step_universal, step_gradients, step_models]
+DEFENCES = {"cleanser": "PatchCleanser", "occlusion": "occlusion", "none": "no defence"}
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _masked_probs(_model, model_name: str, image_key: str, _image: torch.Tensor, patch_key: str, _patch,
+                  loc: tuple, domain: str, box: tuple | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(probs (C,), displayable image) of the patched image with a grey square ``box`` = (top, left, side) over it
+    (the defence's mask; grey 0.5 as attack.defend fills it): one forward."""
+    with torch.no_grad():
+        dev = _model.device
+        x = attack.apply_patch(_image.to(dev), _patch.to(dev), loc, domain, _model).unsqueeze(0)
+        if box is not None:
+            t, l, side = box
+            grey = torch.full((1, 3, 1, 1), 0.5, device=dev)
+            grey = _model.normalize(grey) if domain == "network" else grey
+            x = x.clone()
+            x[:, :, t:t + side, l:l + side] = grey.to(x.dtype)
+        probs = torch.softmax(attack.patch.domain_logits(_model, x, domain).float(), 1)[0].cpu()
+        return probs, cache.model_view(_model, x, domain)[0].cpu()
+
+
+def step_defend(m: dict, left, right) -> dict:
+    """Step 8: the defended prediction beside the undefended one. Double masking costs ``d["forwards"]`` forwards
+    (45 s here), so its answer comes from lesson.json (scripts/lesson_assets.py --defend-only); the step runs one
+    forward: the patched photo under the mask that answer came from (or the occlusion window, or no mask)."""
+    d = m.get("defend")
+    if not d:
+        st.info("This step's precomputed defence is missing from lesson.json: run `make lesson-assets`.")
+        return {}
+    model, res, img = _single(m)
+    names = attack.class_names()
+    und = _probs(model, img, res, res.loc)
+    c = d["clean"]
+    with right:
+        st.markdown(f"**PatchCleanser** (Xiang et al. 2022) asks the network again under {d['masks']} grey masks, "
+                    f"each big enough to hide any {d['size']}×{d['size']} patch, and settles disagreements with pairs "
+                    f"of masks. **Guaranteed** only for a *certified* photo (every pair agrees): then no "
+                    f"{d['size']}-px patch anywhere can change the answer. "
+                    + ("This photo is certified." if c["certified"] else
+                       "This photo is not, so here the recovery is observed, not promised")
+                    + " — and the occlusion heuristic promises nothing.")
+        choice = st.radio("Defence", list(DEFENCES), format_func=DEFENCES.get, horizontal=True,
+                          key="lesson_defence", label_visibility="collapsed")
+    if choice == "cleanser":
+        box = (*d["mask_loc"], d["mask_size"])
+        caption = f"under mask {d['mask'] + 1} of {d['masks']}, the one the defended label came from"
+        note = (f"its answer took {d['forwards']} forwards ({d['seconds']:.0f} s here), so it is precomputed "
+                f"(scripts/lesson_assets.py --defend-only); shown: one forward under its mask")
+    elif choice == "occlusion":
+        box = (*d["occlusion"]["loc"], d["size"])
+        caption = "grey over the window that hurts the top guess most"
+        note = f"{d['occlusion']['forwards']} forwards to find the window (precomputed), then this one"
+    else:
+        box, caption, note = None, "the patched photo, as it is", "no defence: the patch wins"
+    probs, view = _masked_probs(model, model.name, attack.image_hash(img), img, attack.image_hash(res.patch),
+                                res.patch, tuple(res.loc), res.domain, box)
+    with left:
+        picture(view, f"{m['single']['image']}: {caption}", box=box)
+    with right:
+        u = int(und.argmax())
+        a, b = st.columns([1, 2])
+        a.markdown(f"<div class='lesson-small'>without defence</div><div class='lesson-mid "
+                   f"{'lesson-hit' if u == res.target else ''}'>{'🎯 ' if u == res.target else ''}"
+                   f"{html.escape(names[u])} {float(und[u]):.0%}</div>", unsafe_allow_html=True)
+        with b:
+            out = prediction(8, cache.topk_from_probs(probs), res.target, probs, note=note,
+                             lead=f"with {DEFENCES[choice]}" if choice != "none" else "no defence")
+        try_it("defend", "every mask, and the certificate", photo=m["single"]["image"], patch=m["single"]["file"])
+    out.update(defence=choice, undefended=names[u])
+    return out
+
+
+STEP_FUNCS = [step_photo, step_patch, step_nudge, step_transfer, step_universal, step_gradients, step_models,
+              step_defend]
