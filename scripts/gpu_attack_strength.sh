@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# FALLBACK, for this project's lent device machine only (docs/SCALE.md, "Two ways"); bench/ablation.py has no Ray
+# path: on a machine you can install on, run the same bench/ablation.py command there directly.
 # One call on a lent GPU machine (device `run`, 10-minute limit): the attack-strength measurements of issue 12 that
 # a 2-core CPU cannot finish (each variant = 20 configs x 2 seeds x up to 2,000 forward+backward evaluations).
 # Stage first here with scripts/gpu_stage.sh, then run there:

@@ -1,5 +1,8 @@
 """Merge the results of scripts/gpu_reproduce.sh (unpacked into a folder) into reports/ and rewrite the reports.
 
+FALLBACK, for this project's lent device machine only (docs/SCALE.md, "Two ways"): a run with ``--engine ray``
+writes its rows straight into the driver's resumable CSV and needs no merge.
+
     .venv/bin/python scripts/gpu_collect.py /tmp/gpu [--out reports]
 
 single: the four variant runs are concatenated (each ran as its own process); fragility, transfer, saliency come

@@ -1,4 +1,8 @@
 #!/usr/bin/env bash
+# FALLBACK, for this project's lent device machine only (docs/SCALE.md, "Two ways"): it reaches no package registry
+# and takes at most 64 MiB of carried files, so Ray (a 76 MiB wheel, 240 MB installed) cannot get there. A machine
+# or cluster that can `pip install` runs the same experiments with `python -m attack reproduce` itself, single,
+# classes and crossmodel on every GPU at once with `--engine ray`, and needs neither this script nor gpu_collect.py.
 # One call on a lent GPU machine (device `run`, 10-minute limit): the experiments that need ~10^6 model steps.
 # Stage first here with scripts/gpu_stage.sh, then run there:
 #   bash scripts/gpu_reproduce.sh            (carry [".dev", ".lavan-photos"]; results land in $OUT)

