@@ -90,8 +90,9 @@ class RayEngine:
             env = {"py_modules": [str(Path(attack.__file__).parent)], "env_vars": env_vars}
             if self.address:  # an existing cluster (or ray:// for Ray Client) keeps its own resources and settings
                 ray.init(address=self.address, runtime_env=env)
-            else:  # a throw-away local instance: no dashboard, a small object store (rows and patches are small)
-                ray.init(num_cpus=int(os.environ.get("LAVAN_RAY_CPUS", os.cpu_count() or 1)),
+            else:  # a new local instance ("local": never a cluster found via RAY_ADDRESS or `ray start`), no
+                # dashboard, a small object store (rows and patches are small)
+                ray.init(address="local", num_cpus=int(os.environ.get("LAVAN_RAY_CPUS", os.cpu_count() or 1)),
                          object_store_memory=int(os.environ.get("LAVAN_RAY_STORE_MB", "200")) * 2 ** 20,
                          include_dashboard=False, configure_logging=False, runtime_env=env)
             self._started = True
