@@ -5,17 +5,20 @@ Every model is wrapped in :class:`Classifier`, which takes ``[0,1]`` images, nor
 """
 from __future__ import annotations
 
+import copy
 import importlib
 import importlib.util
 from dataclasses import dataclass, field
 from functools import lru_cache
+import warnings
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["MODELS", "ModelSpec", "Classifier", "load_model", "class_names", "class_index", "predict",
-           "default_device", "ModelError"]
+           "default_device", "ModelError", "FoldedConv", "fold_batchnorm"]
 
 
 class ModelError(ValueError):
@@ -136,6 +139,103 @@ def _build_efficientnet(spec: ModelSpec, input_size: int) -> tuple[nn.Module, nn
     return net, net._conv_head
 
 
+class _FrozenConv(torch.autograd.Function):
+    """``F.conv2d`` with a frozen weight whose input gradient is one transposed convolution: bit-for-bit the same
+    gradient as autograd's ``convolution_backward``, which on CPU takes a path several times slower for the
+    depthwise and stride-2 layers (bench/speed.py)."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, stride, padding, groups):  # noqa: D102
+        ctx.save_for_backward(weight)
+        ctx.conf = (stride, padding, groups, x.shape[-2:])
+        return F.conv2d(x, weight, bias, stride, padding, 1, groups)
+
+    @staticmethod
+    def backward(ctx, grad):  # noqa: D102
+        (weight,) = ctx.saved_tensors
+        stride, padding, groups, (h, w) = ctx.conf
+        kh, kw = weight.shape[-2:]
+        # rows/columns of the input that no window reached (stride > 1) come back as output_padding zeros
+        out_pad = tuple(int(size + 2 * p - k - (g - 1) * s) for size, p, k, g, s in
+                        zip((h, w), padding, (kh, kw), grad.shape[-2:], stride))
+        gx = F.conv_transpose2d(grad, weight, None, stride, padding, out_pad, groups)
+        return gx, None, None, None, None, None
+
+
+class FoldedConv(nn.Module):
+    """One of the weights package's TF-"same" convolutions with the BatchNorm after it folded in, for a frozen
+    network in eval mode: ``w' = w·γ/√(σ²+ε)``, ``b' = β + (b − μ)·γ/√(σ²+ε)``.
+
+    Same values as ``bn(conv(x))`` up to float rounding, in fewer and faster kernels: no BatchNorm forward or
+    backward; symmetric "same" padding goes into the convolution instead of a separate zero-pad copy (only the
+    stride-2 layers, padded one pixel more at the bottom/right, keep the pad); and a 1×1 convolution of a
+    channels_last tensor is one matrix product (``F.linear`` over the pixels), because at one thread and small
+    batches PyTorch sends 1×1 convolutions to its slow im2col path.
+    """
+
+    def __init__(self, conv: nn.Conv2d, bn: nn.BatchNorm2d | None = None):
+        super().__init__()
+        w = conv.weight.detach().clone()
+        b = conv.bias.detach().clone() if conv.bias is not None else torch.zeros(w.shape[0], dtype=w.dtype)
+        if bn is not None:
+            scale = bn.weight.detach() / torch.sqrt(bn.running_var + bn.eps)
+            w = w * scale.view(-1, 1, 1, 1)
+            b = bn.bias.detach() + (b - bn.running_mean) * scale
+        self.weight = nn.Parameter(w, requires_grad=False)
+        self.bias = nn.Parameter(b, requires_grad=False)
+        self.stride = tuple(conv.stride) if len(conv.stride) == 2 else (conv.stride[0],) * 2
+        self.groups = conv.groups
+        if tuple(conv.dilation) not in ((1, 1), (1,)):
+            raise ValueError("FoldedConv: dilated convolutions are not supported")
+        pad = getattr(getattr(conv, "static_padding", None), "padding", (0, 0, 0, 0))  # (left, right, top, bottom)
+        pad = tuple(int(v) for v in pad)
+        base = tuple(int(v) for v in conv.padding) if isinstance(conv.padding, tuple) else (0, 0)
+        if any(base) and any(pad):
+            raise ValueError("FoldedConv: both a static pad and conv padding")
+        left, right, top, bottom = pad
+        if left == right and top == bottom:
+            self.pre_pad, self.padding = None, (top + base[0], left + base[1])
+        else:
+            self.pre_pad, self.padding = pad, base
+        self.pointwise = w.shape[-2:] == (1, 1) and self.stride == (1, 1) and self.groups == 1 \
+            and self.pre_pad is None and self.padding == (0, 0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.pointwise and x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) \
+                and not x.is_contiguous():
+            n, c, h, w = x.shape  # NHWC in memory: the pixels are the rows of one (N·H·W, C) matrix
+            y = F.linear(x.permute(0, 2, 3, 1).reshape(-1, c), self.weight.view(self.weight.shape[0], c), self.bias)
+            return y.view(n, h, w, -1).permute(0, 3, 1, 2)
+        if self.pre_pad is not None:
+            x = F.pad(x, self.pre_pad)
+        if torch.is_grad_enabled() and x.requires_grad and not self.weight.requires_grad:
+            return _FrozenConv.apply(x, self.weight, self.bias, self.stride, self.padding, self.groups)
+        return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, 1, self.groups)
+
+
+def fold_batchnorm(net: nn.Module) -> nn.Module:
+    """Fold every BatchNorm of an ``efficientnet_lite_pytorch`` EfficientNet into the convolution before it, in
+    place (the BatchNorms become ``nn.Identity``); returns ``net``. The head's BatchNorm stays: Grad-CAM reads the
+    head convolution's output (``Classifier.cam_layer``), which must stay the unnormalised one. ``nn.ReLU6``
+    modules are kept, so hooks on them (``straight_through_relu6``) still apply."""
+    if net.training:
+        raise ValueError("fold_batchnorm needs a network in eval mode (running statistics)")
+    net._conv_stem = FoldedConv(net._conv_stem, net._bn0)
+    net._bn0 = nn.Identity()
+    for block in net._blocks:
+        if getattr(block, "has_se", False):
+            raise ValueError("fold_batchnorm: squeeze-excitation blocks are not supported")
+        if block._block_args.expand_ratio != 1:
+            block._expand_conv = FoldedConv(block._expand_conv, block._bn0)
+            block._bn0 = nn.Identity()
+        block._depthwise_conv = FoldedConv(block._depthwise_conv, block._bn1)
+        block._bn1 = nn.Identity()
+        block._project_conv = FoldedConv(block._project_conv, block._bn2)
+        block._bn2 = nn.Identity()
+    net._conv_head = FoldedConv(net._conv_head)
+    return net
+
+
 def _read_state_dict(weights: str | Path) -> dict[str, torch.Tensor]:
     path = Path(weights)
     if not path.is_file():
@@ -180,7 +280,7 @@ def _build_inception(spec: ModelSpec, input_size: int, weights: str | Path | Non
 
 
 def load_model(name: str = DEFAULT_MODEL, weights: str | Path | None = None, device: str | None = None,
-               input_size: int | None = None, channels_last: bool = False) -> Classifier:
+               input_size: int | None = None, channels_last: bool = False, fold: bool = True) -> Classifier:
     """Load a frozen classifier from the registry.
 
     Args:
@@ -188,6 +288,10 @@ def load_model(name: str = DEFAULT_MODEL, weights: str | Path | None = None, dev
         weights: weights file; required for inception-v3, optional override for the others.
         device: ``"cuda"``/``"cpu"``; None picks cuda when available.
         input_size: square input side; None uses the registry's default (native size for each model).
+        channels_last: store the weights channels_last (faster on CPU). (Default: False)
+        fold: EfficientNet-Lite only: BatchNorm folded into the convolutions (:func:`fold_batchnorm`), same
+            predictions within float rounding (tests/test_models_fast.py) in fewer kernels; False gives the
+            package's modules as shipped. Folding falls back to the unfolded network if it fails. (Default: True)
     Example: >>> model = load_model("efficientnet-lite0", input_size=299)
     """
     spec = MODELS[resolve_name(name)]
@@ -208,6 +312,14 @@ def load_model(name: str = DEFAULT_MODEL, weights: str | Path | None = None, dev
             cam = net._conv_head
         else:
             net, cam = _build_efficientnet(spec, size)
+    net.eval()
+    if fold and spec.name != "inception-v3":
+        try:
+            net = fold_batchnorm(copy.deepcopy(net))
+            cam = net._conv_head
+        except Exception as exc:  # noqa: BLE001 - an accelerated path must never cost the model
+            warnings.warn(f"{spec.name}: BatchNorm folding failed ({type(exc).__name__}: {exc}); "
+                          "using the unfolded network", RuntimeWarning, stacklevel=2)
     model = Classifier(net, spec, size, cam)
     model.eval()
     model.requires_grad_(False)
