@@ -208,6 +208,14 @@ def _attack_strength(root: Path) -> str:
     return "\n".join(lines)
 
 
+@block("ceiling")
+def _ceiling(root: Path) -> str:
+    rows = tables.read_rows(root / RESULTS / "ceiling.csv")
+    if not rows:
+        return "No ceiling rows yet: run `bench/ceiling.py`."
+    return tables.ceiling_markdown(tables.summarise_ceiling(rows, tables.read_ablation(root / RESULTS / "ablation.csv")))
+
+
 @block("compare-optimisers")
 def _compare(root: Path) -> str:
     return tables.compare_markdown(tables.read_rows(root / RESULTS / "area_table.csv", 1000))

@@ -376,3 +376,54 @@ def placement_markdown(cells: list[dict]) -> str:
             f"{_fmt(c['best_p_median'], 2)} / {_fmt(c['corner_p_median'], 2)} | {c['best_is_corner']}/{c['configs']} | "
             f"{_fmt(c['map_evals'])}, {_fmt(c['map_cpu_s'])} s ({_fmt(c['map_cpu_max'])} s) |")
     return head + "\n".join(lines) + ("\n" if lines else "| – | | | 0 | | | | | | | |\n")
+
+
+def summarise_ceiling(rows: list[dict], ablation: list[dict] | None = None) -> list[dict]:
+    """One dict per patch size of bench/ceiling.py's rows: how many configs the last layers would let reach
+    p ≥ 0.9 when only the fully covered cells may change (``centre``) or every overlapped cell may (``touched``),
+    beside what training reached on the same configs (``ablation`` rows of the widest-measured variant at that
+    size, image domain, 224 input, budget 2,000)."""
+    by_size: dict[int, list[dict]] = {}
+    for r in rows:
+        by_size.setdefault(int(r["size"]), []).append(r)
+    out = []
+    for size, rs in sorted(by_size.items()):
+        trained, trained_variant = {}, None
+        if ablation:
+            mine = [a for a in ablation if int(a["size"]) == size and a["domain"] == "image"
+                    and int(a["input_size"]) == int(rs[0]["input_size"]) and int(a["budget"]) == 2000]
+            counts: dict[str, int] = {}
+            for a in mine:
+                counts[a["variant"]] = counts.get(a["variant"], 0) + 1
+            if counts:
+                best = max(counts, key=lambda v: (counts[v], v == "adam-r8"))
+                trained = {(int(a["seed"]), int(a["config"])): a for a in mine if a["variant"] == best}
+                trained_variant = best
+        both = [r for r in rs if (int(r["seed"]), int(r["config"])) in trained]
+        out.append(dict(
+            size=size, input_size=int(rs[0]["input_size"]), configs=len(rs),
+            cells_centre=sorted({int(r["cells_centre"]) for r in rs}),
+            cells_touched=sorted({int(r["cells_touched"]) for r in rs}),
+            centre_ok=sum(float(r["ceiling_centre"]) >= 0.9 for r in rs),
+            touched_ok=sum(float(r["ceiling_touched"]) >= 0.9 for r in rs),
+            median_centre=_median([float(r["ceiling_centre"]) for r in rs]),
+            trained_variant=trained_variant, trained_configs=len(both),
+            trained_ok=sum(trained[(int(r["seed"]), int(r["config"]))]["success"] == "1" for r in both),
+            trained_beyond_centre=sum(trained[(int(r["seed"]), int(r["config"]))]["success"] == "1"
+                                      and float(r["ceiling_centre"]) < 0.9 for r in both)))
+    return out
+
+
+def ceiling_markdown(cells: list[dict]) -> str:
+    head = ("| corner patch | cells covered fully / overlapped (of 49) | configs | p ≥ 0.9 possible, full cells "
+            "only | median ceiling, full cells only | p ≥ 0.9 possible, overlapped cells | trained to p ≥ 0.9 "
+            "(same configs, 2,000 evaluations) |\n|---|---|---|---|---|---|---|")
+    lines = [head]
+    for c in cells:
+        trained = (f"{c['trained_ok']}/{c['trained_configs']} (`{c['trained_variant']}`; "
+                   f"{c['trained_beyond_centre']} beyond the full-cell ceiling)" if c["trained_configs"] else "–")
+        lines.append(f"| {c['size']}×{c['size']} on {c['input_size']} | "
+                     f"{'/'.join(map(str, c['cells_centre']))} / {'/'.join(map(str, c['cells_touched']))} | "
+                     f"{c['configs']} | {c['centre_ok']}/{c['configs']} | {_fmt(c['median_centre'], 3)} | "
+                     f"{c['touched_ok']}/{c['configs']} | {trained} |")
+    return "\n".join(lines)

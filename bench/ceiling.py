@@ -1,0 +1,145 @@
+"""How far *can* a corner patch push EfficientNet-Lite? A ceiling from the network's last layers.
+
+EfficientNet-Lite ends with ``ReLU6 -> global average pool over a 7×7 grid (224 input, stride 32) -> linear``. Every
+pooled feature is the mean of 49 cells, each in [0, 6]. A patch can drive the cells it dominates anywhere in that
+box, but it cannot make any of them larger than 6 — unlike Inception v3's plain ReLU, where a patch can produce
+activations large enough to outweigh the rest of the image (the reason the paper's 2% works there).
+
+For each config this script fixes every cell at its clean value except a set of *free* cells, and finds the highest
+p(target) the linear head allows when the free cells may take any values in [0, 6]: log p(target) is concave in the
+free features (an affine map followed by log-softmax), so projected Adam finds the maximum over the box. Two sets:
+
+* ``centre``: the cells whose centre (32·i + 16 px) lies inside the patch — what the patch covers fully;
+* ``touched``: every cell whose 32×32 footprint overlaps the patch — a looser bound (in a deep network the patch
+  also reaches further cells, partially, so neither set is a strict upper bound on what training can do).
+
+    .venv/bin/python bench/ceiling.py [--configs 10 --seeds 1 2 --sizes 42 50]
+
+Rows go to ``bench/results/ceiling.csv`` beside the p(target) that training reached in ``bench/results/ablation.csv``
+(same config draw as bench/area_table.py), so the table reads "could it, and did it".
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as `python bench/x.py`
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import attack  # noqa: E402
+from area_table import draw_configs  # noqa: E402
+from attack.patch import corner_loc  # noqa: E402
+
+OUT = Path("bench/results/ceiling.csv")
+FIELDS = ["seed", "config", "photo", "target", "corner", "size", "input_size", "cells_centre", "cells_touched",
+          "p_clean", "ceiling_centre", "ceiling_touched"]
+
+
+def head_parts(model):
+    """(pool input hook target, final linear layer, feature cap) of an EfficientNet-Lite classifier."""
+    net = model.net
+    return net._avg_pooling, net._fc, 6.0
+
+
+def clean_features(model, image: torch.Tensor) -> torch.Tensor:
+    """The (C, g, g) feature grid that the global average pool receives for one [0,1] image."""
+    pool, _, _ = head_parts(model)
+    grab = {}
+    h = pool.register_forward_pre_hook(lambda m, inp: grab.__setitem__("f", inp[0].detach()))
+    try:
+        with torch.no_grad():
+            model(image[None])
+    finally:
+        h.remove()
+    return grab["f"][0]
+
+
+def cells(loc: tuple[int, int], size: int, grid: int, stride: int) -> tuple[list, list]:
+    """(centre cells, touched cells) of a patch at ``loc`` (top, left) on a grid×grid feature map."""
+    top, left = loc
+
+    def axis(start: int) -> tuple[list[int], list[int]]:
+        centre = [i for i in range(grid) if start <= stride * i + stride // 2 < start + size]
+        touched = [i for i in range(grid) if stride * i < start + size and start < stride * (i + 1)]
+        return centre, touched
+
+    (cy, ty), (cx, tx) = axis(top), axis(left)
+    return [(i, j) for i in cy for j in cx], [(i, j) for i in ty for j in tx]
+
+
+def ceiling(feats: torch.Tensor, fc: torch.nn.Linear, free: list, target: int, cap: float,
+            steps: int = 1500) -> float:
+    """Highest p(target) with the ``free`` cells anywhere in [0, cap] and the others at their clean values."""
+    c, g, _ = feats.shape
+    if not free:
+        with torch.no_grad():
+            return float(torch.softmax(fc(feats.mean((1, 2))), 0)[target])
+    mask = torch.zeros(g, g, dtype=torch.bool)
+    for i, j in free:
+        mask[i, j] = True
+    fixed = feats[:, ~mask].sum(1)
+    k = int(mask.sum())
+    s = feats[:, mask].sum(1).clone().requires_grad_(True)  # only the sum of the free cells matters
+    opt = torch.optim.Adam([s], lr=cap * k / 40)  # a step size in proportion to the box, decayed to refine
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+    for _ in range(steps):
+        logp = torch.log_softmax(fc((fixed + s) / (g * g)), 0)[target]
+        opt.zero_grad()
+        (-logp).backward()
+        opt.step()
+        sched.step()
+        with torch.no_grad():
+            s.clamp_(0, cap * k)
+    with torch.no_grad():
+        return float(torch.softmax(fc((fixed + s) / (g * g)), 0)[target])
+
+
+def run(args) -> list[dict]:
+    torch.set_num_threads(args.threads)
+    model = attack.load_model(args.model, input_size=args.input_size)
+    _, fc, cap = head_parts(model)
+    photos = {p.name: p for p in attack.sample_images(("ai-benchmark",))}
+    rows = []
+    for seed in args.seeds:
+        for i, (name, target, corner) in enumerate(draw_configs(args.configs, seed)):
+            img = attack.load_image(photos[name].path, model.input_size)
+            feats = clean_features(model, img)
+            if float(feats.max()) > cap + 1e-4:
+                raise SystemExit(f"features exceed the cap {cap}: this head is not ReLU6")
+            g = feats.shape[-1]
+            stride = model.input_size // g
+            for size in args.sizes:
+                loc = corner_loc(corner, model.input_size, size)
+                centre, touched = cells(loc, size, g, stride)
+                row = dict(seed=seed, config=i, photo=name, target=target, corner=corner, size=size,
+                           input_size=model.input_size, cells_centre=len(centre), cells_touched=len(touched),
+                           p_clean=round(ceiling(feats, fc, [], target, cap), 4),
+                           ceiling_centre=round(ceiling(feats, fc, centre, target, cap), 4),
+                           ceiling_touched=round(ceiling(feats, fc, touched, target, cap), 4))
+                rows.append(row)
+                print(row, flush=True)
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    with OUT.open("w", newline="") as f:
+        w = csv.DictWriter(f, FIELDS)
+        w.writeheader()
+        w.writerows(rows)
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--configs", type=int, default=10)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[32, 42, 50, 63])
+    ap.add_argument("--model", default="efficientnet-lite0")
+    ap.add_argument("--input-size", type=int, default=None)
+    ap.add_argument("--threads", type=int, default=1)
+    run(ap.parse_args())
+
+
+if __name__ == "__main__":
+    main()
