@@ -123,10 +123,16 @@ def run(args) -> list[dict]:
                 rows.append(row)
                 print(row, flush=True)
     OUT.parent.mkdir(parents=True, exist_ok=True)
+    key = lambda r: (int(r["seed"]), int(r["config"]), int(r["size"]), int(r["input_size"]))  # noqa: E731
+    mine = {key(r) for r in rows}
+    kept = []
+    if OUT.exists():  # rows of other sizes / input sizes stay; this run's rows replace their old selves
+        with OUT.open(newline="") as f:
+            kept = [r for r in csv.DictReader(f) if key(r) not in mine]
     with OUT.open("w", newline="") as f:
         w = csv.DictWriter(f, FIELDS)
         w.writeheader()
-        w.writerows(rows)
+        w.writerows(sorted(kept + rows, key=key))
     return rows
 
 
