@@ -225,7 +225,7 @@ def printed_table(path: str | Path, index: int = 0) -> tuple[list[str], list[str
 
 
 # ---------------------------------------------------------------- bench/ablation.py
-ABLATION_DEFAULTS = {"st_relu6": "0", "cosine": "0", "polish": "0"}  # columns added after the first rows were written
+ABLATION_DEFAULTS = {"st_relu6": "0", "cosine": "0", "polish": "0", "margin": "0"}  # columns added after the first rows were written
 RULE_NAMES = {"adam": "Adam", "sgd": "plain gradient", "sign": "signed steps",
               "apgd": "signed steps + momentum 0.75, step halved on stall (APGD-style)"}
 
@@ -254,7 +254,9 @@ def describe_variant(row: dict) -> str:
     how += ", straight-through ReLU6" if row.get("st_relu6") == "1" else ""
     how += ", cosine step decay per stage" if row.get("cosine") == "1" else ""
     polish = int(row.get("polish") or 0)
-    return how + (f", random-search polish after {polish} steps without gain in the last stage" if polish else "")
+    how += f", random-search polish after {polish} steps without gain in the last stage" if polish else ""
+    margin = int(row.get("margin") or 0)
+    return how + (f", patch {margin} px in from the corner" if margin else "")
 
 
 def summarise_ablation(rows: list[dict], baseline: list[dict] | None = None) -> list[dict]:
@@ -383,14 +385,15 @@ def summarise_ceiling(rows: list[dict], ablation: list[dict] | None = None) -> l
     p ≥ 0.9 when only the fully covered cells may change (``centre``) or every overlapped cell may (``touched``),
     beside what training reached on the same configs (``ablation`` rows of the widest-measured variant at that
     size, image domain, 224 input, budget 2,000)."""
-    by_size: dict[tuple[int, int], list[dict]] = {}
+    by_size: dict[tuple[int, int, int], list[dict]] = {}
     for r in rows:
-        by_size.setdefault((int(r["input_size"]), int(r["size"])), []).append(r)
+        by_size.setdefault((int(r["input_size"]), int(r.get("margin") or 0), int(r["size"])), []).append(r)
     out = []
-    for (_, size), rs in sorted(by_size.items()):
+    for (_, margin, size), rs in sorted(by_size.items()):
         trained, trained_variant = {}, None
         if ablation:
             mine = [a for a in ablation if int(a["size"]) == size and a["domain"] == "image"
+                    and int(a.get("margin") or 0) == margin
                     and int(a["input_size"]) == int(rs[0]["input_size"]) and int(a["budget"]) == 2000]
             counts: dict[str, int] = {}
             for a in mine:
@@ -401,7 +404,7 @@ def summarise_ceiling(rows: list[dict], ablation: list[dict] | None = None) -> l
                 trained_variant = best
         both = [r for r in rs if (int(r["seed"]), int(r["config"])) in trained]
         out.append(dict(
-            size=size, input_size=int(rs[0]["input_size"]), configs=len(rs),
+            size=size, input_size=int(rs[0]["input_size"]), margin=margin, configs=len(rs),
             cells_centre=sorted({int(r["cells_centre"]) for r in rs}),
             cells_touched=sorted({int(r["cells_touched"]) for r in rs}),
             centre_ok=sum(float(r["ceiling_centre"]) >= 0.9 for r in rs),
@@ -422,7 +425,8 @@ def ceiling_markdown(cells: list[dict]) -> str:
     for c in cells:
         trained = (f"{c['trained_ok']}/{c['trained_configs']} (`{c['trained_variant']}`; "
                    f"{c['trained_beyond_centre']} beyond the full-cell ceiling)" if c["trained_configs"] else "–")
-        lines.append(f"| {c['size']}×{c['size']} on {c['input_size']} | "
+        where = f", {c['margin']} px in" if c.get("margin") else ""
+        lines.append(f"| {c['size']}×{c['size']} on {c['input_size']}{where} | "
                      f"{'/'.join(map(str, c['cells_centre']))} / {'/'.join(map(str, c['cells_touched']))} | "
                      f"{c['configs']} | {c['centre_ok']}/{c['configs']} | {_fmt(c['median_centre'], 3)} | "
                      f"{c['touched_ok']}/{c['configs']} | {trained} |")

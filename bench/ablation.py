@@ -10,7 +10,7 @@ stopped at any point resumes where it stopped (finished (variant, seed, config) 
 
 A variant name is ``<rule>-r<restarts>[-<loss>][-<init>][-st][-cos][-rs]`` (``-st``: straight-through ReLU6
 backward; ``-cos``: Adam's step decayed by a cosine over each halving stage; ``-rs``: random-search polish once the
-last stage stalls for 50 steps), e.g. ``apgd-r8`` (APGD-style signed steps, 8 restarts
+last stage stalls for 50 steps; ``-m<px>``: the patch that many pixels in from its corner), e.g. ``apgd-r8`` (APGD-style signed steps, 8 restarts
 halved 8 → 2 → 1, the rule's default loss and mixed initialisation) or ``adam-r1-logprob-random`` (today's
 default). Defaults per rule: adam → loss logprob, sgd → logprob, sign/apgd → target_ce; init mixed when r > 1.
 """
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import re
 import os
 import platform
 import sys
@@ -37,7 +38,7 @@ from attack.patch import corner_loc  # noqa: E402
 OUT = Path("bench/results/ablation.csv")
 FIELDS = ["variant", "rule", "restarts", "loss", "init", "domain", "size", "input_size", "budget", "seed", "config",
           "photo", "target", "corner", "success", "p_target", "argmax", "not_source", "iterations", "evaluations",
-          "seconds", "machine", "st_relu6", "cosine", "polish"]
+          "seconds", "machine", "st_relu6", "cosine", "polish", "margin"]
 
 
 def read_rows(path: Path = OUT) -> list[dict]:
@@ -71,8 +72,13 @@ POLISH_PATIENCE = 50
 def parse_variant(name: str) -> dict:
     parts = name.split("-")
     flags = {v: 0 for v in FLAGS.values()}
-    while parts and parts[-1] in FLAGS:
-        flags[FLAGS[parts.pop()]] = 1
+    flags["margin"] = 0
+    while parts and (parts[-1] in FLAGS or re.fullmatch(r"m\d+", parts[-1])):
+        flag = parts.pop()
+        if flag in FLAGS:
+            flags[FLAGS[flag]] = 1
+        else:
+            flags["margin"] = int(flag[1:])
     if flags["polish"]:
         flags["polish"] = POLISH_PATIENCE
     rule = parts[0]
@@ -139,7 +145,7 @@ def run(args) -> None:
                     return
                 chunk = todo[k:k + args.batch]
                 imgs = torch.stack([attack.load_image(photos[cfgs[i][0]].path, model.input_size) for i in chunk])
-                locs = [corner_loc(cfgs[i][2], model.input_size, size) for i in chunk]
+                locs = [corner_loc(cfgs[i][2], model.input_size, size, margin=v["margin"]) for i in chunk]
                 t = time.time()
                 res = attack.train_patches(model, imgs, [cfgs[i][1] for i in chunk], locs, size=size,
                                            domain=args.domain, loss=v["loss"], steps=args.budget,

@@ -35,7 +35,7 @@ from area_table import draw_configs  # noqa: E402
 from attack.patch import corner_loc  # noqa: E402
 
 OUT = Path("bench/results/ceiling.csv")
-FIELDS = ["seed", "config", "photo", "target", "corner", "size", "input_size", "cells_centre", "cells_touched",
+FIELDS = ["seed", "config", "photo", "target", "corner", "margin", "size", "input_size", "cells_centre", "cells_touched",
           "p_clean", "ceiling_centre", "ceiling_touched"]
 
 
@@ -113,9 +113,10 @@ def run(args) -> list[dict]:
             g = feats.shape[-1]
             stride = model.input_size // g
             for size in args.sizes:
-                loc = corner_loc(corner, model.input_size, size)
+                loc = corner_loc(corner, model.input_size, size, margin=args.margin)
                 centre, touched = cells(loc, size, g, stride)
-                row = dict(seed=seed, config=i, photo=name, target=target, corner=corner, size=size,
+                row = dict(seed=seed, config=i, photo=name, target=target, corner=corner, margin=args.margin,
+                           size=size,
                            input_size=model.input_size, cells_centre=len(centre), cells_touched=len(touched),
                            p_clean=round(ceiling(feats, fc, [], target, cap), 4),
                            ceiling_centre=round(ceiling(feats, fc, centre, target, cap), 4),
@@ -123,7 +124,8 @@ def run(args) -> list[dict]:
                 rows.append(row)
                 print(row, flush=True)
     OUT.parent.mkdir(parents=True, exist_ok=True)
-    key = lambda r: (int(r["seed"]), int(r["config"]), int(r["size"]), int(r["input_size"]))  # noqa: E731
+    key = lambda r: (int(r["seed"]), int(r["config"]), int(r["size"]), int(r["input_size"]),  # noqa: E731
+                     int(r.get("margin") or 0))
     mine = {key(r) for r in rows}
     kept = []
     if OUT.exists():  # rows of other sizes / input sizes stay; this run's rows replace their old selves
@@ -144,6 +146,7 @@ def main() -> None:
     ap.add_argument("--model", default="efficientnet-lite0")
     ap.add_argument("--input-size", type=int, default=None)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--margin", type=int, default=0, help="patch this many pixels in from its corner")
     run(ap.parse_args())
 
 
