@@ -31,6 +31,11 @@ session only types x on the attack page. Every kind reports p50/p95/max and how 
 
     .venv/bin/python bench/load.py --sessions 30 --trainers 8 --universal 8 --switchers 8 --seconds 60
 
+**Lost redraws** (an interaction never answered): ``--stacks-after S`` (default 20) makes the server dump every
+thread's Python stack into its log (``faulthandler`` on SIGUSR1, registered by a ``sitecustomize`` that only the
+server's PYTHONPATH sees) when an interaction has waited S seconds, and again every S seconds while it waits; the
+printout names the dumps and counts the server's own notes about dropped reruns.
+
 ``--streamlit-arg=--runner.postScriptGC=false`` passes options to ``streamlit run``. That one matters here:
 Streamlit's default (true) runs ``gc.collect(2)`` after *every* script run, fragment runs included, and one full
 collection of this server's heap (torch, plotly, ~400k objects) takes ~0.6 s on the loaded 2-core machine, so
@@ -83,6 +88,98 @@ def pct(xs: list[float], q: float) -> float:
     return xs[min(len(xs) - 1, max(0, round(q * (len(xs) - 1))))] if xs else float("nan")
 
 
+# the server's sitecustomize (bench only): `kill -USR1 <pid>` writes every thread's Python stack to its stderr;
+# with LAVAN_TRACE set, every session's rerun requests and script runs are appended to that file (one line each:
+# time, session id, what), so a lost redraw can be followed through the server.
+STACK_HOOK = """import faulthandler, os, signal, sys, threading, time
+faulthandler.register(signal.SIGUSR1, file=sys.stderr, all_threads=True)
+_path = os.environ.get("LAVAN_TRACE")
+if _path:
+    _out, _lock = open(_path, "a", buffering=1), threading.Lock()
+
+    def _log(sid, what):
+        with _lock:
+            _out.write(f"{time.time():.3f} {sid[:8]} {threading.current_thread().name} {what}\\n")
+
+    import importlib.abc, importlib.machinery
+
+    def _patch_app_session(mod):
+        cls = mod.AppSession
+        req = cls.request_rerun
+
+        def request_rerun(self, client_state):
+            cs = client_state
+            _log(self.id, f"request_rerun fragment={getattr(cs, 'fragment_id', '')!r} "
+                          f"auto={getattr(cs, 'is_auto_rerun', None)} runner={id(self._scriptrunner) if self._scriptrunner else None} "
+                          f"state={self._state}")
+            return req(self, client_state)
+        cls.request_rerun = request_rerun
+        handle = cls._handle_scriptrunner_event_on_event_loop
+
+        def handle_event(self, sender, event, *a, **k):
+            if "SCRIPT" in str(event) or "SHUTDOWN" in str(event):
+                _log(self.id, f"event {event} sender={id(sender) if sender else None} "
+                              f"current={sender is self._scriptrunner}")
+            return handle(self, sender, event, *a, **k)
+        cls._handle_scriptrunner_event_on_event_loop = handle_event
+
+    def _patch_script_runner(mod):
+        cls = mod.ScriptRunner
+        run = cls._run_script
+
+        def _run_script(self, rerun_data):
+            _log(self._session_id, f"run start runner={id(self)} fragments={list(rerun_data.fragment_id_queue)}")
+            try:
+                return run(self, rerun_data)
+            finally:
+                _log(self._session_id, f"run end runner={id(self)}")
+        cls._run_script = _run_script
+
+    _targets = {"streamlit.runtime.app_session": _patch_app_session,
+                "streamlit.runtime.scriptrunner.script_runner": _patch_script_runner}
+
+    class _Finder(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path, target=None):
+            if name not in _targets:
+                return None
+            for finder in sys.meta_path:
+                if finder is self:
+                    continue
+                spec = finder.find_spec(name, path, target) if hasattr(finder, "find_spec") else None
+                if spec is not None:
+                    loader, patch = spec.loader, _targets[name]
+
+                    class _Loader(importlib.abc.Loader):
+                        def create_module(self, spec):
+                            return loader.create_module(spec)
+
+                        def exec_module(self, module):
+                            loader.exec_module(module)
+                            patch(module)
+                    spec.loader = _Loader()
+                    return spec
+            return None
+    sys.meta_path.insert(0, _Finder())
+"""
+
+
+def dump_stacks(server: dict, why: str) -> None:
+    """Ask the server for every thread's stack (into its log), marked with ``why`` and the log offset it starts at."""
+    import signal
+
+    log = Path(server["log"])
+    server["dumps"].append((why, log.stat().st_size))
+    os.kill(server["pid"], signal.SIGUSR1)
+
+
+def dropped_reruns(log: Path) -> dict[str, int]:
+    """The server's own notes about rerun requests it dropped, counted from its log."""
+    text = log.read_text(errors="replace")
+    return {"fragment gone (rerun ignored)": text.count("does not exist anymore"),
+            "rerun after shutdown (discarded)": text.count("Discarding rerun request"),
+            "stack dumps": text.count("Current thread") + text.count("Thread 0x")}
+
+
 class Session:
     """One browser tab, at the protocol level."""
 
@@ -108,6 +205,7 @@ class Session:
         self.pending_switch: tuple[str, float] | None = None  # (page, t_sent)
         self.canvas_seen: list[int] = []  # x of every canvas drawn while a typed x waited for its redraw
         self.full_runs = 0  # full runs finished (to tell "the server never ran" from "ran with another x")
+        self.session_id = ""  # the server's AppSession id (its trace lines start with its first 8 characters)
 
     # ------------------------------------------------------------------------------------------------ sending
     def _client_state(self, fragment_id: str = "", auto: bool = False, trigger: str | None = None):
@@ -173,6 +271,8 @@ class Session:
 
     def _handle(self, msg, kind: str, t: float) -> None:
         if kind == "new_session":
+            if msg.new_session.HasField("initialize"):
+                self.session_id = msg.new_session.initialize.session_id
             self.page_hash = msg.new_session.page_script_hash or self.page_hash
             if not msg.metadata.run.fragment_ids:  # a full run: the frontend clears its auto-rerun timers
                 for task in self.timers.values():
@@ -254,12 +354,19 @@ class Session:
         self.pending_x = (x, time.perf_counter(), False)
         await self.rerun(fragment_id=self.fragment_of.get(key, ""))
         end = time.perf_counter() + timeout
+        server = self.stats.get("server")
+        next_dump = time.perf_counter() + server["every"] if server and server["every"] > 0 else float("inf")
         while self.pending_x is not None and time.perf_counter() < end:
+            if time.perf_counter() >= next_dump and not self.pending_x[2]:
+                dump_stacks(server, f"page {self.index}: {key}={x} unanswered for "
+                                    f"{time.perf_counter() - self.pending_x[1]:.0f} s (full runs since: "
+                                    f"{self.full_runs - runs0})")
+                next_dump += server["every"]
             await asyncio.sleep(0.02)
         if self.pending_x is not None:
             if not self.pending_x[2]:
                 self.stats[self.phase].append(float("inf"))
-                self.stats["lost"].append((self.index, round(time.perf_counter() - self.pending_x[1]),
+                self.stats["lost"].append((self.index, self.session_id[:8], round(time.perf_counter() - self.pending_x[1]),
                                            self.result_shown, f"{key}={x}", f"polling={polling}",
                                            f"full runs since={self.full_runs - runs0}",
                                            f"canvases drawn at x={self.canvas_seen[-5:]}"))
@@ -316,7 +423,14 @@ async def run(args) -> dict:
              "switch": []}
     tmp = Path(tempfile.mkdtemp(prefix="lavan-load-"))
     extra = [part for arg in args.streamlit_arg for part in arg.split("=", 1)]
-    with streamlit_server(tmp / "cache", tmp / "server.log", extra_args=extra) as srv:
+    hook = tmp / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(STACK_HOOK)
+    pythonpath = os.pathsep.join(p for p in (str(hook), os.environ.get("PYTHONPATH", "")) if p)
+    with streamlit_server(tmp / "cache", tmp / "server.log", extra_args=extra, PYTHONPATH=pythonpath,
+                          LAVAN_TRACE=str(tmp / "trace.log")) as srv:
+        stats["server"] = {"pid": srv["proc"].pid, "log": srv["log"], "every": args.stacks_after, "dumps": [],
+                           "trace": str(tmp / "trace.log")}
         try:
             return await _drive(args, srv["proc"], srv["url"], stats, tmp)
         finally:
@@ -469,6 +583,9 @@ def main() -> None:
     ap.add_argument("--trainers", type=int, default=None, help="only this many sessions click Train (default: all)")
     ap.add_argument("--universal", type=int, default=0, help="sessions that move the ready universal patch")
     ap.add_argument("--switchers", type=int, default=0, help="sessions that switch pages")
+    ap.add_argument("--stacks-after", type=float, default=20,
+                    help="dump the server's thread stacks into its log when an interaction waited this long (s); 0: "
+                         "never")
     args = ap.parse_args()
     random.seed(args.seed)
     started = dt.datetime.now()
@@ -520,9 +637,13 @@ def main() -> None:
     lost = sum(never.values())
     if lost:
         print(f"\n∞: {lost} interactions got no redrawn canvas before the window closed (+{args.grace:.0f} s grace); "
-              f"they count as infinitely slow in the percentiles. (page, seconds waited, page had shown a finished "
+              f"they count as infinitely slow in the percentiles. (page, server session id, seconds waited, page had shown a finished "
               f"training's result, what was typed, whether its progress poll was on, full runs finished and the x of "
               f"the canvases drawn while it waited): {st['lost']}")
+    server = st.get("server")
+    if server:
+        print(f"\nserver log {server['log']}: {dropped_reruns(Path(server['log']))}; stack dumps taken (why, log "
+              f"offset): {server['dumps']}; per-session trace of reruns and runs: {server['trace']}")
     print()
     print("| server RSS | MiB |")
     print("|---|---|")
