@@ -5,17 +5,16 @@ Run with ``make run`` (``streamlit run app.py``). Pages are listed with ``st.nav
 """
 from __future__ import annotations
 
+import importlib.util
+import sys
 import time
+from pathlib import Path
 
 _T0 = time.perf_counter()
 
 import streamlit as st  # noqa: E402
-import torch  # noqa: E402
 
-import attack  # noqa: E402
-from attack import findings  # noqa: E402
-from attack.models import DEFAULT_MODEL  # noqa: E402
-from ui import boot, cache, deeplink, jobs, widgets  # noqa: E402
+from ui import boot  # noqa: E402  (streamlit only)
 
 st.set_page_config(page_title="LaVAN studio", page_icon="🟥", layout="wide")
 
@@ -34,8 +33,33 @@ PAGES = {
 }
 
 
+def _findings():
+    """``attack.findings`` (json and math only) without importing the ``attack`` package, whose ``__init__``
+    imports torch: a fresh server's Home draws before torch is loaded."""
+    if "attack.findings" in sys.modules or not boot.cold():
+        from attack import findings
+        return findings
+    if "_lavan_findings" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("_lavan_findings", Path(__file__).parent / "attack" / "findings.py")
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules["_lavan_findings"] = mod
+        spec.loader.exec_module(mod)
+    return sys.modules["_lavan_findings"]
+
+
+@st.fragment(run_every=0.5)
+def _until_warm() -> None:
+    """Home's last section on a fresh server: rerun the whole app (Home with the model line, the sidebar) as soon
+    as the background imports are done."""
+    if not boot.cold():
+        st.rerun()
+    polls = st.session_state["_lavan_cold_polls"] = st.session_state.get("_lavan_cold_polls", 0) + 1
+    if polls > 1:  # a rerun the browser asked for, so it has the page (ui/boot.py says why not before)
+        boot.warm_up()
+    st.caption("Loading PyTorch and the model in the background…")
+
+
 def home() -> None:
-    model = widgets.current_model()
     st.title("LaVAN studio")
     st.markdown(
         "**LaVAN** (*Localized and Visible Adversarial Noise*, Karmon, Zoran & Goldberg, ICML 2018) shows that a "
@@ -48,7 +72,7 @@ def home() -> None:
     c2.page_link(PAGE_OBJECTS["lesson"], label="Start the lesson", icon=PAGES["lesson"][2])
     st.subheader("The paper's findings, and where to see them here")
     rows = [(page, claim, f"paper: {paper} · ours (EfficientNet-Lite0): {ours}") for page, claim, paper, ours
-            in findings.home_rows()]  # the README's "Paper vs us" figures, from reports/*.json
+            in _findings().home_rows()]  # the README's "Paper vs us" figures, from reports/*.json
     rows.append(("paper", "Every experiment rerun here, the paper's figure beside ours (EfficientNet-Lite0, reduced "
                           "scale)", "see each report"))
     for path, finding, number in rows:
@@ -57,10 +81,20 @@ def home() -> None:
         c2.markdown(f"*{number}*")
         c3.page_link(PAGE_OBJECTS[path], label=PAGES[path][1], icon=PAGES[path][2])
     st.subheader("What runs here")
+    if boot.cold():
+        _until_warm()
+        return
+    import torch
+
+    import attack
+    from ui import cache, jobs
+
+    # named from the registry, not the loaded model: Home never waits for the model (loading in the background)
+    name = st.session_state.get("model_name") or attack.models.DEFAULT_MODEL
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     st.markdown(
-        f"- Model: **{model.describe()}** — {model.spec.description}.\n"
-        f"- Device: **{'GPU (' + gpu + ')' if gpu else 'CPU'}**, {torch.get_num_threads()} threads.\n"
+        f"- Model: **{attack.models.describe(name)}** — {attack.MODELS[name].description}.\n"
+        f"- Device: **{'GPU (' + gpu + ')' if gpu else 'CPU'}**, {cache.torch_threads()} threads.\n"
         "- The paper attacked **Inception v3** at 299×299. The default here is **EfficientNet-Lite**, a smaller "
         "network that trains patches in seconds on a laptop CPU — *not the paper's model*, so numbers differ. "
         "Inception v3 becomes available in the model picker when the server is started with "
@@ -71,6 +105,10 @@ def home() -> None:
 
 
 def sidebar() -> None:
+    import attack
+    from attack.models import DEFAULT_MODEL
+    from ui import cache, jobs
+
     names = cache.available_models()
     if st.session_state.get("model_name") not in names:
         st.session_state["model_name"] = DEFAULT_MODEL if DEFAULT_MODEL in names else names[0]
@@ -78,9 +116,9 @@ def sidebar() -> None:
         st.selectbox("Model", names, key="model_name",
                      format_func=lambda n: f"{n} ({attack.MODELS[n].default_size}px)",
                      help="Loaded once per server process and shared by every session.")
-        model = widgets.current_model()
-        st.caption(f"{model.describe()} · EfficientNet-Lite is not the paper's Inception v3"
-                   if model.name != "inception-v3" else model.describe())
+        name = st.session_state["model_name"]  # described from the registry: the page loads the model if it needs it
+        st.caption(f"{attack.models.describe(name)} · EfficientNet-Lite is not the paper's Inception v3"
+                   if name != "inception-v3" else attack.models.describe(name))
         if jobs.running():
             st.caption(f"Trainings running on this server: {jobs.running()} / {jobs.MAX_JOBS}")
 
@@ -90,7 +128,16 @@ PAGE_OBJECTS.update({k: st.Page(f, title=t, icon=i, url_path=k) for k, (f, t, i)
 
 page = st.navigation(list(PAGE_OBJECTS.values()))
 with boot.guard(f"page {page.url_path}"):  # an unexpected error: a short message with an id, the traceback in the log
-    deeplink.apply()  # ?photo=…&patch=… (ui/deeplink.py): before the sidebar, which reads the model it may set
-    sidebar()
-    jobs.leave_page(page.url_path)
-    page.run()
+    if page is PAGE_OBJECTS["home"] and not st.query_params and boot.cold():
+        # a fresh server's first Home: no torch yet (no link to apply, no job to stop); reruns when it is loaded
+        with st.sidebar:
+            st.caption("Loading PyTorch and the model…")
+        page.run()
+    else:
+        boot.warm_up()  # torch, attack, ui modules and the default model, in the background (once per process)
+        from ui import deeplink, jobs
+
+        deeplink.apply()  # ?photo=…&patch=… (ui/deeplink.py): before the sidebar, which reads the model it may set
+        sidebar()
+        jobs.leave_page(page.url_path)
+        page.run()

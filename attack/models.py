@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["MODELS", "ModelSpec", "Classifier", "load_model", "class_names", "class_index", "predict",
-           "default_device", "ModelError", "FoldedConv", "fold_batchnorm"]
+           "default_device", "describe", "ModelError", "FoldedConv", "fold_batchnorm"]
 
 
 class ModelError(ValueError):
@@ -89,6 +89,14 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def describe(name: str, input_size: int | None = None, device: str | None = None) -> str:
+    """``Classifier.describe()`` of the model :func:`load_model` would give, without loading it (the app's Home
+    and sidebar name the model while it loads in the background)."""
+    spec = MODELS[resolve_name(name)]
+    size = int(input_size or spec.default_size)
+    return f"{spec.name} @ {size}x{size} on {torch.device(device or default_device()).type}"
+
+
 class Classifier(nn.Module):
     """A frozen ImageNet classifier on ``[0,1]`` images: ``logits = net(normalize(x))``.
 
@@ -120,7 +128,7 @@ class Classifier(nn.Module):
         return self.mean.device
 
     def describe(self) -> str:
-        return f"{self.spec.name} @ {self.input_size}x{self.input_size} on {self.device.type}"
+        return describe(self.spec.name, self.input_size, self.device.type)
 
 
 def _build_efficientnet(spec: ModelSpec, input_size: int) -> tuple[nn.Module, nn.Module]:

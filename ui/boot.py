@@ -12,6 +12,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
+import threading
+import time
 import uuid
 from typing import Iterator
 
@@ -26,6 +28,64 @@ if not ERROR_LOG.handlers:
     _handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     ERROR_LOG.addHandler(_handler)
     ERROR_LOG.setLevel(logging.INFO)
+
+
+# ---------------------------------------------------------------- cold start
+# A fresh server's first page must not wait for PyTorch (~2.5 s of CPU to import here) and the model. Home draws
+# from what needs no torch while cold() says so, and only then starts warm_up() (from its polling fragment, i.e.
+# once the browser shows the page: loading torch's libraries holds the GIL for seconds, which would also hold up
+# the server sending the page); when the imports are done Home reruns with the model's line. Any other page, or
+# any later run, calls warm_up() from app.py and imports what it needs itself.
+_WARM: dict = {"thread": None, "cold": None, "error": None, "imported": threading.Event(),
+               "done": threading.Event(), "seconds": {}}
+_WARM_LOCK = threading.Lock()
+
+
+def warm_up() -> None:
+    """Start the background warm-up once per process: import torch, the attack library and the ui modules, then
+    load the default model into the shared cache (``ui.cache.get_model``), so the page opened next finds them
+    ready. A failure is logged; pages then import and load as they always did."""
+    with _WARM_LOCK:
+        if _WARM["thread"] is not None:
+            return
+        _WARM["cold"] = "torch" not in sys.modules  # an AppTest process (torch already there) is never cold
+        _WARM["thread"] = threading.Thread(target=_warm, name="lavan-warm-up", daemon=True)
+        _WARM["thread"].start()
+
+
+def _warm() -> None:
+    t0 = time.perf_counter()
+    try:
+        import torch  # noqa: F401
+
+        _WARM["seconds"]["import torch"] = time.perf_counter() - t0
+        from attack.models import DEFAULT_MODEL
+        from ui import cache, deeplink, jobs, widgets  # noqa: F401 - what every page imports
+
+        _WARM["seconds"]["imports"] = time.perf_counter() - t0
+        _WARM["imported"].set()
+        if DEFAULT_MODEL in cache.available_models():
+            cache.get_model(DEFAULT_MODEL)
+        _WARM["seconds"]["model"] = time.perf_counter() - t0
+        print("lavan warm-up: " + ", ".join(f"{k} done at {v:.1f} s" for k, v in _WARM["seconds"].items()),
+              file=sys.stderr, flush=True)
+    except Exception as exc:  # noqa: BLE001 - only a head start: pages load what they need themselves
+        _WARM["error"] = exc
+        ERROR_LOG.warning("lavan warm-up failed: %s: %s", type(exc).__name__, exc)
+    finally:
+        _WARM["imported"].set()
+        _WARM["done"].set()
+
+
+def cold() -> bool:
+    """True in a fresh server until the warm-up has imported torch and the ui modules: Home then draws its light
+    version (no torch, no model) and polls until this turns False. Never True in a process that had torch
+    imported before the warm-up started (AppTest)."""
+    if _WARM["imported"].is_set():
+        return False
+    if _WARM["thread"] is None:
+        return "torch" not in sys.modules
+    return bool(_WARM["cold"])
 
 
 def ensure_app() -> None:
