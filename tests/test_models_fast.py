@@ -110,3 +110,38 @@ def test_folding_failure_falls_back_to_the_unfolded_network(monkeypatch):
     with pytest.warns(RuntimeWarning, match="BatchNorm folding failed"):
         m = attack.load_model("efficientnet-lite0", device="cpu")
     assert sum(isinstance(x, nn.BatchNorm2d) for x in m.net.modules()) == 49
+
+
+@pytest.mark.parametrize("domain", ["network", "image"])
+def test_local_forward_equals_the_full_network_values_and_patch_gradient(model, photos, domain):
+    """Incremental inference (early layers only where the patch reaches): same logits and patch gradient as the
+    full network, for a corner, the far corner, an inner box and rows with different boxes (their union)."""
+    from attack.patch import apply_patch
+
+    x = photos[:4]
+    lf = models.LocalForward(model, photos[:6])
+    rows = torch.tensor([0, 1, 2, 3])
+    for locs in ([(0, 0)] * 4, [(161, 161)] * 4, [(100, 37)] * 4, [(0, 0), (10, 20), (5, 5), (30, 2)]):
+        w = torch.rand(4, 3, 63, 63, generator=torch.Generator().manual_seed(1)).requires_grad_(True)
+        inp = apply_patch(x, w, locs, domain, model)
+        box = (min(t for t, _ in locs), max(t for t, _ in locs) + 63, min(l for _, l in locs), max(l for _, l in locs) + 63)
+        ref = model(inp) if domain == "image" else model.net(inp)
+        out = lf(inp, rows, box, domain)
+        assert _rel(out, ref) < 1e-4
+        (g_ref,) = torch.autograd.grad(ref[:, 859].sum(), w, retain_graph=True)
+        (g_out,) = torch.autograd.grad(out[:, 859].sum(), w)
+        assert float((g_out - g_ref).norm() / g_ref.norm()) < 1e-3
+
+
+def test_local_forward_rows_pick_their_clean_image_and_a_whole_image_box_runs_everything(model, photos):
+    lf = models.LocalForward(model, photos[:3])
+    x = model.normalize(photos[[2, 0]])
+    with torch.no_grad():
+        ref = model.net(x)
+        assert _rel(lf(x, torch.tensor([2, 0]), (0, 10, 0, 10)), ref) < 1e-4
+        assert _rel(lf(x, torch.tensor([2, 0]), (0, 224, 0, 224)), ref) < 1e-4
+
+
+def test_local_forward_needs_a_folded_network():
+    with pytest.raises(ValueError, match="folded"):
+        models.LocalForward(attack.load_model("efficientnet-lite0", device="cpu", fold=False), torch.rand(1, 3, 224, 224))
