@@ -5,7 +5,9 @@ import streamlit as st
 
 import attack
 from attack.defend import grid_locs, mask_set
-from ui import boot, cache, defend, widgets
+from ui import boot, cache, deeplink, defend, jobs, widgets
+
+PAGE = "defend"
 
 model, res, image = boot.patch_page("🛡️ Defend", (
     "Beyond the paper: can the network be protected? **PatchCleanser** (Xiang, Mahloujifar & Mittal, USENIX "
@@ -76,15 +78,66 @@ st.caption("A short attack for the current target at every cell of a coarse grid
 c1, c2, c3 = st.columns(3)
 stride = int(c1.number_input("Grid step (px)", 8, n, max(8, (n - res.size) // 3 + 1), key="defend_map_stride"))
 steps = int(c2.number_input("Evaluations per cell", 2, 1000, 50, key="defend_map_steps"))
-cells = len(grid_locs(n, res.size, stride)) ** 2
-c3.metric("cells", cells)
-if st.button(f"Map {cells} places ({cells * steps:,} forward+backward evaluations)", key="defend_map_go"):
-    st.session_state["defend_map"] = (image_key, res.target, res.size, stride, steps, res.domain)
-if st.session_state.get("defend_map") == (image_key, res.target, res.size, stride, steps, res.domain):
-    vm = defend.vulnerability(model, model.name, n, image_key, image, res.target, res.size, stride, steps,
-                              res.domain)
-    st.plotly_chart(defend.vulnerability_figure(vm, cache.model_view(model, image, "image"), res.size),
-                    key="defend_map_chart", width="stretch")
-    best = max(max(row) for row in vm["p_target"])
-    st.markdown(f"Best cell: x={vm['best_loc'][1]}, y={vm['best_loc'][0]} with p(target) **{best:.2f}** "
+n_cells = len(grid_locs(n, res.size, stride)) ** 2
+c3.metric("cells", n_cells)
+mkey = defend.map_key(model, image_key, res.target, res.size, stride, steps, res.domain)
+vm = defend.cached_map(mkey)
+job = jobs.get(defend.MAP_JOB)
+b1, b2 = st.columns([3, 1])
+if b1.button(f"Map {n_cells} places ({n_cells * steps:,} forward+backward evaluations)", key="defend_map_go",
+             type="primary", disabled=bool(job and job.active)):
+    st.session_state["defend_map"] = mkey
+    if vm is None:
+        job = jobs.start(defend.MAP_JOB, defend.run_map, model, image, res.target, size=res.size, stride=stride,
+                         steps=steps, domain=res.domain, page=PAGE, on_done=defend.store_map(mkey),
+                         meta={"key": mkey})
+    else:
+        jobs.forget(defend.MAP_JOB)
+        job = None
+b2.button("Stop", key="defend_map_stop", on_click=jobs.stop, args=(defend.MAP_JOB,), width="stretch",
+          disabled=not (job and job.active))
+
+
+def _map_progress(job: jobs.Job, prog: list) -> None:
+    last = prog[-1]
+    if job.active:
+        st.progress(min(1.0, last["iteration"] / last["steps"]),
+                    text=f"evaluation {last['iteration']} of {last['steps']} per cell · {last['training']} of "
+                         f"{last['cells']} cells still training (the others reached p ≥ 0.9) · best p(target) now "
+                         f"{last['best']:.2f} · {job.elapsed():.0f} s")
+
+
+jobs.live_view(defend.MAP_JOB, _map_progress, lambda result, job: st.session_state.update(defend_map=job.meta["key"]))
+if st.session_state.get("defend_map") == mkey and vm is not None:
+    cs = defend.cells(vm)
+    event = st.plotly_chart(defend.vulnerability_figure(vm, cache.model_view(model, image, "image"), res.size),
+                            key="defend_map_chart", width="stretch", on_select="rerun", selection_mode="points")
+    hit = defend.clicked_cell(vm, res.size, event)
+    if hit is not None and st.session_state.get("_defend_map_clicked") != (mkey, hit):
+        st.session_state["_defend_map_clicked"] = (mkey, hit)  # a selection stays in the event: act on it once
+        st.session_state["defend_map_cell"] = hit
+        defend.place_on_attack_page(res.target, res.size, res.domain, cs[hit][0], cs[hit][1])
+    best = defend.best_cell(vm)
+    st.markdown(f"Best cell: x={vm['best_loc'][1]}, y={vm['best_loc'][0]} with p(target) **{cs[best][2]:.2f}** "
                 f"({vm['cpu_s']:.0f} CPU s for the whole map).")
+    if st.session_state.get("defend_map_cell") not in range(len(cs)):
+        st.session_state["defend_map_cell"] = best
+    cell = st.selectbox("Place the patch at (click a cell of the map, or pick it here)", range(len(cs)),
+                        key="defend_map_cell",
+                        format_func=lambda i: f"x={cs[i][1]}, y={cs[i][0]}: p(target) {cs[i][2]:.2f}"
+                                              + (" (best)" if i == best else ""),
+                        on_change=lambda: defend.place_on_attack_page(
+                            res.target, res.size, res.domain, *cs[st.session_state["defend_map_cell"]][:2]))
+    top, left = cs[cell][:2]
+    placed = (st.session_state.get("attack_loc_y"), st.session_state.get("attack_loc_x")) == (top, left)
+    src = st.session_state.get("image_src") or {}
+    same_photo = attack.image_hash(widgets.load_source(src, n)) == image_key if src else False
+    link = deeplink.params(photo=src.get("name") if same_photo and src.get("kind") == "sample" else None,
+                           ax=left, ay=top)
+    if placed:
+        st.success(f"The patch is placed at x={left}, y={top} on the Attack page ({res.size}×{res.size}, target "
+                   f"{widgets.label(res.target)}, {res.domain} domain): press Train there.")
+    st.page_link("pages/1_attack.py", label=f"Train at x={left}, y={top} on the Attack page →", icon="🎯",
+                 query_params=link)
+    if src and not same_photo:
+        st.caption("The Attack page's current photo is not this patch's photo: pick it there before training.")

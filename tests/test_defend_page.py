@@ -2,6 +2,7 @@
 certificate."""
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -74,20 +75,73 @@ def test_defend_page_certifies_a_clean_photo(real_attack, photo):
     assert len(at.success) == 1 and at.success[0].value.startswith("Certified for 16-px patches")
 
 
-def test_defend_page_draws_the_vulnerability_map(real_attack, model):
-    """A 3 × 3 grid of 2-evaluation attacks: the heat-map is drawn and the best cell named is the grid's argmax."""
+def _map(at: AppTest, stride: int = 81, steps: int = 2) -> AppTest:
+    """Press Map (a ui.jobs thread) and rerun, as the page's fragment timer would, until the heat-map is drawn."""
+    at.number_input(key="defend_map_stride").set_value(stride).run()
+    at.number_input(key="defend_map_steps").set_value(steps).run()
+    at.button(key="defend_map_go").click().run()
+    assert not at.exception and not at.error, [e.message for e in at.exception]
+    end = time.time() + 240
+    while not any(c.proto.id.endswith("-defend_map_chart") for c in at.get("plotly_chart")):
+        assert time.time() < end, "the map never finished"
+        time.sleep(0.4)
+        at.run()
+        assert not at.exception and not at.error, [e.message for e in at.exception]
+    return at
+
+
+def test_defend_page_draws_the_vulnerability_map(real_attack, model, tmp_path):
+    """A 3 × 3 grid of 2-evaluation attacks, run as a background job: the heat-map is drawn, the best cell named is
+    the grid's argmax, the map is cached on disk, and Map again is answered from the cache without a job."""
     at = app(result=real_attack.result, result_image=real_attack.image)
     at.number_input(key="defend_map_stride").set_value(81).run()
-    at.number_input(key="defend_map_steps").set_value(2).run()
     assert at.metric[-1].value == "9"
-    at.button(key="defend_map_go").click().run()
-    assert not at.exception and not at.error
-    assert any(c.proto.id.endswith("-defend_map_chart") for c in at.get("plotly_chart"))
-    from ui.defend import vulnerability
+    _map(at)
+    assert at.session_state["_lavan_jobs"]["defend_map"].page == "defend"
+    from ui import defend
 
-    vm = vulnerability(model, "efficientnet-lite0", 224, attack.image_hash(real_attack.image), real_attack.image,
-                       real_attack.target, real_attack.result.size, 81, 2, real_attack.result.domain)
+    key = defend.map_key(model, attack.image_hash(real_attack.image), real_attack.target, real_attack.result.size,
+                         81, 2, real_attack.result.domain)
+    vm = defend.cached_map(key)
+    assert vm is not None and (tmp_path / "cache" / "maps" / f"{key}.json").is_file()
     flat = [(p, tuple(loc)) for prow, lrow in zip(vm["p_target"], vm["locs"]) for p, loc in zip(prow, lrow)]
     best = max(flat, key=lambda t: t[0])
     assert tuple(vm["best_loc"]) == best[1]
     assert f"Best cell: x={best[1][1]}, y={best[1][0]}" in texts(at)
+    at.button(key="defend_map_go").click().run()
+    assert "defend_map" not in at.session_state["_lavan_jobs"]  # from the cache: no thread
+    assert any(c.proto.id.endswith("-defend_map_chart") for c in at.get("plotly_chart"))
+
+
+def test_defend_map_cell_places_the_patch_on_the_attack_page(real_attack, model):
+    """The click's twin (AppTest cannot click plotly): choosing a cell sets the Attack page's target, size, domain
+    and x/y, links there with the cell as a deep link (ax/ay), and the Attack page then shows that place."""
+    res = real_attack.result
+    at = _map(app(result=res, result_image=real_attack.image))
+    box = at.selectbox(key="defend_map_cell")
+    assert "(best)" in box.format_func(box.value)
+    pick = len(box.options) - 1 if box.value != len(box.options) - 1 else 0  # a cell other than the shown one
+    xy = 161 if pick else 0  # the bottom-right corner (224 - 63) or the top-left one
+    box.set_value(pick).run()
+    assert not at.exception and not at.error
+    assert (at.session_state["attack_loc_x"], at.session_state["attack_loc_y"]) == (xy, xy)
+    assert at.session_state["attack_size"] == res.size and at.session_state["attack_domain"] == res.domain
+    assert at.session_state["attack_target"].endswith(attack.class_names()[res.target])
+    assert any(m.value.startswith(f"The patch is placed at x={xy}, y={xy}") for m in at.success)
+    link = [p for p in at.get("page_link") if f"Train at x={xy}, y={xy}" in p.proto.label]
+    assert link and f"ax={xy}&ay={xy}" in link[0].proto.query_string
+    at.switch_page("pages/1_attack.py").run()
+    assert not at.exception
+    assert (at.number_input(key="attack_loc_x").value, at.number_input(key="attack_loc_y").value) == (xy, xy)
+
+
+def test_clicked_cell_is_the_nearest_cell_centre():
+    """A plotly selection event (a click on a cell's marker) names the cell whose patch centre is nearest."""
+    from ui.defend import clicked_cell
+
+    vm = {"p_target": [[0.1, 0.2], [0.3, 0.9]], "locs": [[[0, 0], [0, 161]], [[161, 0], [161, 161]]],
+          "best_loc": [161, 161]}
+    assert clicked_cell(vm, 63, {"selection": {"points": [{"x": 192.5, "y": 31.5}]}}) == 1
+    assert clicked_cell(vm, 63, {"selection": {"points": [{"x": 40, "y": 180}]}}) == 2
+    assert clicked_cell(vm, 63, {"selection": {"points": []}}) is None
+    assert clicked_cell(vm, 63, None) is None

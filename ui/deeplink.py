@@ -22,7 +22,8 @@ from . import cache
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 # query parameter -> (session-state key, lowest, highest) of a page input it sets
 EXTRAS = {"x": ("uni_loc_x", 0, 1024), "y": ("uni_loc_y", 0, 1024), "dx": ("frag_dx", -1024, 1024),
-          "dy": ("frag_dy", -1024, 1024), "border": ("transfer_border", 0, 50)}
+          "dy": ("frag_dy", -1024, 1024), "border": ("transfer_border", 0, 50),
+          "ax": ("attack_loc_x", 0, 1024), "ay": ("attack_loc_y", 0, 1024)}  # ax/ay: the Defend map's chosen cell
 _APPLIED = "_deeplink_applied"
 
 

@@ -76,21 +76,110 @@ def masked_view(view: torch.Tensor, size: int, k: int, index: int, fill: float =
     return torch.where(m, torch.tensor(fill), view)
 
 
-@st.cache_data(show_spinner="Training a short attack at every cell of the grid (one batch)…", max_entries=16)
-def vulnerability(_model, model_name: str, input_size: int, image_key: str, _image: torch.Tensor, target: int,
-                  size: int, stride: int, steps: int, domain: str) -> dict:
-    """:func:`attack.defend.vulnerability_map` as plain values (seeded, so a repeat gives the same map)."""
-    from attack.defend import vulnerability_map
+# ------------------------------------------------------------------------------------------ the vulnerability map
+MAP_JOB = "defend_map"  # ui.jobs key: one map in flight per browser session
 
-    m = vulnerability_map(_model, _image.to(_model.device), target, size=size, stride=stride, steps=steps,
-                          domain=domain, generator=torch.Generator().manual_seed(0))
+
+def map_key(model, image_key: str, target: int, size: int, stride: int, steps: int, domain: str) -> str:
+    """The map's cache key (attack.cache.cache_key, like a training's): every field that changes the map."""
+    return attack.cache.cache_key(kind="vulnerability_map", model=model.name, input_size=model.input_size,
+                                  image=image_key, target=int(target), size=int(size), stride=int(stride),
+                                  steps=int(steps), domain=domain, seed=0)
+
+
+def _map_path(key: str):
+    from ui import cache
+
+    if len(key) != 64 or not all(c in "0123456789abcdef" for c in key):
+        raise ValueError("map keys are 64 hex digits (map_key)")
+    return cache.cache_dir() / "maps" / f"{key}.json"
+
+
+def cached_map(key: str) -> dict | None:
+    """A finished map from the cache directory (shared by every session of the server), or None."""
+    import json
+
+    try:
+        vm = json.loads(_map_path(key).read_text())
+    except (OSError, ValueError):
+        return None
+    return vm if isinstance(vm, dict) and vm.get("key") == key else None
+
+
+def store_map(key: str):
+    """An ``on_done`` for :func:`ui.jobs.start`: writes the finished map (runs in the worker thread: no st.*)."""
+    import json
+    import os
+
+    def put(vm: dict) -> None:
+        path = _map_path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.{id(vm)}.tmp")
+        tmp.write_text(json.dumps({**vm, "key": key}))
+        os.replace(tmp, path)
+    return put
+
+
+def run_map(model, image: torch.Tensor, target: int, *, size: int, stride: int, steps: int, domain: str,
+            callback=None, cancel=None) -> dict | None:
+    """:func:`attack.defend.vulnerability_map` (seeded, so a repeat gives the same map) as plain values, for a
+    :mod:`ui.jobs` thread: ``callback`` gets ``{"iteration", "steps", "evaluations", "cells", "training",
+    "best"}`` every iteration (cells still training, best p(target) of their patches now). None when stopped."""
+    from attack.defend import grid_locs, vulnerability_map
+
+    cells = grid_locs(image.shape[-1], size, stride).shape[0] ** 2
+
+    def report(it: int, confs: list[int], probs: torch.Tensor) -> None:
+        if callback is not None:
+            callback({"iteration": it + 1, "steps": steps, "evaluations": it + 1, "cells": cells,
+                      "training": len(confs), "best": float(probs[:, int(target)].max()) if len(confs) else 0.0})
+
+    m = vulnerability_map(model, image.to(model.device), target, size=size, stride=stride, steps=steps,
+                          domain=domain, generator=torch.Generator().manual_seed(0), callback=report, cancel=cancel)
+    if any(r.cancelled for r in m.results):
+        return None
     return {"p_target": m.p_target.tolist(), "evaluations": m.evaluations.tolist(), "locs": m.locs.tolist(),
             "best_loc": list(m.best_loc), "cpu_s": m.cpu_s}
 
 
+def cells(vm: dict) -> list[tuple[int, int, float]]:
+    """Every cell of a map as (top, left, p(target)), in row order (the index the chart and the twin share)."""
+    return [(int(loc[0]), int(loc[1]), float(p)) for prow, lrow in zip(vm["p_target"], vm["locs"])
+            for p, loc in zip(prow, lrow)]
+
+
+def best_cell(vm: dict) -> int:
+    """Index (row order) of the map's best cell."""
+    return next(i for i, (t, l, _) in enumerate(cells(vm)) if [t, l] == list(vm["best_loc"]))
+
+
+def clicked_cell(vm: dict, size: int, event) -> int | None:
+    """The cell a plotly selection event points at (a click selects the nearest heat-map point), or None."""
+    try:
+        points = event["selection"]["points"]
+    except (KeyError, TypeError):
+        return None
+    cs = cells(vm)
+    for pt in points:
+        x, y = pt.get("x"), pt.get("y")
+        if x is None or y is None:
+            continue
+        return min(range(len(cs)), key=lambda i: (cs[i][1] + size / 2 - float(x)) ** 2
+                   + (cs[i][0] + size / 2 - float(y)) ** 2)
+    return None
+
+
+def place_on_attack_page(target: int, size: int, domain: str, top: int, left: int) -> None:
+    """Set the Attack page's inputs (the keys ui.deeplink sets too) so that Train there trains this cell."""
+    from ui import cache
+
+    st.session_state.update({"attack_target": cache.class_options()[int(target)], "attack_size": int(size),
+                             "attack_domain": domain, "attack_loc_x": int(left), "attack_loc_y": int(top)})
+
+
 def vulnerability_figure(vm: dict, view: torch.Tensor, size: int):
     """The map as a heat-map over the photo: each cell's colour is the p(target) its patch reached, drawn at the
-    centre of the patch it trained."""
+    centre of the patch it trained, with a marker per cell to click (the best cell's is a star)."""
     import numpy as np
     import plotly.graph_objects as go
 
@@ -98,9 +187,20 @@ def vulnerability_figure(vm: dict, view: torch.Tensor, size: int):
     ys = [row[0][0] + size / 2 for row in locs]
     xs = [c[1] + size / 2 for c in locs[0]]
     arr = (view.clamp(0, 1) * 255).byte().permute(1, 2, 0).cpu().numpy()
-    fig = go.Figure(go.Image(z=np.asarray(arr)))
+    fig = go.Figure(go.Image(z=np.asarray(arr), hoverinfo="skip"))
+    # no hover on the photo and the heat-map: a click then lands on the cells' markers, which can be selected
     fig.add_trace(go.Heatmap(z=vm["p_target"], x=xs, y=ys, zmin=0, zmax=1, opacity=0.55, colorscale="Reds",
-                             colorbar=dict(title="p(target)"),
+                             colorbar=dict(title="p(target)"), hoverinfo="skip",
                              text=[[f"{p:.2f}" for p in row] for row in vm["p_target"]], texttemplate="%{text}"))
-    fig.update_layout(height=420, margin=dict(l=10, r=10, t=10, b=10))
+    # one clickable marker per cell (a heat-map has no selectable points): st.plotly_chart(on_select="rerun")
+    cs = cells(vm)
+    best = best_cell(vm)
+    fig.add_trace(go.Scatter(x=[c[1] + size / 2 for c in cs], y=[c[0] + size / 2 for c in cs], mode="markers",
+                             marker=dict(size=[22 if i == best else 16 for i in range(len(cs))],
+                                         symbol=["star" if i == best else "circle" for i in range(len(cs))],
+                                         color="rgba(255,255,255,0.35)", line=dict(color="black", width=1)),
+                             customdata=list(range(len(cs))), name="cells", showlegend=False,
+                             hovertemplate="%{text}<br>click to place the patch here<extra></extra>",
+                             text=[f"x={c[1]}, y={c[0]}: p(target) {c[2]:.2f}" for c in cs]))
+    fig.update_layout(height=420, margin=dict(l=10, r=10, t=10, b=10), clickmode="event+select")
     return fig
