@@ -14,7 +14,7 @@ import torch
 
 from .losses import target_minus_source
 from .optim import RULES, Polish, halving_schedule, make_rule, straight_through_relu6
-from .patch import as_locs, check_loc, from_domain, patched_logits, size_for_area, to_domain
+from .patch import apply_patch, as_locs, check_loc, from_domain, patched_logits, size_for_area, to_domain
 from .results import PatchResult
 
 __all__ = ["train_patch", "train_patches", "StepInfo", "Cancelled", "OPTIMIZERS", "DEFAULT_AREA",
@@ -138,7 +138,7 @@ def train_patches(model, images: torch.Tensor, targets, locs, *, size: int | Non
                   on_step: Callable[[dict], None] | None = None,
                   cancel=None, record_top5: bool = False, progress=None,
                   pad_batches: bool | None = None, st_relu6: bool = False,
-                  rule_options: dict | None = None) -> list[PatchResult]:
+                  rule_options: dict | None = None, local: bool | None = None) -> list[PatchResult]:
     """Train one LaVAN patch per config in a single batched loop (Karmon et al. 2018, arXiv:1801.02608).
 
     Every config trains ``restarts`` patches side by side (rows of one batch) under successive halving
@@ -169,6 +169,9 @@ def train_patches(model, images: torch.Tensor, targets, locs, *, size: int | Non
         pad_batches: pad the shrinking batch to powers of two (Default: on CUDA only; see bench/speed.py).
         st_relu6: back-propagate through ReLU6 as through ReLU (:func:`attack.optim.straight_through_relu6`).
         rule_options: fields of the update rule (e.g. ``{"patience": 20}`` halves Adam's step on a stall).
+        local: run the early layers only where the patches reach (:class:`attack.models.LocalForward`, the same
+            logits and gradients up to float rounding). Default: on a CPU whenever the model supports it; any
+            failure to set it up falls back to the full forward.
     Returns: list of PatchResult in config order; ``steps`` counts iterations, ``evaluations`` forward+backward
     evaluations (the two are equal with one restart); ``history["restarts"]`` holds every restart's p(target) curve.
     Example: >>> res = train_patches(model, imgs, targets=859, locs=[(0, 0), (0, 168)], steps=500)
@@ -240,6 +243,7 @@ def train_patches(model, images: torch.Tensor, targets, locs, *, size: int | Non
     tgt_rows, src_rows = targets_t[conf_of].to(device), sources_t[conf_of].to(device)
     img_rows = conf_of.to(device)
     pad = (device.type == "cuda") if pad_batches is None else bool(pad_batches)
+    lf = _local_forward(model, images, device, local)
     stage, stage_it, it = 0, 0, 0
 
     def finish(c: int, row: int, use_best: bool, cancelled: bool) -> None:
@@ -262,7 +266,7 @@ def train_patches(model, images: torch.Tensor, targets, locs, *, size: int | Non
             stop_at=stop_at, cancelled=cancelled, evaluations=evals[c],
             meta={"optimizer": optimizer, "lr": lr, "param": param if domain == "image" else None,
                   "init": init, "restarts": R, "halving": halving, "schedule": schedule, "st_relu6": st_relu6,
-                  "rule_options": rule_options,
+                  "rule_options": rule_options, "local": lf is not None,
                   "leader": int(row % R)})
         conf_done[c] = True
         alive[conf_of == c] = False
@@ -282,7 +286,14 @@ def train_patches(model, images: torch.Tensor, targets, locs, *, size: int | Non
         wv = W[run_dev].detach().requires_grad_(need_grad)
         with torch.set_grad_enabled(need_grad), straight_through_relu6(model, st_relu6 and need_grad):
             delta = to_domain(wv, domain, param)
-            logits = patched_logits(model, images[img_rows[run_dev]], delta, locs_t[conf_of[run]], domain)
+            if lf is None:
+                logits = patched_logits(model, images[img_rows[run_dev]], delta, locs_t[conf_of[run]], domain)
+            else:
+                run_locs = locs_t[conf_of[run]]
+                box = (int(run_locs[:, 0].min()), int(run_locs[:, 0].max()) + size,
+                       int(run_locs[:, 1].min()), int(run_locs[:, 1].max()) + size)
+                x = apply_patch(images[img_rows[run_dev]], delta, run_locs, domain, model)
+                logits = lf(x, img_rows[run_dev], box, domain)
             score = target_minus_source(logits, tgt_rows[run_dev], src_rows[run_dev], loss) if need_grad else None
         # The backward pass is queued before the probabilities are read back, so the GPU never waits for the
         # host between the two; rows that finish this step simply do not use their gradient.
@@ -364,6 +375,20 @@ def train_patches(model, images: torch.Tensor, targets, locs, *, size: int | Non
         if progress is not None:
             progress(it - 1, int((~conf_done).sum()))
     return [r for r in results]  # type: ignore[return-value]
+
+
+def _local_forward(model, images: torch.Tensor, device: torch.device, local: bool | None):
+    """A :class:`attack.models.LocalForward` over the clean ``images`` when asked (or by default on a CPU, where
+    the early layers' full maps dominate a step), else None; a model it does not support gives None."""
+    if local is False or (local is None and device.type != "cpu"):
+        return None
+    try:
+        from .models import LocalForward
+        return LocalForward(model, images)
+    except (ValueError, AttributeError, TypeError, RuntimeError):
+        if local:
+            raise
+        return None
 
 
 def start_params(n: int, size: int, domain: str, param: str, model, generator, device,

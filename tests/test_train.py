@@ -271,3 +271,15 @@ def test_padded_batches_give_the_same_results(model, photos):
         assert a.history["p_target"] == pytest.approx(b.history["p_target"], abs=1e-5)
         assert (a.patch - b.patch).abs().max() < 1e-4
     assert plain[0].steps == 0 and plain[1].steps == 3
+
+
+def test_local_forward_trains_the_same_patches(model, photos):
+    """local=True (early layers only where the patches reach) gives the full forward's curves and patches."""
+    imgs = photos[:2]
+    kw = dict(size=30, domain="image", steps=6, restarts=1, stop_at=1.0, seeds=[1, 2])
+    full = train_patches(model, imgs, [429, 859], [(0, 0), (194, 0)], local=False, **kw)
+    loc = train_patches(model, imgs, [429, 859], [(0, 0), (194, 0)], local=True, **kw)
+    assert [r.meta["local"] for r in full] == [False, False] and [r.meta["local"] for r in loc] == [True, True]
+    for a, b in zip(full, loc):
+        assert a.history["p_target"] == pytest.approx(b.history["p_target"], rel=1e-4, abs=1e-6)
+        assert torch.allclose(a.patch, b.patch, atol=1e-4)
