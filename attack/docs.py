@@ -142,6 +142,40 @@ def _ablation(root: Path) -> str:
     return tables.ablation_markdown(cells) if cells else "No ablation rows yet: run `bench/ablation.py`."
 
 
+@block("placement")
+def _placement(root: Path) -> str:
+    cells = tables.summarise_placement(tables.read_placement(root / RESULTS / "placement.csv"))
+    return tables.placement_markdown(cells) if cells else "No placement rows yet: run `bench/placement.py`."
+
+
+@block("placement-reading")
+def _placement_reading(root: Path) -> str:
+    """The answer to issue 15's question, from the largest measured setting of bench/placement.py."""
+    cells = tables.summarise_placement(tables.read_placement(root / RESULTS / "placement.csv"))
+    if not cells:
+        return "Not measured yet."
+    c = max(cells, key=lambda c: c["configs"])
+    n, runs = c["configs"], c["corner_runs"]
+    best, corner = c["best_ok"] / n, c["corner_ok"] / runs if runs else 0.0
+    med = (f"median {tables._fmt(c['best_median'])} vs {tables._fmt(c['corner_median'])} evaluations over the "
+           "successes")
+    gap = 100 * (best - corner)
+    cost = (f"a corner costs the attacker {gap:.0f} percentage points of success" if gap >= 0.5 else
+            f"a corner costs the attacker nothing ({-gap:.0f} points more success)")
+    return (f"**Does off the object (a corner) cost the attacker much?** Over {n} configs (photo, random target; "
+            f"{c['size']}×{c['size']} patch, {c['domain']} domain, {c['budget']} evaluations per place, "
+            f"{c['cells']}-cell map of {c['map_steps']} evaluations per cell), the map's best cell reached p ≥ 0.9 on "
+            f"{c['best_ok']}/{n} ({best:.0%}) and a corner on {c['corner_ok']}/{runs} runs ({corner:.0%}); {med}. "
+            f"At this budget {cost} against the map's pick; an attacker who tries all four corners (4× the budget) "
+            f"succeeds on {c['any_corner_ok']}/{n} ({c['any_corner_ok'] / n:.0%}). The map's best cell was itself a "
+            f"corner in {c['best_is_corner']}/{n} configs (that corner's run then repeats the best cell's). The map "
+            f"cost a median {tables._fmt(c['map_evals'])} evaluations, {tables._fmt(c['map_cpu_s'])} CPU s (1 "
+            f"thread; at most {tables._fmt(c['map_cpu_max'])} s) on top of the attack; its short runs leave "
+            f"p(target) near the floor (median {tables._fmt(c['map_p_median'], 3)} at the best cell), so its argmax is "
+            f"a cheap, noisy guess. Measured at these small, CPU-sized budgets only, not at the paper's 10,000 "
+            f"iterations.")
+
+
 @block("attack-strength")
 def _attack_strength(root: Path) -> str:
     """Issue 12's goals, each with its measured figure (or the statement that it was not measured)."""

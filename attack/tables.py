@@ -330,7 +330,8 @@ def summarise_placement(rows: list[dict]) -> list[dict]:
     """One dict per (stride, map_steps, budget, size, domain) setting: the map's best cell against the corners.
 
     Keys: stride, map_steps, budget, size, domain, configs, cells, best_ok, best_median, corner_ok, corner_runs,
-    corner_median, any_corner_ok, best_is_corner, map_evals, map_cpu_s (medians over configs), map_cpu_max,
+    corner_median, any_corner_ok, best_is_corner, map_evals, map_p_median (the map's best cell's p(target) after
+    its short run), map_cpu_s (medians over configs), map_cpu_max,
     best_p_median, corner_p_median (p(target) reached, over all runs)."""
     settings = sorted({(int(r["stride"]), int(r["map_steps"]), int(r["budget"]), int(r["size"]), r["domain"])
                        for r in rows})
@@ -353,6 +354,7 @@ def summarise_placement(rows: list[dict]) -> list[dict]:
                         any_corner_ok=sum(by_cfg.values()),
                         best_is_corner=sum(r["best_is_corner"] == "1" for r in maps),
                         map_evals=_median([int(r["evaluations"]) for r in maps]),
+                        map_p_median=_median([float(r["p_target"]) for r in maps]),
                         map_cpu_s=_median([float(r["cpu_s"]) for r in maps]),
                         map_cpu_max=max((float(r["cpu_s"]) for r in maps), default=None),
                         best_p_median=_median([float(r["p_target"]) for r in best]),
