@@ -143,3 +143,35 @@ def test_defend_report_summary_is_a_pure_function_of_rows():
     assert set(s["groups"]) == {"patch app-network (63 px on 224, k=4)", "clean (63 px on 224, k=4)",
                                 "clean (32 px on 224, k=4)", "clean (63 px on 224, k=6)"}
     assert s["_table"][0][2] == "50.0% / 100.0% (2 patches)"
+
+
+def test_placement_summary_from_hand_made_rows(tmp_path):
+    """bench/placement.py's rows -> attack.tables.summarise_placement: successes and medians per place, a config
+    counted only once all six of its rows exist (a run stopped mid-write leaves none behind)."""
+    import csv
+
+    from attack import tables
+
+    fields = ["config", "seed", "kind", "stride", "map_steps", "budget", "size", "domain", "success", "p_target",
+              "evaluations", "cpu_s", "best_is_corner", "cells"]
+
+    def rows(cfg, best, corners, best_is_corner=0):
+        common = dict(config=cfg, seed=1, stride=56, map_steps=10, budget=200, size=63, domain="network")
+        out = [dict(common, kind="map", success="", p_target=0.01, evaluations=160, cpu_s=16.0 + cfg,
+                    best_is_corner=best_is_corner, cells=16)]
+        for kind, ev in zip(tables.PLACEMENT_KINDS, [best, *corners]):
+            out.append(dict(common, kind=kind, success=int(ev is not None), p_target=0.9 if ev else 0.1,
+                            evaluations=ev or 200, cpu_s=1.0, best_is_corner="", cells=""))
+        return out
+
+    path = tmp_path / "placement.csv"
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, fields)
+        w.writeheader()
+        w.writerows(rows(0, 50, [None, 100, None, None]) + rows(1, None, [None, None, None, None], 1)
+                    + rows(2, 70, [30, 40, None, 60])[:4])  # config 2 stopped after its fourth row
+    [c] = tables.summarise_placement(tables.read_placement(path))
+    assert (c["configs"], c["best_ok"], c["corner_ok"], c["corner_runs"], c["any_corner_ok"]) == (2, 1, 1, 8, 1)
+    assert (c["best_median"], c["corner_median"], c["best_is_corner"], c["map_cpu_max"]) == (50, 100, 1, 17.0)
+    md = tables.placement_markdown([c])
+    assert "| 63×63, network | 16 cells every 56 px, 10 | 200 | 2 | 1/2 (50 %) | 1/8 (12 %) |" in md
