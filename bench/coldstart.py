@@ -5,7 +5,7 @@
 Each run starts a fresh server (``ui.devserver``, its own patch cache) and opens it in headless Chromium
 (/usr/bin/chromium through Playwright, the browser tests' flags; launched before the server, so the browser's own
 start is not counted). Times from the server's ``Popen``: health endpoint up, Home's title drawn (the first page),
-Home's model line drawn (the model loaded), and, with ``--deep-link``, a second fresh server opened directly on that
+Home's model line drawn (torch and the ui modules imported), and, with ``--deep-link``, a second fresh server opened directly on that
 page (its canvas drawn). The breakdown runs each step in a fresh interpreter: ``import streamlit``, ``import torch``,
 the app's other imports, and ``attack.load_model()`` (wall and CPU seconds). Prints a markdown table of medians
 and the load average, since the 2-core machine is shared: CPU seconds are what an idle machine would take.
@@ -50,21 +50,31 @@ def _step(before: str, code: str) -> tuple[float, float]:
     return wall, cpu
 
 
-def _browser_run(page, deep_link: str | None) -> dict[str, float]:
+def _cpu(pid: int) -> float:
+    """CPU seconds (user + system, all threads) the process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _browser_run(page, deep_link: str | None) -> dict[str, tuple[float, float]]:
     with tempfile.TemporaryDirectory() as cache:
         log = Path(cache) / "server.log"
         with devserver.streamlit_server(cache, log, start_timeout=180, OMP_NUM_THREADS="1") as srv:
-            out = {"health": time.perf_counter() - srv["t0"]}
+            pid = srv["proc"].pid
+
+            def now():
+                return time.perf_counter() - srv["t0"], _cpu(pid)
+            out = {"health": now()}
             if deep_link:
                 page.goto(f"{srv['url']}/{deep_link}")
                 page.locator("canvas.upper-canvas").wait_for(timeout=300_000)
-                out["deep link drawn"] = time.perf_counter() - srv["t0"]
+                out["deep link drawn"] = now()
                 return out
             page.goto(srv["url"])
             page.get_by_role("heading", name="LaVAN studio").wait_for(timeout=300_000)
-            out["home title drawn"] = time.perf_counter() - srv["t0"]
+            out["home title drawn"] = now()
             page.get_by_text(" @ 224x224 on ").first.wait_for(timeout=300_000)
-            out["home model line drawn"] = time.perf_counter() - srv["t0"]
+            out["home model line drawn"] = now()
             return out
 
 
@@ -84,23 +94,23 @@ def main() -> None:
                 rows.setdefault(name, []).append(_step(before, code))
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             for k, v in _browser_run(page, None).items():
-                rows.setdefault(f"server: {k}", []).append((v, None))
+                rows.setdefault(f"server: {k}", []).append(v)
             page.close()
             if args.deep_link:
                 page = browser.new_page(viewport={"width": 1400, "height": 1000})
                 for k, v in _browser_run(page, args.deep_link).items():
                     if k != "health":
-                        rows.setdefault(f"server: /{args.deep_link} {k}", []).append((v, None))
+                        rows.setdefault(f"server: /{args.deep_link} {k}", []).append(v)
                 page.close()
         browser.close()
     load1 = os.getloadavg()
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, load average {load0[0]:.1f} before / "
-          f"{load1[0]:.1f} after, {args.runs} runs, medians; server times from `streamlit run` (Popen)")
+          f"{load1[0]:.1f} after, {args.runs} runs, medians; server rows: wall time since `streamlit run` (Popen) "
+          "and the server process's CPU time by then (the browser's own CPU is not counted)")
     print("| step | wall s | CPU s |\n|---|---|---|")
     for name, vals in rows.items():
-        wall = statistics.median(v[0] for v in vals)
-        cpu = [v[1] for v in vals if v[1] is not None]
-        print(f"| {name} | {wall:.2f} | {statistics.median(cpu):.2f} |" if cpu else f"| {name} | {wall:.2f} | |")
+        print(f"| {name} | {statistics.median(v[0] for v in vals):.2f} | "
+              f"{statistics.median(v[1] for v in vals):.2f} |")
 
 
 if __name__ == "__main__":
