@@ -145,3 +145,18 @@ def test_local_forward_rows_pick_their_clean_image_and_a_whole_image_box_runs_ev
 def test_local_forward_needs_a_folded_network():
     with pytest.raises(ValueError, match="folded"):
         models.LocalForward(attack.load_model("efficientnet-lite0", device="cpu", fold=False), torch.rand(1, 3, 224, 224))
+
+
+def test_class_names_read_without_importing_torchvision():
+    """attack.class_names parses torchvision's list from its source file (a cold torchvision import costs
+    seconds); the result equals the imported list."""
+    import subprocess
+    import sys
+    code = ("import sys; from attack.models import class_names; n = class_names(); "
+            "print(len(n), 'torchvision' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["1000", "False"]
+    from torchvision.models._meta import _IMAGENET_CATEGORIES
+
+    from attack.models import class_names
+    assert class_names() == tuple(_IMAGENET_CATEGORIES)
