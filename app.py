@@ -67,7 +67,7 @@ def home() -> None:
         "the object — makes an ImageNet classifier say whatever class the attacker chose. This studio lets you "
         "train such patches yourself and check each of the paper's findings on your own images.")
     c1, c2 = st.columns([8, 2], vertical_alignment="center")
-    c1.markdown("**Teaching a class?** The *Lesson* walks through the findings in seven instant screens, "
+    c1.markdown("**Teaching a class?** The *Lesson* walks through the findings in eight instant screens, "
                 "with ready-made patches and a door into each full page.")
     c2.page_link(PAGE_OBJECTS["lesson"], label="Start the lesson", icon=PAGES["lesson"][2])
     st.subheader("The paper's findings, and where to see them here")
