@@ -1,0 +1,399 @@
+"""One shared batch for the trainings of many sessions on the same model (issue 14).
+
+:class:`SharedBatch` trains single-patch LaVAN configs (image, target, location, …) that arrive and leave at any
+time: :meth:`SharedBatch.add` queues a config, which joins the running batch at the next :meth:`SharedBatch.step`;
+each step is one forward+backward over every active row, after which each row is updated by its own update rule
+(:mod:`attack.optim`, through :func:`attack.train._domain_rule`) and finished rows leave. A config follows exactly
+the loop of :func:`attack.train.train_patches` with ``restarts=1`` (one patch, one stage of ``steps`` evaluations,
+stop at ``stop_at``, a final forward-only check of the last point when the budget is spent), so its curve and patch
+match a run of its own with the same seed up to float rounding; its :class:`ConfigHandle` ends with the same
+:class:`attack.results.PatchResult`.
+
+Rule state lives in per-group tensors of a fixed capacity indexed by slot (a group: rows with the same update rule,
+step size, parametrisation and rule options); a new config takes a free slot, whose state is initialised from a
+fresh rule on that row alone, and the capacity doubles when no slot is free. Other rows' state is never touched.
+
+Not covered: several restarts per config (successive halving changes the batch by stages; use
+:func:`attack.train.train_patches`), the straight-through ReLU6 option and the local forward.
+"""
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+
+import torch
+
+from .losses import target_minus_source
+from .patch import as_locs, check_loc, patched_logits, to_domain
+from .results import PatchResult
+from .train import (DEFAULTS, OPTIMIZERS, INITS, _domain_rule, _ids, default_lr, default_param, default_patch_size,
+                    default_restarts, start_params)
+
+__all__ = ["SharedBatch", "ConfigHandle"]
+
+
+class ConfigHandle:
+    """One config in a :class:`SharedBatch`: progress for a UI, a cancel, and the result when done.
+
+    ``iteration``, ``evaluations``, ``p_target``, ``p_source`` (latest point), ``best_p`` are updated by every step;
+    ``done`` is True once ``result`` (a PatchResult) is set. ``cancel()`` stops the config at the next step (its
+    result is its best point, ``cancelled=True``); ``wait(timeout)`` blocks until done.
+    """
+
+    def __init__(self, cid: int, steps: int, watch_patch: bool):
+        self.id = cid
+        self.steps_budget = steps
+        self.iteration = 0
+        self.evaluations = 0
+        self.p_target = float("nan")
+        self.p_source = float("nan")
+        self.best_p = -1.0
+        self.latest_patch: torch.Tensor | None = None  # CPU copy every step when watch_patch=True
+        self.result: PatchResult | None = None
+        self.watch_patch = watch_patch
+        self._cancel = threading.Event()
+        self._done = threading.Event()
+
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancel.is_set()
+
+    def cancel(self) -> None:
+        self._cancel.set()
+
+    def wait(self, timeout: float | None = None) -> PatchResult | None:
+        self._done.wait(timeout)
+        return self.result
+
+    def progress(self) -> dict:
+        """JSON-friendly progress: iteration, evaluations, budget, latest and best p(target), done."""
+        return {"iteration": self.iteration, "evaluations": self.evaluations, "budget": self.steps_budget,
+                "p_target": self.p_target, "p_source": self.p_source, "best_p": self.best_p, "done": self.done}
+
+
+@dataclasses.dataclass(eq=False)
+class _Row:
+    """A config's bookkeeping (the tensors it trains live in its group's slot, taken when it joins)."""
+    handle: ConfigHandle
+    gkey: tuple
+    make_rule: object
+    param: str
+    w0: torch.Tensor  # (1,3,s,s) starting point
+    image: torch.Tensor  # (3,H,W) on the model's device
+    loc: tuple[int, int]
+    target: int
+    source: int
+    loss: str
+    steps: int
+    stop_at: float
+    meta: dict
+    t0: float
+    group: "_Group | None" = None
+    slot: int = -1
+    it: int = 0
+    best_ps: float = 0.0
+    best_arg: int = 0
+    cur: tuple[float, float, int] = (0.0, 0.0, 0)
+    hist_pt: list = dataclasses.field(default_factory=list)
+    hist_ps: list = dataclasses.field(default_factory=list)
+    hist_ev: list = dataclasses.field(default_factory=list)
+
+
+def _state_tensors(rule) -> list[tuple[object, str]]:
+    """(owner, name) of every per-row state tensor of a rule (its ``repr=False`` tensor fields; nested rules too)."""
+    out = []
+    for f in dataclasses.fields(rule):
+        value = getattr(rule, f.name)
+        if isinstance(value, torch.Tensor) and not f.repr:
+            out.append((rule, f.name))
+        elif dataclasses.is_dataclass(value) and hasattr(value, "step"):
+            out.extend(_state_tensors(value))
+    return out
+
+
+class _Group:
+    """Rows sharing one update rule object: W, best_w and the rule's state have ``capacity`` slots."""
+
+    def __init__(self, make_rule, param: str, w_like: torch.Tensor, capacity: int):
+        self.make_rule, self.param = make_rule, param
+        self.rule = make_rule()
+        self.W = torch.zeros((capacity, *w_like.shape[1:]), dtype=w_like.dtype, device=w_like.device)
+        self.rule.init(self.W)
+        self.best_w = self.W.clone()
+        self.free = list(range(capacity))
+
+    def _grow(self) -> None:
+        cap = self.W.shape[0]
+        pad = lambda t: torch.cat([t, torch.zeros((cap, *t.shape[1:]), dtype=t.dtype, device=t.device)])  # noqa: E731
+        self.W, self.best_w = pad(self.W), pad(self.best_w)
+        for owner, name in _state_tensors(self.rule):
+            setattr(owner, name, pad(getattr(owner, name)))
+        self.free.extend(range(cap, 2 * cap))
+
+    def take(self, w: torch.Tensor, steps: int) -> int:
+        """A slot for a new row starting at ``w`` (1,…): its state comes from a fresh rule initialised on it alone."""
+        if not self.free:
+            self._grow()
+        slot = self.free.pop(0)
+        fresh = self.make_rule()
+        fresh.init(w)
+        for (owner, name), (f_owner, f_name) in zip(_state_tensors(self.rule), _state_tensors(fresh)):
+            getattr(owner, name)[slot] = getattr(f_owner, f_name)[0]
+        self.W[slot] = w[0]
+        self.best_w[slot] = w[0]
+        rows = torch.tensor([slot], device=w.device)
+        self.rule.begin_stage(rows, steps, True)
+        return slot
+
+
+class SharedBatch:
+    """Train single-patch configs of many sessions on one model in one batch (Karmon et al. 2018, arXiv:1801.02608).
+
+    Every config in a batch shares the model, patch ``size``, ``domain`` and the model's input size; everything else
+    (image, target, source, location, budget, step size, update rule, loss, stop_at, seed) is per config. Configs
+    asking for more than one restart are refused: use :func:`attack.train.train_patches` for those.
+
+    Args:
+        model: the classifier (eval mode; its ``input_size`` fixes the image size).
+        size: patch side (Default: ``default_patch_size(model.input_size)``). domain: "network" | "image".
+        pad_batches: pad the batch to a power of two rows (Default: on CUDA only, as train_patches).
+        capacity: initial slots per update-rule group (doubles when full).
+    Thread safety: ``add`` and ``ConfigHandle.cancel`` may be called from any thread while one thread calls
+    ``step`` (or ``run``).
+    Example:
+        >>> batch = SharedBatch(model, size=63, domain="image")
+        >>> h = batch.add(img, target=859, loc=(0, 0), steps=500, seed=1)
+        >>> batch.run_until_idle(); h.result.p_target
+    """
+
+    def __init__(self, model, *, size: int | None = None, domain: str = "network", pad_batches: bool | None = None,
+                 capacity: int = 8):
+        if domain not in ("network", "image"):
+            raise ValueError(f"unknown domain {domain!r}; choose 'image' or 'network'")
+        self.model = model
+        self.input_size = int(getattr(model, "input_size", 224))
+        self.size = default_patch_size(self.input_size) if size is None else int(size)
+        check_loc((0, 0), self.size, self.input_size)
+        self.domain = domain
+        self.device = next(model.buffers()).device
+        self.pad = (self.device.type == "cuda") if pad_batches is None else bool(pad_batches)
+        self.capacity = int(capacity)
+        self._groups: dict[tuple, _Group] = {}
+        self._rows: list[_Row] = []
+        self._pending: list[_Row] = []
+        self._lock = threading.Lock()
+        self._next_id = 0
+        self.steps_run = 0  # batched forward+backward passes so far
+
+    @property
+    def key(self) -> tuple:
+        """What configs of one batch share: (model name, input size, patch size, domain)."""
+        return (getattr(self.model, "name", type(self.model).__name__), self.input_size, self.size, self.domain)
+
+    def __len__(self) -> int:
+        """Configs active or waiting to join."""
+        with self._lock:
+            return len(self._rows) + len(self._pending)
+
+    def add(self, image: torch.Tensor, target, loc=(0, 0), *, source=None, steps: int = 10_000,
+            lr: float | None = None, optimizer: str | None = None, loss: str | None = None, stop_at: float = 0.9,
+            param: str | None = None, init: str | None = None, seed: int | None = None,
+            generator: torch.Generator | None = None, rule_options: dict | None = None,
+            restarts: int | str | None = 1, size: int | None = None, domain: str | None = None,
+            watch_patch: bool = False) -> ConfigHandle:
+        """Queue one config; it joins the batch at the next step. Arguments as :func:`attack.train.train_patch`.
+
+        ``size`` / ``domain``, when given, must equal the batch's (a ValueError otherwise: use one SharedBatch per
+        (model, input size, patch size, domain)). ``restarts`` must resolve to 1. ``watch_patch``: keep a CPU copy
+        of the current patch in ``handle.latest_patch`` every step.
+        Returns: a :class:`ConfigHandle`.
+        """
+        if size is not None and int(size) != self.size:
+            raise ValueError(f"this shared batch trains {self.size} px patches, not {size} px: "
+                             f"configs of one batch share patch size, domain and input size")
+        if domain is not None and domain != self.domain:
+            raise ValueError(f"this shared batch trains {self.domain}-domain patches, not {domain!r}: "
+                             f"configs of one batch share patch size, domain and input size")
+        if image.dim() != 3 or image.shape[0] != 3:
+            raise ValueError(f"image must be (3,H,W), got {tuple(image.shape)}")
+        if tuple(image.shape[1:]) != (self.input_size, self.input_size):
+            raise ValueError(f"image is {image.shape[1]}x{image.shape[2]} but this shared batch runs "
+                             f"{self.input_size}x{self.input_size}: configs of one batch share the input size")
+        r = restarts if restarts is not None else DEFAULTS["restarts"]
+        r = default_restarts(self.size, self.input_size) if r == "auto" else int(r)
+        if r != 1:
+            raise ValueError(f"the shared batch trains one patch per config (restarts=1), not {r}: "
+                             "use attack.train.train_patches for restarts > 1")
+        optimizer = optimizer or DEFAULTS["optimizer"]
+        if optimizer not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
+        loss = loss or DEFAULTS["loss"]
+        init = init or DEFAULTS["init"]
+        if init not in INITS:
+            raise ValueError(f"unknown init {init!r}; choose one of {', '.join(INITS)}")
+        param = param or default_param(optimizer)
+        if param not in ("sigmoid", "clamp"):
+            raise ValueError("param must be 'sigmoid' or 'clamp'")
+        if steps < 0:
+            raise ValueError("steps must be >= 0")
+        if not 0.0 < stop_at <= 1.0:
+            raise ValueError("stop_at must lie in (0, 1]")
+        loc = tuple(int(v) for v in as_locs([tuple(loc)], 1)[0].tolist())
+        check_loc(loc, self.size, self.input_size)
+        lr = float(lr if lr is not None else default_lr(optimizer, self.domain))
+        rule_options = dict(DEFAULTS["rule_options"].get(optimizer, {}) if rule_options is None else rule_options)
+        tgt = int(_ids(target, 1, "target")[0])
+        image = image.to(self.device)
+        if source is None:
+            with torch.no_grad():
+                src = int(self.model(image.unsqueeze(0)).argmax(1)[0])
+        else:
+            src = int(_ids(source, 1, "source")[0])
+        w = start_params(1, self.size, self.domain, param, self.model, generator, self.device, init, 1,
+                         None if seed is None else [seed])
+        gkey = (optimizer, lr, param, repr(sorted(rule_options.items())))
+        make = lambda: _domain_rule(optimizer, lr, self.domain, param, self.model, **rule_options)  # noqa: E731
+        meta = {"optimizer": optimizer, "lr": lr, "param": param if self.domain == "image" else None, "init": init,
+                "restarts": 1, "halving": 4, "schedule": [(1, int(steps))], "st_relu6": False,
+                "rule_options": rule_options, "local": False, "leader": 0, "shared_batch": True}
+        with self._lock:
+            handle = ConfigHandle(self._next_id, int(steps), watch_patch)
+            self._next_id += 1
+            self._pending.append(_Row(handle, gkey, make, param, w, image, loc, tgt, src, loss, int(steps),
+                                      float(stop_at), meta, time.perf_counter()))
+        return handle
+
+    def step(self) -> int:
+        """One forward+backward over every active config, then each config's update; returns the configs still
+        active or waiting (0: idle)."""
+        with self._lock:
+            joining = list(self._pending)
+            self._pending.clear()
+        # Slots are taken here, in the stepping thread, so that no other thread ever touches the state tensors.
+        for row in joining:
+            group = self._groups.get(row.gkey)
+            if group is None:
+                group = self._groups[row.gkey] = _Group(row.make_rule, row.param, row.w0, self.capacity)
+            row.group, row.slot = group, group.take(row.w0, row.steps)
+            row.w0 = None
+        with self._lock:
+            self._rows.extend(joining)
+            rows = list(self._rows)
+        if not rows:
+            return 0
+        model, domain, device = self.model, self.domain, self.device
+        # Rows grouped by update rule: one leaf tensor per group, so that every group gets its own gradient.
+        by_group: dict[int, list[_Row]] = {}
+        for row in rows:
+            by_group.setdefault(id(row.group), []).append(row)
+        order = [r for g in by_group.values() for r in g]
+        k = len(order)
+        boundary = [r.handle.evaluations >= r.steps for r in order]  # budget spent: this forward only checks
+        leaves, deltas = [], []
+        with torch.enable_grad():
+            for g_rows in by_group.values():
+                group = g_rows[0].group
+                slots = torch.tensor([r.slot for r in g_rows], device=device)
+                wv = group.W[slots].detach().requires_grad_(True)
+                leaves.append(wv)
+                deltas.append(to_domain(wv, domain, group.param))
+            delta = torch.cat(deltas)
+            images = torch.stack([r.image for r in order])
+            locs = torch.tensor([r.loc for r in order], dtype=torch.long)
+            n_run = 1 << max(0, k - 1).bit_length() if self.pad else k  # next power of two
+            if n_run > k:
+                fill = torch.zeros(n_run - k, dtype=torch.long)
+                images = torch.cat([images, images[fill.to(device)]])
+                delta = torch.cat([delta, delta[fill.to(device)]])
+                locs = torch.cat([locs, locs[fill]])
+            logits = patched_logits(model, images, delta, locs, domain)[:k]
+            tgts = torch.tensor([r.target for r in order], device=device)
+            srcs = torch.tensor([r.source for r in order], device=device)
+            score = torch.zeros((), device=device)
+            for kind in sorted({r.loss for r in order}):
+                sel = torch.tensor([j for j, r in enumerate(order) if r.loss == kind], device=device)
+                score = score + target_minus_source(logits[sel], tgts[sel], srcs[sel], kind).sum()
+            need = not all(boundary)
+            grads = torch.autograd.grad(score, leaves) if need else [None] * len(leaves)
+        probs = torch.softmax(logits.detach().float(), dim=1)
+        rr = torch.arange(k, device=device)
+        stats = torch.stack([probs[rr, tgts], probs[rr, srcs], probs.argmax(1).to(probs.dtype)]).cpu()
+        pos = 0
+        finished: list[_Row] = []
+        gone: set[int] = set()
+        for g_rows, grad in zip(by_group.values(), grads):
+            group = g_rows[0].group
+            step_j, step_slots, step_improved = [], [], []
+            for j, row in enumerate(g_rows):
+                b = boundary[pos + j]
+                pt, ps, arg = float(stats[0, pos + j]), float(stats[1, pos + j]), int(stats[2, pos + j])
+                h = row.handle
+                row.cur = (pt, ps, arg)
+                improved = pt > h.best_p
+                if improved:
+                    h.best_p, row.best_ps, row.best_arg = pt, ps, arg
+                    group.best_w[row.slot] = group.W[row.slot]
+                row.hist_pt.append(pt)
+                row.hist_ps.append(ps)
+                row.hist_ev.append(h.evaluations)
+                h.p_target, h.p_source = pt, ps
+                if h.watch_patch:
+                    h.latest_patch = to_domain(group.W[row.slot].detach(), domain, group.param).cpu().clone()
+                cancelled = h.cancelled
+                if pt >= row.stop_at:
+                    self._finish(row, use_best=False, cancelled=False)
+                    finished.append(row)
+                    gone.add(id(row))
+                elif cancelled or b:
+                    self._finish(row, use_best=True, cancelled=cancelled and not b)
+                    finished.append(row)
+                    gone.add(id(row))
+                else:
+                    step_j.append(j)
+                    step_slots.append(row.slot)
+                    step_improved.append(improved)
+            if step_j:
+                slots = torch.tensor(step_slots, device=device)
+                g = grad[torch.tensor(step_j, device=device)]
+                group.W[slots] = group.rule.step(slots, group.W[slots], g,
+                                                 torch.tensor(step_improved, device=device), group.best_w[slots])
+                for j in step_j:
+                    g_rows[j].handle.evaluations += 1
+            for row in g_rows:
+                if id(row) not in gone:
+                    row.it += 1
+                    row.handle.iteration = row.it
+            pos += len(g_rows)
+        self.steps_run += 1
+        with self._lock:
+            for row in finished:
+                self._rows.remove(row)
+                row.group.free.append(row.slot)
+            left = len(self._rows) + len(self._pending)
+        for row in finished:
+            row.handle._done.set()
+        return left
+
+    def _finish(self, row: _Row, use_best: bool, cancelled: bool) -> None:
+        h, group = row.handle, row.group
+        w = group.best_w[row.slot] if use_best else group.W[row.slot]
+        p_t, p_s, arg = (h.best_p, row.best_ps, row.best_arg) if use_best else row.cur
+        hist = {"p_target": row.hist_pt, "p_source": row.hist_ps, "evaluations": row.hist_ev}
+        h.result = PatchResult(
+            patch=to_domain(w.detach(), self.domain, group.param).cpu().clone(), loc=row.loc, target=row.target,
+            source=row.source, domain=self.domain, size=self.size, steps=row.it,
+            success={"confident": p_t >= row.stop_at, "argmax": arg == row.target, "not_source": arg != row.source},
+            p_target=p_t, p_source=p_s, seconds=time.perf_counter() - row.t0, history=hist,
+            model_name=getattr(self.model, "name", type(self.model).__name__), input_size=self.input_size,
+            loss=row.loss, stop_at=row.stop_at, cancelled=cancelled, evaluations=h.evaluations, meta=row.meta)
+
+    def run_until_idle(self, stop: threading.Event | None = None) -> None:
+        """Step until no config is active or waiting (or ``stop`` is set): the loop of a worker thread."""
+        while not (stop is not None and stop.is_set()):
+            if self.step() == 0:
+                return
