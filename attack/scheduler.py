@@ -27,7 +27,7 @@ import torch
 from .losses import target_minus_source
 from .patch import as_locs, check_loc, patched_logits, to_domain
 from .results import PatchResult
-from .train import (DEFAULTS, OPTIMIZERS, INITS, _domain_rule, _ids, default_lr, default_param, default_patch_size,
+from .train import (DEFAULTS, OPTIMIZERS, INITS, StepInfo, _domain_rule, _ids, default_lr, default_param, default_patch_size,
                     default_restarts, start_params)
 
 __all__ = ["SharedBatch", "ConfigHandle"]
@@ -36,7 +36,8 @@ __all__ = ["SharedBatch", "ConfigHandle"]
 class ConfigHandle:
     """One config in a :class:`SharedBatch`: progress for a UI, a cancel, and the result when done.
 
-    ``iteration``, ``evaluations``, ``p_target``, ``p_source`` (latest point), ``best_p`` are updated by every step;
+    ``iteration`` (index of the latest point), ``evaluations``, ``p_target``, ``p_source``, ``top5`` (latest point) and
+    ``best_p`` are updated by every step;
     ``done`` is True once ``result`` (a PatchResult) is set. ``cancel()`` stops the config at the next step (its
     result is its best point, ``cancelled=True``); ``wait(timeout)`` blocks until done.
     """
@@ -44,11 +45,12 @@ class ConfigHandle:
     def __init__(self, cid: int, steps: int, watch_patch: bool):
         self.id = cid
         self.steps_budget = steps
-        self.iteration = 0
+        self.iteration = -1  # index of the latest evaluated point (as StepInfo.iteration); -1 before joining
         self.evaluations = 0
         self.p_target = float("nan")
         self.p_source = float("nan")
         self.best_p = -1.0
+        self.top5: list[tuple[int, float]] = []  # (class id, p) at the latest point
         self.latest_patch: torch.Tensor | None = None  # CPU copy every step when watch_patch=True
         self.result: PatchResult | None = None
         self.watch_patch = watch_patch
@@ -69,6 +71,12 @@ class ConfigHandle:
     def wait(self, timeout: float | None = None) -> PatchResult | None:
         self._done.wait(timeout)
         return self.result
+
+    def info(self) -> StepInfo:
+        """The latest step as the :class:`attack.train.StepInfo` that ``train_patch``'s callback receives."""
+        return StepInfo(self.iteration, self.p_target,
+                        self.p_source, list(self.top5), restarts=[self.p_target], leader=0,
+                        evaluations=self.evaluations, patch=self.latest_patch)
 
     def progress(self) -> dict:
         """JSON-friendly progress: iteration, evaluations, budget, latest and best p(target), done."""
@@ -102,6 +110,7 @@ class _Row:
     hist_pt: list = dataclasses.field(default_factory=list)
     hist_ps: list = dataclasses.field(default_factory=list)
     hist_ev: list = dataclasses.field(default_factory=list)
+    hist_top5: list = dataclasses.field(default_factory=list)
 
 
 def _state_tensors(rule) -> list[tuple[object, str]]:
@@ -323,6 +332,8 @@ class SharedBatch:
         probs = torch.softmax(logits.detach().float(), dim=1)
         rr = torch.arange(k, device=device)
         stats = torch.stack([probs[rr, tgts], probs[rr, srcs], probs.argmax(1).to(probs.dtype)]).cpu()
+        top = probs.topk(5, dim=1)
+        top_ids, top_ps = top.indices.cpu().tolist(), top.values.cpu().tolist()
         pos = 0
         finished: list[_Row] = []
         gone: set[int] = set()
@@ -341,7 +352,9 @@ class SharedBatch:
                 row.hist_pt.append(pt)
                 row.hist_ps.append(ps)
                 row.hist_ev.append(h.evaluations)
-                h.p_target, h.p_source = pt, ps
+                h.top5 = [(int(a), float(b)) for a, b in zip(top_ids[pos + j], top_ps[pos + j])]
+                row.hist_top5.append([[a, round(b, 6)] for a, b in h.top5])
+                h.p_target, h.p_source, h.iteration = pt, ps, row.it
                 if h.watch_patch:
                     h.latest_patch = to_domain(group.W[row.slot].detach(), domain, group.param).cpu().clone()
                 cancelled = h.cancelled
@@ -367,7 +380,6 @@ class SharedBatch:
             for row in g_rows:
                 if id(row) not in gone:
                     row.it += 1
-                    row.handle.iteration = row.it
             pos += len(g_rows)
         self.steps_run += 1
         with self._lock:
@@ -383,7 +395,7 @@ class SharedBatch:
         h, group = row.handle, row.group
         w = group.best_w[row.slot] if use_best else group.W[row.slot]
         p_t, p_s, arg = (h.best_p, row.best_ps, row.best_arg) if use_best else row.cur
-        hist = {"p_target": row.hist_pt, "p_source": row.hist_ps, "evaluations": row.hist_ev}
+        hist = {"p_target": row.hist_pt, "p_source": row.hist_ps, "evaluations": row.hist_ev, "top5": row.hist_top5}
         h.result = PatchResult(
             patch=to_domain(w.detach(), self.domain, group.param).cpu().clone(), loc=row.loc, target=row.target,
             source=row.source, domain=self.domain, size=self.size, steps=row.it,

@@ -15,7 +15,7 @@ SIZE = 32
 def alone(model, image, target, loc, seed, **kw):
     """The reference: the same config trained by train_patches on its own (full forward, one restart)."""
     return train_patches(model, image[None], target, [loc], size=SIZE, restarts=1, seeds=[seed], local=False,
-                         **kw)[0]
+                         record_top5=True, **kw)[0]
 
 
 def assert_same(res, ref):
@@ -23,6 +23,7 @@ def assert_same(res, ref):
     assert res.history["p_target"] == pytest.approx(ref.history["p_target"], abs=1e-5)
     assert res.history["p_source"] == pytest.approx(ref.history["p_source"], abs=1e-5)
     assert res.history["evaluations"] == ref.history["evaluations"]
+    assert [t[0][0] for t in res.history["top5"]] == [t[0][0] for t in ref.history["top5"]]
     assert torch.allclose(res.patch, ref.patch, atol=1e-5)
     assert (res.steps, res.evaluations, res.success, res.cancelled) == (ref.steps, ref.evaluations, ref.success,
                                                                        ref.cancelled)
@@ -79,10 +80,14 @@ def test_evaluations_equal_steps_and_the_budget_stops(model, photos):
         seen.append(h.progress())
     res = h.result
     assert [p["evaluations"] for p in seen] == [1, 2, 3]
+    assert [p["iteration"] for p in seen] == [0, 1, 2]
     assert res.evaluations == res.steps == 3 and not res.cancelled and not res.success["confident"]
     assert res.history["evaluations"] == [0, 1, 2, 3]  # the last forward only checks the final point
     assert h.progress()["done"] and h.progress()["p_target"] == res.history["p_target"][-1]
     assert h.latest_patch is not None and h.latest_patch.shape == (3, SIZE, SIZE)
+    info = h.info()  # what train_patch's callback receives
+    assert (info.iteration, info.evaluations, info.p_target) == (3, 3, res.history["p_target"][-1])
+    assert info.top5[0][0] == res.history["top5"][-1][0][0] and len(info.top5) == 5
 
 
 def test_mismatched_configs_are_refused(model, photos):
