@@ -120,3 +120,18 @@ def test_configs_added_from_another_thread_while_a_worker_steps(model, photos):
         batch.run_until_idle()
     assert all(h.wait(0) is not None for h in handles)
     assert [h.result.evaluations for h in handles] == [2, 2]
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "apgd"])
+def test_a_config_reusing_a_freed_slot_starts_from_fresh_rule_state(model, photos, optimizer):
+    batch = SharedBatch(model, size=SIZE, domain="image", capacity=1)
+    kw = dict(steps=3, optimizer=optimizer, stop_at=1.0)
+    before = batch.add(photos[0], 429, (0, 0), seed=1, **kw)
+    batch.step()
+    batch.step()
+    before.cancel()
+    batch.step()  # leaves: its slot (the group's only one) is free, with its rule state still in it
+    assert before.done and before.result.evaluations == 2 and len(batch) == 0
+    after = batch.add(photos[1], 859, (0, 192), seed=5, **kw)
+    batch.run_until_idle()
+    assert_same(after.result, alone(model, photos[1], 859, (0, 192), 5, domain="image", **kw))
