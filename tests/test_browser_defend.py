@@ -61,8 +61,6 @@ def test_map_click_places_the_patch_on_the_attack_page(tab, server):
     box = points.nth(8).bounding_box()  # row order: the last cell is the bottom-right corner, x = y = 224 - 63
     tab.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
     tab.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
-    tab.wait_for_timeout(1000)
-    tab.screenshot(path=str(SHOTS / "defend_click.png"), full_page=True)
     wait_for(tab, lambda: tab.get_by_text("The patch is placed at x=161, y=161").count() > 0, 60, "the placed patch")
     idle(tab)
     healthy(tab)
