@@ -296,6 +296,18 @@ def test_universal_training_and_live_drag_latency(tab, server):
                           lambda: caption.count() > 0, f"prediction for {want}")
         latencies.append((time.perf_counter() - t_up) * 1000)
         idle(tab)
+        # Under heavy CPU load the canvas was once seen to report the drag (the prediction for the new place was
+        # drawn) and then its original position again (the inputs back at 0, 0; no server error, no Streamlit race
+        # logged). As in drag_patch_to, drag again from where the inputs say the square is, and count it.
+        for _ in range(2):
+            if xy(tab) == want:
+                break
+            METRICS["universal_redrags"] = METRICS.get("universal_redrags", 0) + 1
+            x2, y2 = xy(tab)
+            drag_until(tab, 0, ((x2 + size / 2) * scale, (y2 + size / 2) * scale),
+                       (round((want[0] - x2) * scale), round((want[1] - y2) * scale)),
+                       lambda: xy(tab) == want, f"x/y inputs at {want}")
+            idle(tab)
         assert xy(tab) == want
     METRICS["universal_drag_to_prediction_ms"] = [round(v) for v in latencies]
     METRICS["universal_drag_to_prediction_ms_median"] = round(sorted(latencies)[1])
