@@ -27,8 +27,8 @@ import torch
 from .losses import target_minus_source
 from .patch import as_locs, check_loc, patched_logits, to_domain
 from .results import PatchResult
-from .train import (DEFAULTS, OPTIMIZERS, INITS, StepInfo, _domain_rule, _ids, default_lr, default_param, default_patch_size,
-                    default_restarts, start_params)
+from .train import (DEFAULTS, INITS, StepInfo, _domain_rule, _ids, check_options, default_lr, default_param,
+                    default_patch_size, default_restarts, start_params)
 
 __all__ = ["SharedBatch", "ConfigHandle"]
 
@@ -239,19 +239,12 @@ class SharedBatch:
             raise ValueError(f"the shared batch trains one patch per config (restarts=1), not {r}: "
                              "use attack.train.train_patches for restarts > 1")
         optimizer = optimizer or DEFAULTS["optimizer"]
-        if optimizer not in OPTIMIZERS:
-            raise ValueError(f"unknown optimizer {optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
         loss = loss or DEFAULTS["loss"]
         init = init or DEFAULTS["init"]
         if init not in INITS:
             raise ValueError(f"unknown init {init!r}; choose one of {', '.join(INITS)}")
         param = param or default_param(optimizer)
-        if param not in ("sigmoid", "clamp"):
-            raise ValueError("param must be 'sigmoid' or 'clamp'")
-        if steps < 0:
-            raise ValueError("steps must be >= 0")
-        if not 0.0 < stop_at <= 1.0:
-            raise ValueError("stop_at must lie in (0, 1]")
+        check_options(optimizer, param, steps, stop_at)
         loc = tuple(int(v) for v in as_locs([tuple(loc)], 1)[0].tolist())
         check_loc(loc, self.size, self.input_size)
         lr = float(lr if lr is not None else default_lr(optimizer, self.domain))

@@ -18,7 +18,7 @@ from .patch import apply_patch, as_locs, check_loc, from_domain, patched_logits,
 from .results import PatchResult
 
 __all__ = ["train_patch", "train_patches", "StepInfo", "Cancelled", "OPTIMIZERS", "DEFAULT_AREA",
-           "default_patch_size", "default_lr", "default_param", "default_restarts", "RESTARTS_SMALL", "is_cancelled", "start_params", "single_row_rule", "DEFAULTS", "INITS"]
+           "default_patch_size", "default_lr", "default_param", "default_restarts", "RESTARTS_SMALL", "is_cancelled", "start_params", "single_row_rule", "check_options", "DEFAULTS", "INITS"]
 
 OPTIMIZERS = RULES
 # Default patch area for the app and CLI, chosen by measurement (README: smallest area where >= 80% of random
@@ -63,6 +63,18 @@ def default_lr(optimizer: str, domain: str) -> float:
     if (optimizer, domain) not in table:
         raise ValueError(f"unknown optimizer/domain {optimizer!r}/{domain!r}")
     return table[(optimizer, domain)]
+
+
+def check_options(optimizer: str, param: str, steps: int, stop_at: float) -> None:
+    """The training options every trainer of this module's rows shares (train_patches, attack.scheduler)."""
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
+    if param not in ("sigmoid", "clamp"):
+        raise ValueError("param must be 'sigmoid' or 'clamp'")
+    if steps < 0:
+        raise ValueError("steps must be >= 0")
+    if not 0.0 < stop_at <= 1.0:
+        raise ValueError("stop_at must lie in (0, 1]")
 
 
 def _bucket(k: int, n: int) -> int:
@@ -183,14 +195,7 @@ def train_patches(model, images: torch.Tensor, targets, locs, *, size: int | Non
     param = param or default_param(optimizer)
     if domain not in ("network", "image"):
         raise ValueError(f"unknown domain {domain!r}; choose 'image' or 'network'")
-    if optimizer not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
-    if param not in ("sigmoid", "clamp"):
-        raise ValueError("param must be 'sigmoid' or 'clamp'")
-    if steps < 0:
-        raise ValueError("steps must be >= 0")
-    if not 0.0 < stop_at <= 1.0:
-        raise ValueError("stop_at must lie in (0, 1]")
+    check_options(optimizer, param, steps, stop_at)
     if images.dim() != 4 or images.shape[1] != 3:
         raise ValueError(f"images must be (N,3,H,W), got {tuple(images.shape)}")
     n, _, h, w = images.shape
