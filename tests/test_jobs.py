@@ -271,3 +271,32 @@ def test_a_failing_training_shows_an_id_and_logs_the_traceback(sessions, caplog)
     error_id = j.error.split()[-1]
     (rec,) = [r for r in caplog.records if error_id in r.getMessage()]
     assert rec.exc_info and "internal detail /srv/secret/path" in str(rec.exc_info[1])
+
+
+def _nice_of_this_thread() -> int:
+    import os
+
+    return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+
+@pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="per-thread priority is Linux's")
+@pytest.mark.parametrize("env, step", [(None, 10), ("4", 4), ("0", 0), ("oops", 10)])
+def test_a_training_thread_runs_below_the_page_threads(sessions, monkeypatch, env, step):
+    """Pages answer while the pool trains: each training thread lowers its own priority by $LAVAN_TRAIN_NICE
+    (default 10, 0 = off) and no other thread's; the server's own priority stays as it was."""
+    if env is None:
+        monkeypatch.delenv("LAVAN_TRAIN_NICE", raising=False)
+    else:
+        monkeypatch.setenv("LAVAN_TRAIN_NICE", env)
+    base = _nice_of_this_thread()
+    seen = []
+
+    def train(steps, *, callback=None, cancel=None):
+        seen.append(_nice_of_this_thread())
+        return SimpleNamespace(cancelled=False, steps=steps)
+
+    with sessions("A"):
+        job = jobs.start("attack", train, 1)
+    until(lambda: job.status == "done", what="the training to end")
+    assert seen == [min(19, base + step)]
+    assert _nice_of_this_thread() == base

@@ -166,6 +166,7 @@ class Job:
             self.status, self.started = "running", time.time()
             from .cache import torch_threads
 
+            lower_priority()
             torch.set_num_threads(torch_threads())
             self.result = fn(*args, callback=self._callback, cancel=self.cancel, **kwargs)
             if self.on_done is not None and self.result is not None:
@@ -195,6 +196,32 @@ class Job:
                else "never started")
         print(f"lavan job {self.id} {self.key} {self.status} ({self.stop_reason or 'ran to its end'}; {ran}{after}) "
               f"at {self.finished:.3f}", file=sys.stderr, flush=True)
+
+
+def train_nice() -> int:
+    """How much lower than the server's page threads a training thread runs: $LAVAN_TRAIN_NICE, default 10 (the
+    kernel then gives a runnable page thread ~9× a training thread's share of a busy core, so pages answer while
+    the pool trains; 0 turns it off)."""
+    try:
+        return max(0, min(19, int(os.environ.get("LAVAN_TRAIN_NICE", "10"))))
+    except ValueError:
+        return 10
+
+
+def lower_priority() -> int | None:
+    """Renice the calling thread (Linux schedules threads one by one: ``setpriority`` on its native id touches
+    only this thread; torch's intra-op workers started from it inherit the value). Returns the nice value set, or
+    None where the platform has no per-thread priority or refuses."""
+    step = train_nice()
+    if not step or not hasattr(os, "setpriority") or not sys.platform.startswith("linux"):
+        return None
+    try:
+        tid = threading.get_native_id()
+        value = min(19, os.getpriority(os.PRIO_PROCESS, tid) + step)
+        os.setpriority(os.PRIO_PROCESS, tid, value)
+        return value
+    except OSError:
+        return None
 
 
 # ------------------------------------------------------------------------------------------------------ the pool
