@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 __all__ = ["RULES", "Rule", "Adam", "SGD", "Sign", "APGD", "Polish", "make_rule", "halving_schedule", "DEFAULT_RULE",
-           "straight_through_relu6"]
+           "straight_through_relu6", "relu6_backward"]
 
 RULES = ("adam", "sgd", "sign", "apgd")
 DEFAULT_RULE = "apgd"
@@ -300,32 +300,44 @@ def halving_schedule(restarts: int, budget: int, eta: int = 4) -> list[tuple[int
         r = max(1, r // 2)
 
 
-class _STReLU6(torch.autograd.Function):
-    """ReLU6 forward; backward as ReLU (the gradient passes the clip at 6)."""
+class _ReLU6Grad(torch.autograd.Function):
+    """ReLU6 forward; backward with the gradient scaled by ``below`` where the input is ≤ 0 and by ``above`` where
+    it is ≥ 6 (1 inside). ReLU6's own backward is (0, 0); a straight-through clip at 6 is (0, 1)."""
 
     @staticmethod
-    def forward(ctx, x):  # noqa: D102
+    def forward(ctx, x, below: float, above: float):  # noqa: D102
         ctx.save_for_backward(x)
+        ctx.below, ctx.above = below, above
         return x.clamp(0, 6)
 
     @staticmethod
     def backward(ctx, g):  # noqa: D102
         (x,) = ctx.saved_tensors
-        return g * (x > 0).to(g.dtype)
+        scale = torch.where(x <= 0, ctx.below, torch.where(x >= 6, ctx.above, 1.0)).to(g.dtype)
+        return g * scale, None, None
 
 
 @contextlib.contextmanager
-def straight_through_relu6(model: nn.Module, enabled: bool = True) -> Iterator[None]:
-    """Within the block, every ``nn.ReLU6`` of ``model`` computes the same values but back-propagates as a plain
-    ReLU (a straight-through estimator for the clip at 6, which blocks the gradient of saturated units; BPDA,
-    Athalye et al. 2018). Predictions are unchanged; only gradients differ. No-op when ``enabled`` is False."""
+def relu6_backward(model: nn.Module, below: float = 0.0, above: float = 0.0) -> Iterator[None]:
+    """Within the block, every ``nn.ReLU6`` of ``model`` computes the same values but back-propagates a share of the
+    gradient through its clips: ``below`` of it where the unit is off (input ≤ 0), ``above`` where it is saturated
+    (input ≥ 6). A surrogate gradient in the spirit of BPDA (Athalye et al. 2018): predictions are unchanged, only
+    the direction the attack is pushed in differs; a leak lets units that are off or saturated — most of them in the
+    cells next to a small corner patch — tell the patch which way would turn them. No-op at (0, 0)."""
     handles = []
-    if enabled:
+    if below or above:
         for mod in model.modules():
             if isinstance(mod, nn.ReLU6):
-                handles.append(mod.register_forward_hook(lambda m, inp, out: _STReLU6.apply(inp[0])))
+                handles.append(mod.register_forward_hook(
+                    lambda m, inp, out: _ReLU6Grad.apply(inp[0], float(below), float(above))))
     try:
         yield
     finally:
         for h in handles:
             h.remove()
+
+
+def straight_through_relu6(model: nn.Module, enabled: bool = True):
+    """Every ``nn.ReLU6`` of ``model`` back-propagates as a plain ReLU within the block (the gradient passes the clip
+    at 6): :func:`relu6_backward` with (0, 1). No-op when ``enabled`` is False."""
+    return relu6_backward(model, 0.0, 1.0 if enabled else 0.0)

@@ -13,7 +13,7 @@ from typing import Callable
 import torch
 
 from .losses import target_minus_source
-from .optim import RULES, Polish, halving_schedule, make_rule, straight_through_relu6
+from .optim import RULES, Polish, halving_schedule, make_rule, relu6_backward
 from .patch import apply_patch, as_locs, check_loc, from_domain, patched_logits, size_for_area, to_domain
 from .results import PatchResult
 
@@ -149,7 +149,7 @@ def train_patches(model, images: torch.Tensor, targets, locs, *, size: int | Non
                   callback: Callable[[int, list[int], torch.Tensor], None] | None = None,
                   on_step: Callable[[dict], None] | None = None,
                   cancel=None, record_top5: bool = False, progress=None,
-                  pad_batches: bool | None = None, st_relu6: bool = False,
+                  pad_batches: bool | None = None, st_relu6: bool = False, relu6_leak: float = 0.0,
                   rule_options: dict | None = None, local: bool | None = None) -> list[PatchResult]:
     """Train one LaVAN patch per config in a single batched loop (Karmon et al. 2018, arXiv:1801.02608).
 
@@ -180,6 +180,8 @@ def train_patches(model, images: torch.Tensor, targets, locs, *, size: int | Non
         cancel: a threading.Event (or callable) — when set, every active config stops and is marked cancelled.
         pad_batches: pad the shrinking batch to powers of two (Default: on CUDA only; see bench/speed.py).
         st_relu6: back-propagate through ReLU6 as through ReLU (:func:`attack.optim.straight_through_relu6`).
+        relu6_leak: back-propagate this share of the gradient through both clips of every ReLU6 (units off or
+            saturated; :func:`attack.optim.relu6_backward`); with ``st_relu6`` the clip at 6 passes all of it.
         rule_options: fields of the update rule (e.g. ``{"patience": 20}`` halves Adam's step on a stall).
         local: run the early layers only where the patches reach (:class:`attack.models.LocalForward`, the same
             logits and gradients up to float rounding). Default: on a CPU whenever the model supports it; any
@@ -196,6 +198,8 @@ def train_patches(model, images: torch.Tensor, targets, locs, *, size: int | Non
     if domain not in ("network", "image"):
         raise ValueError(f"unknown domain {domain!r}; choose 'image' or 'network'")
     check_options(optimizer, param, steps, stop_at)
+    if not 0.0 <= relu6_leak <= 1.0:
+        raise ValueError(f"relu6_leak must be in [0, 1], got {relu6_leak}")
     if images.dim() != 4 or images.shape[1] != 3:
         raise ValueError(f"images must be (N,3,H,W), got {tuple(images.shape)}")
     n, _, h, w = images.shape
@@ -271,6 +275,7 @@ def train_patches(model, images: torch.Tensor, targets, locs, *, size: int | Non
             stop_at=stop_at, cancelled=cancelled, evaluations=evals[c],
             meta={"optimizer": optimizer, "lr": lr, "param": param if domain == "image" else None,
                   "init": init, "restarts": R, "halving": halving, "schedule": schedule, "st_relu6": st_relu6,
+                  "relu6_leak": relu6_leak,
                   "rule_options": rule_options, "local": lf is not None,
                   "leader": int(row % R)})
         conf_done[c] = True
@@ -289,7 +294,8 @@ def train_patches(model, images: torch.Tensor, targets, locs, *, size: int | Non
         run = torch.cat([idx, idx[:1].expand(_bucket(k, n * R) - k)]) if pad else idx
         run_dev = run.to(device)
         wv = W[run_dev].detach().requires_grad_(need_grad)
-        with torch.set_grad_enabled(need_grad), straight_through_relu6(model, st_relu6 and need_grad):
+        below, above = (relu6_leak, 1.0 if st_relu6 else relu6_leak) if need_grad else (0.0, 0.0)
+        with torch.set_grad_enabled(need_grad), relu6_backward(model, below, above):
             delta = to_domain(wv, domain, param)
             if lf is None:
                 logits = patched_logits(model, images[img_rows[run_dev]], delta, locs_t[conf_of[run]], domain)

@@ -181,6 +181,38 @@ def test_straight_through_relu6_keeps_values_and_passes_the_clip(model, photo):
     assert torch.equal(model.net(x), plain)  # hooks are removed on exit
 
 
+def test_relu6_backward_leaks_the_set_share_through_both_clips():
+    """On one ReLU6 the surrogate's gradient is exactly 1 inside (0, 6), ``below`` at or under 0 and ``above`` at or
+    over 6; values stay ReLU6's; (0, 0) is ReLU6's own backward; the hooks go on exit."""
+    from torch import nn
+
+    from attack.optim import relu6_backward
+    net = nn.Sequential(nn.ReLU6())
+    x = torch.tensor([-3.0, 0.0, 2.0, 6.0, 9.0], requires_grad=True)
+    for below, above, want in [(0.1, 0.1, [0.1, 0.1, 1, 0.1, 0.1]), (0.0, 1.0, [0, 0, 1, 1, 1]),
+                               (0.25, 0.0, [0.25, 0.25, 1, 0, 0]), (0.0, 0.0, [0, 0, 1, 0, 0])]:
+        with relu6_backward(net, below, above):
+            y = net(x)
+            (g,) = torch.autograd.grad(y.sum(), x)
+        assert y.tolist() == [0, 0, 2, 6, 6]
+        assert g.tolist() == pytest.approx(want), (below, above)
+    (g,) = torch.autograd.grad(net(x).sum(), x)
+    assert g.tolist() == [0, 0, 1, 0, 0]
+
+
+def test_a_leaky_relu6_backward_changes_the_training_not_the_predictions(model, photo):
+    """train_patches(relu6_leak=…): the recorded p(target) is the true model's (the first step's forward is the same
+    as without the leak), the gradient and so the patches differ, and the option is recorded and checked."""
+    kw = dict(size=24, steps=6, stop_at=1.0, seeds=[0], optimizer="adam")
+    plain = train_patches(model, photo[None], 859, [(0, 0)], **kw)[0]
+    leaky = train_patches(model, photo[None], 859, [(0, 0)], relu6_leak=0.1, **kw)[0]
+    assert leaky.history["p_target"][0] == plain.history["p_target"][0]
+    assert not torch.equal(leaky.patch, plain.patch)
+    assert leaky.meta["relu6_leak"] == 0.1 and plain.meta["relu6_leak"] == 0.0
+    with pytest.raises(ValueError, match="relu6_leak"):
+        train_patches(model, photo[None], 859, [(0, 0)], relu6_leak=1.5, **kw)
+
+
 def test_margin_ce_switches_at_top1():
     from attack.losses import target_minus_source
     logits = torch.tensor([[3.0, 1.0, 0.0], [0.0, 1.0, 5.0]], requires_grad=True)
