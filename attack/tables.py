@@ -225,7 +225,8 @@ def printed_table(path: str | Path, index: int = 0) -> tuple[list[str], list[str
 
 
 # ---------------------------------------------------------------- bench/ablation.py
-ABLATION_DEFAULTS = {"st_relu6": "0", "cosine": "0", "polish": "0", "margin": "0", "leak": "0"}  # columns added after the first rows were written
+ABLATION_DEFAULTS = {"st_relu6": "0", "cosine": "0", "polish": "0", "margin": "0", "leak": "0",
+                     "leak_last": "1"}  # columns added after the first rows were written
 RULE_NAMES = {"adam": "Adam", "sgd": "plain gradient", "sign": "signed steps",
               "apgd": "signed steps + momentum 0.75, step halved on stall (APGD-style)"}
 
@@ -255,6 +256,7 @@ def describe_variant(row: dict) -> str:
     how += ", cosine step decay per stage" if row.get("cosine") == "1" else ""
     leak = float(row.get("leak") or 0)
     how += f", ReLU6 backward leaks {leak:g} of the gradient through both clips" if leak else ""
+    how += " before the last stage" if leak and row.get("leak_last") == "0" else ""
     polish = int(row.get("polish") or 0)
     how += f", random-search polish after {polish} steps without gain in the last stage" if polish else ""
     margin = int(row.get("margin") or 0)

@@ -150,6 +150,7 @@ def train_patches(model, images: torch.Tensor, targets, locs, *, size: int | Non
                   on_step: Callable[[dict], None] | None = None,
                   cancel=None, record_top5: bool = False, progress=None,
                   pad_batches: bool | None = None, st_relu6: bool = False, relu6_leak: float = 0.0,
+                  leak_last_stage: bool = True,
                   rule_options: dict | None = None, local: bool | None = None) -> list[PatchResult]:
     """Train one LaVAN patch per config in a single batched loop (Karmon et al. 2018, arXiv:1801.02608).
 
@@ -182,6 +183,8 @@ def train_patches(model, images: torch.Tensor, targets, locs, *, size: int | Non
         st_relu6: back-propagate through ReLU6 as through ReLU (:func:`attack.optim.straight_through_relu6`).
         relu6_leak: back-propagate this share of the gradient through both clips of every ReLU6 (units off or
             saturated; :func:`attack.optim.relu6_backward`); with ``st_relu6`` the clip at 6 passes all of it.
+        leak_last_stage: False = the last halving stage follows the true gradient (the leak only in the stages
+            before it).
         rule_options: fields of the update rule (e.g. ``{"patience": 20}`` halves Adam's step on a stall).
         local: run the early layers only where the patches reach (:class:`attack.models.LocalForward`, the same
             logits and gradients up to float rounding). Default: on a CPU whenever the model supports it; any
@@ -275,7 +278,7 @@ def train_patches(model, images: torch.Tensor, targets, locs, *, size: int | Non
             stop_at=stop_at, cancelled=cancelled, evaluations=evals[c],
             meta={"optimizer": optimizer, "lr": lr, "param": param if domain == "image" else None,
                   "init": init, "restarts": R, "halving": halving, "schedule": schedule, "st_relu6": st_relu6,
-                  "relu6_leak": relu6_leak,
+                  "relu6_leak": relu6_leak, "leak_last_stage": leak_last_stage,
                   "rule_options": rule_options, "local": lf is not None,
                   "leader": int(row % R)})
         conf_done[c] = True
@@ -294,7 +297,8 @@ def train_patches(model, images: torch.Tensor, targets, locs, *, size: int | Non
         run = torch.cat([idx, idx[:1].expand(_bucket(k, n * R) - k)]) if pad else idx
         run_dev = run.to(device)
         wv = W[run_dev].detach().requires_grad_(need_grad)
-        below, above = (relu6_leak, 1.0 if st_relu6 else relu6_leak) if need_grad else (0.0, 0.0)
+        leak = relu6_leak if (leak_last_stage or not last_stage) else 0.0
+        below, above = (leak, 1.0 if st_relu6 else leak) if need_grad else (0.0, 0.0)
         with torch.set_grad_enabled(need_grad), relu6_backward(model, below, above):
             delta = to_domain(wv, domain, param)
             if lf is None:
@@ -450,7 +454,7 @@ def train_patch(model, image: torch.Tensor, target, loc=(0, 0), *, size: int | N
                 optimizer: str | None = None, restarts: int | str | None = None, stop_at: float = 0.9,
                 param: str | None = None, init: str | None = None, generator: torch.Generator | None = None,
                 seed: int | None = None, callback: Callable[[StepInfo], None] | None = None,
-                cancel=None) -> PatchResult:
+                cancel=None, relu6_leak: float | None = None) -> PatchResult:
     """Train a LaVAN patch for one image at one location (Karmon et al. 2018, arXiv:1801.02608).
 
     Args: image (3,H,W) in [0,1]; target, source: class ids (source defaults to the clean argmax);
@@ -483,4 +487,4 @@ def train_patch(model, image: torch.Tensor, target, loc=(0, 0), *, size: int | N
                          domain=domain, loss=loss, steps=steps, lr=lr, optimizer=optimizer, restarts=restarts,
                          stop_at=stop_at, param=param, init=init, generator=generator,
                          seeds=None if seed is None else [seed], on_step=on_step, cancel=cancel,
-                         record_top5=True)[0]
+                         record_top5=True, relu6_leak=relu6_leak)[0]

@@ -11,7 +11,8 @@ stopped at any point resumes where it stopped (finished (variant, seed, config) 
 A variant name is ``<rule>-r<restarts>[-<loss>][-<init>][-st][-cos][-rs]`` (``-st``: straight-through ReLU6
 backward; ``-cos``: Adam's step decayed by a cosine over each halving stage; ``-rs``: random-search polish once the
 last stage stalls for 50 steps; ``-m<px>``: the patch that many pixels in from its corner; ``-lk<percent>``:
-ReLU6 backward leaking that share of the gradient through both clips, e.g. ``-lk10`` = 0.1), e.g. ``apgd-r8`` (APGD-style signed steps, 8 restarts
+ReLU6 backward leaking that share of the gradient through both clips, e.g. ``-lk10`` = 0.1; ``-lk<percent>a``:
+the same but the last halving stage follows the true gradient), e.g. ``apgd-r8`` (APGD-style signed steps, 8 restarts
 halved 8 → 2 → 1, the rule's default loss and mixed initialisation) or ``adam-r1-logprob-random`` (today's
 default). Defaults per rule: adam → loss logprob, sgd → logprob, sign/apgd → target_ce; init mixed when r > 1.
 """
@@ -39,7 +40,8 @@ from attack.patch import corner_loc  # noqa: E402
 OUT = Path("bench/results/ablation.csv")
 FIELDS = ["variant", "rule", "restarts", "loss", "init", "domain", "size", "input_size", "budget", "seed", "config",
           "photo", "target", "corner", "success", "p_target", "argmax", "not_source", "iterations", "evaluations",
-          "seconds", "machine", "st_relu6", "cosine", "polish", "margin", "leak"]
+          "seconds", "machine", "st_relu6", "cosine", "polish", "margin", "leak",
+          "leak_last"]
 
 
 def read_rows(path: Path = OUT) -> list[dict]:
@@ -73,13 +75,14 @@ POLISH_PATIENCE = 50
 def parse_variant(name: str) -> dict:
     parts = name.split("-")
     flags = {v: 0 for v in FLAGS.values()}
-    flags["margin"], flags["leak"] = 0, 0.0
-    while parts and (parts[-1] in FLAGS or re.fullmatch(r"(m|lk)\d+", parts[-1])):
+    flags["margin"], flags["leak"], flags["leak_last"] = 0, 0.0, 1
+    while parts and (parts[-1] in FLAGS or re.fullmatch(r"m\d+|lk\d+a?", parts[-1])):
         flag = parts.pop()
         if flag in FLAGS:
             flags[FLAGS[flag]] = 1
         elif flag.startswith("lk"):
-            flags["leak"] = int(flag[2:]) / 100
+            flags["leak"] = int(flag[2:].rstrip("a")) / 100
+            flags["leak_last"] = 0 if flag.endswith("a") else 1
         else:
             flags["margin"] = int(flag[1:])
     if flags["polish"]:
@@ -153,7 +156,8 @@ def run(args) -> None:
                 res = attack.train_patches(model, imgs, [cfgs[i][1] for i in chunk], locs, size=size,
                                            domain=args.domain, loss=v["loss"], steps=args.budget,
                                            optimizer=v["rule"], restarts=v["restarts"], init=v["init"],
-                                           st_relu6=bool(v["st_relu6"]), relu6_leak=v["leak"], seeds=[seed * 1000 + i for i in chunk],
+                                           st_relu6=bool(v["st_relu6"]), relu6_leak=v["leak"],
+                                           leak_last_stage=bool(v["leak_last"]), seeds=[seed * 1000 + i for i in chunk],
                                            rule_options=rule_options(v),
                                            cancel=cancel)
                 for i, r in zip(chunk, res):

@@ -209,6 +209,12 @@ def test_a_leaky_relu6_backward_changes_the_training_not_the_predictions(model, 
     assert leaky.history["p_target"][0] == plain.history["p_target"][0]
     assert not torch.equal(leaky.patch, plain.patch)
     assert leaky.meta["relu6_leak"] == 0.1 and plain.meta["relu6_leak"] == 0.0
+    # one patch = one stage, which is the last: without the leak there it is the plain training, bit for bit
+    one = dict(kw, restarts=1)
+    exact_last = train_patches(model, photo[None], 859, [(0, 0)], relu6_leak=0.1, leak_last_stage=False, **one)[0]
+    assert torch.equal(exact_last.patch, train_patches(model, photo[None], 859, [(0, 0)], **one)[0].patch)
+    assert not torch.equal(exact_last.patch, train_patches(model, photo[None], 859, [(0, 0)], relu6_leak=0.1,
+                                                           **one)[0].patch)
     with pytest.raises(ValueError, match="relu6_leak"):
         train_patches(model, photo[None], 859, [(0, 0)], relu6_leak=1.5, **kw)
 
