@@ -158,7 +158,7 @@ def cmd_attack(args) -> int:
     from .io import save_patch
     from .models import class_index, class_names
     from .patch import size_for_area
-    from .train import DEFAULTS, default_lr, default_patch_size, default_restarts, train_patch
+    from .train import DEFAULTS, default_lr, default_patch_size, default_restarts, leak_fields, train_patch
 
     model = _model(args)
     img = load_image(_resolve_image(args.image), model.input_size)
@@ -171,7 +171,8 @@ def cmd_attack(args) -> int:
     loss = args.loss or DEFAULTS["loss"]
     init = DEFAULTS["init"]
     lr = args.lr if args.lr is not None else default_lr(optimizer, args.domain)
-    extra = {"restarts": restarts} if restarts != 1 else {}
+    leak = leak_fields(size, model.input_size)
+    extra = {**({"restarts": restarts} if restarts != 1 else {}), **leak}
     key = training_key(model, image_hash(img), target, loc, size, domain=args.domain, loss=loss,
                        steps=args.max_iter, lr=lr, optimizer=optimizer, stop_at=args.stop_at, seed=args.seed,
                        init=init, **extra)
@@ -187,7 +188,8 @@ def cmd_attack(args) -> int:
         None if args.no_cache else PatchCache(args.cache_dir), key,
         lambda: train_patch(model, img, target, loc, size=size, domain=args.domain, loss=loss,
                             steps=args.max_iter, lr=lr, optimizer=optimizer, restarts=restarts, init=init,
-                            stop_at=args.stop_at, seed=args.seed, callback=cb),
+                            stop_at=args.stop_at, seed=args.seed, callback=cb, relu6_leak=leak.get("relu6_leak", 0.0),
+                            leak_last_stage=leak.get("leak_last_stage")),
         image_hash(img))
     bar.close()
     out_path = Path(args.out) if args.out else Path("patches") / f"{Path(args.image).stem}_{target}_{loc[1]}_{loc[0]}_{size}_{args.domain}.safetensors"
@@ -195,7 +197,8 @@ def cmd_attack(args) -> int:
     out = {"success_0_9": bool(res.success["confident"]), "argmax_target": bool(res.success["argmax"]),
            "not_source": bool(res.success["not_source"]), "iterations": int(res.steps),
            "evaluations": int(res.evaluations or res.steps), "restarts": int(res.meta.get("restarts", 1)),
-           "optimizer": res.meta.get("optimizer"), "p_target": float(res.p_target), "p_source": float(res.p_source), "seconds": float(res.seconds),
+           "optimizer": res.meta.get("optimizer"), "relu6_leak": res.meta.get("relu6_leak", 0.0),
+           "p_target": float(res.p_target), "p_source": float(res.p_source), "seconds": float(res.seconds),
            "patch_path": str(out_path), "target": target, "target_label": class_names()[target],
            "source": res.source, "source_label": class_names()[res.source], "loc": list(loc), "x": loc[1],
            "y": loc[0], "size": size, "area": size * size / model.input_size ** 2, "domain": args.domain,

@@ -207,7 +207,7 @@ def _attack_strength(root: Path) -> str:
                       f"{sum(base[(int(r['seed']), int(r['config']))]['success'] == '1' for r in both)}/{len(both)}, "
                       f"target top-1 {sum(r['argmax'] == '1' for r in both)}/{len(both)} against "
                       f"{sum(base[(int(r['seed']), int(r['config']))]['argmax'] == '1' for r in both)}/{len(both)}.")
-        lines.append(f"- **42×42 on 224 (3.5%), ≥ 80% p ≥ 0.9 within 2,000 evaluations**: most measured variant "
+        lines.append(f"- **42×42 on 224 (3.5%), ≥ 80% p ≥ 0.9 within 2,000 evaluations**: best of the most widely measured variants "
                      f"`{best['variant']}` reaches {best['successes']}/{best['configs']} ({share:.0%}; {best['domain']} domain, "
                      f"seeds {', '.join(map(str, best['seeds']))}), median {tables._fmt(best['median_evaluations'])} "
                      f"evaluations and {tables._fmt(best['median_seconds'])} CPU s per success. "

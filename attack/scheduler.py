@@ -214,11 +214,13 @@ class SharedBatch:
             param: str | None = None, init: str | None = None, seed: int | None = None,
             generator: torch.Generator | None = None, rule_options: dict | None = None,
             restarts: int | str | None = 1, size: int | None = None, domain: str | None = None,
-            watch_patch: bool = False) -> ConfigHandle:
+            watch_patch: bool = False, relu6_leak: float = 0.0) -> ConfigHandle:
         """Queue one config; it joins the batch at the next step. Arguments as :func:`attack.train.train_patch`.
 
         ``size`` / ``domain``, when given, must equal the batch's (a ValueError otherwise: use one SharedBatch per
-        (model, input size, patch size, domain)). ``restarts`` must resolve to 1. ``watch_patch``: keep a CPU copy
+        (model, input size, patch size, domain)). ``restarts`` must resolve to 1 and ``relu6_leak`` be 0 (the batch
+        follows the true gradient: the default at the default patch area, where "auto" gives one restart and no
+        leak; use :func:`attack.train.train_patches` below it). ``watch_patch``: keep a CPU copy
         of the current patch in ``handle.latest_patch`` every step.
         Returns: a :class:`ConfigHandle`.
         """
@@ -238,6 +240,9 @@ class SharedBatch:
         if r != 1:
             raise ValueError(f"the shared batch trains one patch per config (restarts=1), not {r}: "
                              "use attack.train.train_patches for restarts > 1")
+        if relu6_leak:
+            raise ValueError(f"the shared batch trains with the true gradient (relu6_leak=0), not {relu6_leak}: "
+                             "use attack.train.train_patches for a leaky ReLU6 backward")
         optimizer = optimizer or DEFAULTS["optimizer"]
         loss = loss or DEFAULTS["loss"]
         init = init or DEFAULTS["init"]
@@ -262,7 +267,7 @@ class SharedBatch:
         make = lambda: _domain_rule(optimizer, lr, self.domain, param, self.model, **rule_options)  # noqa: E731
         meta = {"optimizer": optimizer, "lr": lr, "param": param if self.domain == "image" else None, "init": init,
                 "restarts": 1, "halving": 4, "schedule": [(1, int(steps))], "st_relu6": False,
-                "rule_options": rule_options, "local": False, "leader": 0, "shared_batch": True}
+                "relu6_leak": 0.0, "leak_last_stage": True, "rule_options": rule_options, "local": False, "leader": 0, "shared_batch": True}
         with self._lock:
             handle = ConfigHandle(self._next_id, int(steps), watch_patch)
             self._next_id += 1

@@ -18,7 +18,8 @@ from .patch import apply_patch, as_locs, check_loc, from_domain, patched_logits,
 from .results import PatchResult
 
 __all__ = ["train_patch", "train_patches", "StepInfo", "Cancelled", "OPTIMIZERS", "DEFAULT_AREA",
-           "default_patch_size", "default_lr", "default_param", "default_restarts", "RESTARTS_SMALL", "is_cancelled", "start_params", "single_row_rule", "check_options", "DEFAULTS", "INITS"]
+           "default_patch_size", "default_lr", "default_param", "default_restarts", "RESTARTS_SMALL",
+           "default_relu6_leak", "resolve_relu6_leak", "leak_fields", "LEAK_SMALL", "is_cancelled", "start_params", "single_row_rule", "check_options", "DEFAULTS", "INITS"]
 
 OPTIMIZERS = RULES
 # Default patch area for the app and CLI, chosen by measurement (README: smallest area where >= 80% of random
@@ -26,10 +27,14 @@ OPTIMIZERS = RULES
 DEFAULT_AREA = 0.08
 # The default attack (update rule, restarts, loss, initialisation). See README "Attack strength" and
 # bench/ablation.py for the measurements behind each choice.
-DEFAULTS = {"optimizer": "adam", "restarts": "auto", "loss": "logprob", "init": "mixed", "rule_options": {}}
+DEFAULTS = {"optimizer": "adam", "restarts": "auto", "loss": "logprob", "init": "mixed", "rule_options": {},
+            "relu6_leak": "auto", "leak_last_stage": True}
 # "auto" restarts: one patch at the default area or larger (Adam alone reached p >= 0.9 on 9/10 configs at 8%),
 # RESTARTS_SMALL under successive halving below it (42x42 on 224, 2,000 evaluations: README "Attack strength").
 RESTARTS_SMALL = 8
+# "auto" ReLU6 leak: none at the default area or larger, LEAK_SMALL below it (42x42 on 224, image domain, 2,000
+# evaluations, seeds 1 and 2: 7/20 reach p >= 0.9 with adam-r8-lk5 against 5/20 for adam-r8; README "Attack strength").
+LEAK_SMALL = 0.05
 INITS = ("random", "gray", "mixed")
 
 
@@ -40,6 +45,30 @@ def default_patch_size(input_size: int) -> int:
 def default_restarts(size: int, input_size: int) -> int:
     """Restarts for ``restarts="auto"``: 1 at the default area or larger, :data:`RESTARTS_SMALL` below it."""
     return 1 if size >= default_patch_size(input_size) else RESTARTS_SMALL
+
+
+def default_relu6_leak(size: int, input_size: int) -> float:
+    """ReLU6 backward leak for ``relu6_leak="auto"``: 0 at the default area or larger, :data:`LEAK_SMALL` below it."""
+    return 0.0 if size >= default_patch_size(input_size) else LEAK_SMALL
+
+
+def resolve_relu6_leak(relu6_leak, size: int, input_size: int) -> float:
+    """The leak a training uses: None = ``DEFAULTS["relu6_leak"]``, "auto" = :func:`default_relu6_leak`."""
+    leak = DEFAULTS["relu6_leak"] if relu6_leak is None else relu6_leak
+    leak = default_relu6_leak(size, input_size) if leak == "auto" else float(leak)
+    if not 0.0 <= leak <= 1.0:
+        raise ValueError(f"relu6_leak must be in [0, 1] (or 'auto'), got {relu6_leak}")
+    return leak
+
+
+def leak_fields(size: int, input_size: int, relu6_leak=None, leak_last_stage: bool | None = None) -> dict:
+    """The ReLU6-leak options a training with these arguments uses, as cache-key fields and ``train_patch``
+    keywords: empty without a leak (so the keys of trainings from before the leak existed stay valid)."""
+    leak = resolve_relu6_leak(relu6_leak, size, input_size)
+    if not leak:
+        return {}
+    last = DEFAULTS["leak_last_stage"] if leak_last_stage is None else bool(leak_last_stage)
+    return {"relu6_leak": leak, **({} if last else {"leak_last_stage": False})}
 
 
 def default_param(optimizer: str) -> str:
@@ -149,8 +178,8 @@ def train_patches(model, images: torch.Tensor, targets, locs, *, size: int | Non
                   callback: Callable[[int, list[int], torch.Tensor], None] | None = None,
                   on_step: Callable[[dict], None] | None = None,
                   cancel=None, record_top5: bool = False, progress=None,
-                  pad_batches: bool | None = None, st_relu6: bool = False, relu6_leak: float = 0.0,
-                  leak_last_stage: bool = True,
+                  pad_batches: bool | None = None, st_relu6: bool = False,
+                  relu6_leak: float | str | None = None, leak_last_stage: bool | None = None,
                   rule_options: dict | None = None, local: bool | None = None) -> list[PatchResult]:
     """Train one LaVAN patch per config in a single batched loop (Karmon et al. 2018, arXiv:1801.02608).
 
@@ -183,8 +212,9 @@ def train_patches(model, images: torch.Tensor, targets, locs, *, size: int | Non
         st_relu6: back-propagate through ReLU6 as through ReLU (:func:`attack.optim.straight_through_relu6`).
         relu6_leak: back-propagate this share of the gradient through both clips of every ReLU6 (units off or
             saturated; :func:`attack.optim.relu6_backward`); with ``st_relu6`` the clip at 6 passes all of it.
+            "auto": :func:`default_relu6_leak` (0 at the default area or larger). Default: ``DEFAULTS``.
         leak_last_stage: False = the last halving stage follows the true gradient (the leak only in the stages
-            before it).
+            before it). Default: ``DEFAULTS``.
         rule_options: fields of the update rule (e.g. ``{"patience": 20}`` halves Adam's step on a stall).
         local: run the early layers only where the patches reach (:class:`attack.models.LocalForward`, the same
             logits and gradients up to float rounding). Default: on a CPU whenever the model supports it; any
@@ -201,8 +231,6 @@ def train_patches(model, images: torch.Tensor, targets, locs, *, size: int | Non
     if domain not in ("network", "image"):
         raise ValueError(f"unknown domain {domain!r}; choose 'image' or 'network'")
     check_options(optimizer, param, steps, stop_at)
-    if not 0.0 <= relu6_leak <= 1.0:
-        raise ValueError(f"relu6_leak must be in [0, 1], got {relu6_leak}")
     if images.dim() != 4 or images.shape[1] != 3:
         raise ValueError(f"images must be (N,3,H,W), got {tuple(images.shape)}")
     n, _, h, w = images.shape
@@ -217,6 +245,8 @@ def train_patches(model, images: torch.Tensor, targets, locs, *, size: int | Non
     for top, left in locs_t.tolist():
         check_loc((top, left), size, h)
     restarts = default_restarts(size, h) if restarts == "auto" else int(restarts)
+    relu6_leak = resolve_relu6_leak(relu6_leak, size, h)
+    leak_last_stage = DEFAULTS["leak_last_stage"] if leak_last_stage is None else bool(leak_last_stage)
     if restarts < 1:
         raise ValueError("restarts must be >= 1 (or 'auto')")
     device = next(model.buffers()).device
@@ -454,7 +484,8 @@ def train_patch(model, image: torch.Tensor, target, loc=(0, 0), *, size: int | N
                 optimizer: str | None = None, restarts: int | str | None = None, stop_at: float = 0.9,
                 param: str | None = None, init: str | None = None, generator: torch.Generator | None = None,
                 seed: int | None = None, callback: Callable[[StepInfo], None] | None = None,
-                cancel=None, relu6_leak: float | None = None) -> PatchResult:
+                cancel=None, relu6_leak: float | str | None = None,
+                leak_last_stage: bool | None = None) -> PatchResult:
     """Train a LaVAN patch for one image at one location (Karmon et al. 2018, arXiv:1801.02608).
 
     Args: image (3,H,W) in [0,1]; target, source: class ids (source defaults to the clean argmax);
@@ -487,4 +518,4 @@ def train_patch(model, image: torch.Tensor, target, loc=(0, 0), *, size: int | N
                          domain=domain, loss=loss, steps=steps, lr=lr, optimizer=optimizer, restarts=restarts,
                          stop_at=stop_at, param=param, init=init, generator=generator,
                          seeds=None if seed is None else [seed], on_step=on_step, cancel=cancel,
-                         record_top5=True, relu6_leak=relu6_leak)[0]
+                         record_top5=True, relu6_leak=relu6_leak, leak_last_stage=leak_last_stage)[0]

@@ -36,6 +36,7 @@ with right:
     widgets.topk_table(clean_top)
     target = widgets.target_picker("attack_target", exclude=source)
     size = widgets.size_picker(model.input_size, "attack_size")
+    leak = attack.train.leak_fields(size, model.input_size)  # the measured default below the default area
     c1, c2 = st.columns(2)
     domain = c1.radio("Domain", ["network", "image"], horizontal=True, key="attack_domain",
                       help="network: the patch lives after normalisation, unbounded (the paper's main setting). "
@@ -61,14 +62,16 @@ with right:
     seed = int(st.number_input("Seed", min_value=0, max_value=2**31 - 1, value=0, step=1, key="attack_seed"))
     lr = attack.train.default_lr(rule, domain)
     st.caption(f"{RULE_NAMES.get(rule, rule)}, step size {lr:g} (default for the {domain} domain), "
-               f"{restarts} restart(s), at most {steps:,} forward+backward evaluations; stops at p(target) ≥ 0.9.")
+               f"{restarts} restart(s), at most {steps:,} forward+backward evaluations; stops at p(target) ≥ 0.9."
+               + (f" Below the default area the gradient leaks {leak['relu6_leak']:g} through ReLU6's clips "
+                  "(measured: README)." if leak else ""))
 with left:
     loc = widgets.location_picker(image, size, key="attack_loc")
 
 init = attack.train.DEFAULTS["init"]
 key = attack.cache.training_key(model, image_key, target, loc, size, domain=domain, loss=loss, steps=steps, lr=lr,
                                 optimizer=rule, stop_at=0.9, seed=seed, init=init,
-                                **({"restarts": restarts} if restarts != 1 else {}))
+                                **({"restarts": restarts} if restarts != 1 else {}), **leak)
 
 
 def _store(res: attack.PatchResult, img: torch.Tensor, from_cache: bool) -> None:
@@ -96,7 +99,8 @@ if b1.button("Train", type="primary", key="attack_train", width="stretch", disab
         st.session_state.pop("result", None)
         job = jobs.start(JOB, attack.train_patch, model, image, target, loc, size=size, domain=domain, loss=loss,
                          steps=steps, lr=lr, optimizer=rule, restarts=restarts, stop_at=0.9, seed=seed,
-                         init=init, page=PAGE,
+                         init=init, relu6_leak=leak.get("relu6_leak", 0.0),
+                         leak_last_stage=leak.get("leak_last_stage"), page=PAGE,
                          on_done=_cache_put(key, image_key),
                          meta={"image": image, "loc": loc, "domain": domain})
 b2.button("Stop", key="attack_stop", on_click=jobs.stop, args=(JOB,), width="stretch",

@@ -204,7 +204,7 @@ def test_a_leaky_relu6_backward_changes_the_training_not_the_predictions(model, 
     """train_patches(relu6_leak=…): the recorded p(target) is the true model's (the first step's forward is the same
     as without the leak), the gradient and so the patches differ, and the option is recorded and checked."""
     kw = dict(size=24, steps=6, stop_at=1.0, seeds=[0], optimizer="adam")
-    plain = train_patches(model, photo[None], 859, [(0, 0)], **kw)[0]
+    plain = train_patches(model, photo[None], 859, [(0, 0)], relu6_leak=0, **kw)[0]
     leaky = train_patches(model, photo[None], 859, [(0, 0)], relu6_leak=0.1, **kw)[0]
     assert leaky.history["p_target"][0] == plain.history["p_target"][0]
     assert not torch.equal(leaky.patch, plain.patch)
@@ -212,11 +212,24 @@ def test_a_leaky_relu6_backward_changes_the_training_not_the_predictions(model, 
     # one patch = one stage, which is the last: without the leak there it is the plain training, bit for bit
     one = dict(kw, restarts=1)
     exact_last = train_patches(model, photo[None], 859, [(0, 0)], relu6_leak=0.1, leak_last_stage=False, **one)[0]
-    assert torch.equal(exact_last.patch, train_patches(model, photo[None], 859, [(0, 0)], **one)[0].patch)
+    assert torch.equal(exact_last.patch, train_patches(model, photo[None], 859, [(0, 0)], relu6_leak=0, **one)[0].patch)
     assert not torch.equal(exact_last.patch, train_patches(model, photo[None], 859, [(0, 0)], relu6_leak=0.1,
                                                            **one)[0].patch)
     with pytest.raises(ValueError, match="relu6_leak"):
         train_patches(model, photo[None], 859, [(0, 0)], relu6_leak=1.5, **kw)
+
+
+def test_the_default_leak_follows_the_patch_area(model, photo):
+    """relu6_leak "auto" (the default): LEAK_SMALL below the default patch area, none at it; recorded in meta."""
+    from attack.train import LEAK_SMALL, default_patch_size, default_relu6_leak, resolve_relu6_leak
+    big = default_patch_size(224)
+    assert default_relu6_leak(42, 224) == LEAK_SMALL > 0 and default_relu6_leak(big, 224) == 0.0
+    assert resolve_relu6_leak(None, 42, 224) == LEAK_SMALL and resolve_relu6_leak(0, 42, 224) == 0.0
+    with pytest.raises(ValueError, match="relu6_leak"):
+        resolve_relu6_leak(-0.1, 42, 224)
+    kw = dict(steps=2, stop_at=1.0, seeds=[0], restarts=1)
+    assert train_patches(model, photo[None], 859, [(0, 0)], size=24, **kw)[0].meta["relu6_leak"] == LEAK_SMALL
+    assert train_patches(model, photo[None], 859, [(0, 0)], size=big, **kw)[0].meta["relu6_leak"] == 0.0
 
 
 def test_margin_ce_switches_at_top1():

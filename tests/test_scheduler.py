@@ -15,7 +15,7 @@ SIZE = 32
 def alone(model, image, target, loc, seed, **kw):
     """The reference: the same config trained by train_patches on its own (full forward, one restart)."""
     return train_patches(model, image[None], target, [loc], size=SIZE, restarts=1, seeds=[seed], local=False,
-                         record_top5=True, **kw)[0]
+                         record_top5=True, relu6_leak=0, **kw)[0]
 
 
 def assert_same(res, ref):
@@ -104,6 +104,8 @@ def test_mismatched_configs_are_refused(model, photos):
         batch.add(photos[0], 859, restarts=8)
     with pytest.raises(ValueError, match="restarts=1"):
         batch.add(photos[0], 859, restarts="auto")  # 32 px on 224 is below the default area: 8 restarts
+    with pytest.raises(ValueError, match="relu6_leak=0"):
+        batch.add(photos[0], 859, relu6_leak=0.05)
     with pytest.raises(ValueError, match="unknown domain"):
         SharedBatch(model, size=SIZE, domain="pixels")
     assert len(batch) == 0
