@@ -60,10 +60,14 @@ PRINTED_TABLES = {"input-size": ("input_size.txt", 0), "speed-cpu": ("speed.txt"
                   "speed-steps": ("speed_steps.txt", 0), "speed-steps-2": ("speed_steps_2.txt", 0),
                   "speed-steps-3": ("speed_steps_3.txt", 0),
                   "coldstart": ("coldstart.txt", 0), "coldstart-idle": ("coldstart_idle.txt", 0),
+                  "load30-nice10": ("load30_2026-12-01_nice10.txt", 0),
+                  "load30-nice10-rss": ("load30_2026-12-01_nice10.txt", 1),
+                  "load30-nice0": ("load30_2026-12-01_nice0.txt", 0),
                   "coldstart-before": ("coldstart_before.txt", 0)}
 # Of those, the printouts saved as the bench printed them (the others are transcribed and say from where).
 RAW_PRINTOUTS = ("speed.txt", "speed_steps.txt", "speed_steps_2.txt", "speed_steps_3.txt", "coldstart.txt",
-                 "coldstart_idle.txt", "coldstart_before.txt")
+                 "coldstart_idle.txt", "coldstart_before.txt", "load30_2026-12-01_nice10.txt",
+                 "load30_2026-12-01_nice0.txt")
 for _name, (_file, _index) in PRINTED_TABLES.items():
     block(_name)(lambda root, _file=_file, _index=_index:
                  "\n".join(tables.printed_table(root / RESULTS / _file, _index)[1]))
