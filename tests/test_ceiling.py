@@ -24,7 +24,7 @@ def test_ceiling_is_clean_without_free_cells_and_grows_with_them():
     torch.manual_seed(0)
     fc = torch.nn.Linear(16, 10)
     feats = torch.rand(16, 7, 7) * 6
-    clean = float(torch.softmax(fc(feats.mean((1, 2))), 0)[3])
+    clean = float(torch.softmax(fc(feats.mean((1, 2))), 0)[3].detach())
     assert ceiling_mod.ceiling(feats, fc, [], 3, 6.0) == clean
     one = ceiling_mod.ceiling(feats, fc, [(0, 0)], 3, 6.0, steps=300)
     four = ceiling_mod.ceiling(feats, fc, [(0, 0), (0, 1), (1, 0), (1, 1)], 3, 6.0, steps=300)
