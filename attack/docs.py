@@ -238,7 +238,11 @@ def _attack_strength(root: Path) -> str:
                         if share >= 0.8 else " — it does not qualify, so the default stays 63×63 (8%)."))
     at32 = [c for c in cells if (c["size"], c["input_size"]) == (32, 224)]
     lines.append("- **32×32 on 224 (2%), ≥ 50%**: " + (
-        ", ".join(f"`{c['variant']}` {c['successes']}/{c['configs']}" for c in at32) if at32 else
+        "; ".join(f"`{c['variant']}` {c['successes']}/{c['configs']} ({c['domain']} domain, target top-1 "
+                  f"{c['argmax']}/{c['configs']}, highest p of the failures "
+                  f"{', '.join(map(str, c['p_failed'][:3])) or '–'})"
+                  + (" — **goal met**" if c["successes"] >= 0.5 * c["configs"] else " — **missed**")
+                  for c in at32) + "." if at32 else
         "not measured with the new trainer (no 32×32 rows in `bench/results/ablation.csv`); the old default "
         "reached 0/10 within 2,000 iterations (area table)."))
     single = tables.read_rows(root / "reports" / "single.csv")
