@@ -188,8 +188,7 @@ def cmd_attack(args) -> int:
         None if args.no_cache else PatchCache(args.cache_dir), key,
         lambda: train_patch(model, img, target, loc, size=size, domain=args.domain, loss=loss,
                             steps=args.max_iter, lr=lr, optimizer=optimizer, restarts=restarts, init=init,
-                            stop_at=args.stop_at, seed=args.seed, callback=cb, relu6_leak=leak.get("relu6_leak", 0.0),
-                            leak_last_stage=leak.get("leak_last_stage")),
+                            stop_at=args.stop_at, seed=args.seed, callback=cb, **leak),
         image_hash(img))
     bar.close()
     out_path = Path(args.out) if args.out else Path("patches") / f"{Path(args.image).stem}_{target}_{loc[1]}_{loc[0]}_{size}_{args.domain}.safetensors"

@@ -63,7 +63,8 @@ def resolve_relu6_leak(relu6_leak, size: int, input_size: int) -> float:
 
 def leak_fields(size: int, input_size: int, relu6_leak=None, leak_last_stage: bool | None = None) -> dict:
     """The ReLU6-leak options a training with these arguments uses, as cache-key fields and ``train_patch``
-    keywords: empty without a leak (so the keys of trainings from before the leak existed stay valid)."""
+    keywords (a field left out is the default the training resolves to itself): empty without a leak, so the keys
+    of trainings from before the leak existed stay valid."""
     leak = resolve_relu6_leak(relu6_leak, size, input_size)
     if not leak:
         return {}

@@ -99,8 +99,7 @@ if b1.button("Train", type="primary", key="attack_train", width="stretch", disab
         st.session_state.pop("result", None)
         job = jobs.start(JOB, attack.train_patch, model, image, target, loc, size=size, domain=domain, loss=loss,
                          steps=steps, lr=lr, optimizer=rule, restarts=restarts, stop_at=0.9, seed=seed,
-                         init=init, relu6_leak=leak.get("relu6_leak", 0.0),
-                         leak_last_stage=leak.get("leak_last_stage"), page=PAGE,
+                         init=init, **leak, page=PAGE,
                          on_done=_cache_put(key, image_key),
                          meta={"image": image, "loc": loc, "domain": domain})
 b2.button("Stop", key="attack_stop", on_click=jobs.stop, args=(JOB,), width="stretch",
