@@ -23,6 +23,17 @@ PAGES = ["pages/1_attack.py", "pages/2_fragility.py", "pages/3_transfer.py", "pa
          "pages/5_gradients.py", "pages/6_models.py"]
 
 
+def plotly_values(v):
+    """A trace's array as plotly's JSON writes it: a list, or a typed array ``{"dtype", "bdata"}`` (base64) for a
+    numpy array (ui/charts builds its live curves from numpy arrays)."""
+    if isinstance(v, dict) and "bdata" in v:
+        import base64
+
+        import numpy as np
+        return np.frombuffer(base64.b64decode(v["bdata"]), dtype=v["dtype"]).tolist()
+    return list(v)
+
+
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("LAVAN_CACHE_DIR", str(tmp_path / "cache"))
@@ -276,7 +287,7 @@ def test_short_training_completes_draws_the_curve_and_is_cached(tmp_path):
     curve = [c for c in at.get("plotly_chart") if "iteration" in c.proto.spec]
     assert curve, "the confidence curve is not drawn"
     spec = json.loads(curve[0].proto.spec)
-    assert len(spec["data"][0]["y"]) == res.steps + 1
+    assert len(plotly_values(spec["data"][0]["y"])) == res.steps + 1
     assert f"{res.steps} iterations" in texts(at) and "(trained)" in texts(at)
     assert len(at.get("download_button")) == 3
     assert len(list((tmp_path / "cache").glob("*.safetensors"))) == 1
@@ -304,7 +315,7 @@ def test_restarts_draw_every_curve_and_the_forming_patch(tmp_path):
     assert charts, "the restart curves are not drawn"
     traces = charts[0]["data"]
     assert len(traces) == 4
-    lengths = sorted(len(t["y"]) for t in traces)
+    lengths = sorted(len(plotly_values(t["y"])) for t in traces)
     assert lengths[0] < lengths[-1]  # dropped restarts end where they were dropped
     assert sum(t["line"]["width"] > 3 for t in traces) == 1  # one leading restart, bold
     assert "forward+backward evaluations" in texts(at)

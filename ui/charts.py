@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import plotly.colors as _pc
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
@@ -48,29 +49,57 @@ def _pick(xs: list, idx: list[int]) -> list:
     return [xs[i] for i in idx if i < len(xs)]
 
 
+# The live charts are rebuilt on every progress poll (twice a second per training page). Plotly validates every
+# list it is given element by element (~0.1 s for one 600-point confidence chart: a classroom's polls spent more of
+# the server's GIL there than anywhere else, bench/load.py under py-spy); numpy arrays pass its validators in one
+# step, and one Figure(data, layout) call validates each trace once instead of add_scatter's twice.
+def _arr(xs: list, dtype=float) -> np.ndarray:
+    """A list as a numpy array for plotly; None (a gap in the curve) becomes NaN, which plotly sends as null."""
+    if dtype is float:
+        return np.array([np.nan if v is None else v for v in xs], dtype=np.float64)
+    return np.asarray(xs, dtype=dtype)
+
+
+def _hline(y: float, text: str, color: str = "grey", yref: str = "y") -> tuple[dict, dict]:
+    """A dashed horizontal line across the plot and its label at the right end (what ``add_hline`` draws, without
+    its per-call validation of the whole figure)."""
+    shape = dict(type="line", xref="paper", x0=0, x1=1, yref=yref, y0=y, y1=y,
+                 line=dict(color=color, dash="dash"))
+    label = dict(text=text, xref="paper", x=1, yref=yref, y=y, xanchor="right", yanchor="bottom",
+                 showarrow=False)
+    return shape, label
+
+
+def _scatter(x: list, y: list, **kw) -> dict:
+    n = min(len(x), len(y))
+    return dict(type="scatter", x=_arr(x[:n], int), y=_arr(y[:n]), **kw)
+
+
 def confidence_curve(p_target: list[float], p_source: list[float], top5: list | None, target: int,
                      source: int | None, others: int = 3, stop_at: float = 0.9) -> go.Figure:
     """p(target), p(source) and the strongest other classes per iteration."""
-    fig = go.Figure()
     idx = thin(p_target)
-    fig.add_scatter(x=idx, y=_pick(p_target, idx), name=f"target: {_name(target)}",
-                    line=dict(color="#d62728", width=3))
+    traces = [_scatter(idx, _pick(p_target, idx), name=f"target: {_name(target)}",
+                       line=dict(color="#d62728", width=3))]
     if source is not None:
-        ys = _pick(p_source, idx)
-        fig.add_scatter(x=idx[:len(ys)], y=ys, name=f"source: {_name(source)}", line=dict(color="#1f77b4", width=3))
+        traces.append(_scatter(idx, _pick(p_source, idx), name=f"source: {_name(source)}",
+                               line=dict(color="#1f77b4", width=3)))
     if top5:
         best: dict[int, float] = {}
         for row in top5:
             for cid, p in row:
                 if cid not in (target, source):
                     best[int(cid)] = max(best.get(int(cid), 0.0), float(p))
-        for cid in sorted(best, key=best.get, reverse=True)[:others]:
-            ys = [next((float(p) for c, p in row if int(c) == cid), None) for row in _pick(top5, idx)]
-            fig.add_scatter(x=idx[:len(ys)], y=ys, name=_name(cid), line=dict(dash="dot", width=1.5))
-    fig.add_hline(y=stop_at, line=dict(color="grey", dash="dash"), annotation_text=f"stop at {stop_at:g}")
-    fig.update_layout(xaxis_title="iteration", yaxis_title="probability", yaxis_range=[0, 1.02], height=330,
-                      margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h", y=-0.25))
-    return fig
+        shown = sorted(best, key=best.get, reverse=True)[:others]
+        rows = [{int(c): float(p) for c, p in row} for row in _pick(top5, idx)]
+        for cid in shown:
+            traces.append(_scatter(idx, [r.get(cid) for r in rows], name=_name(cid),
+                                   line=dict(dash="dot", width=1.5)))
+    shape, label = _hline(stop_at, f"stop at {stop_at:g}")
+    return go.Figure(data=traces, layout=dict(
+        xaxis_title="iteration", yaxis_title="probability", yaxis_range=[0, 1.02], height=330,
+        margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h", y=-0.25), shapes=[shape],
+        annotations=[label]))
 
 
 def restart_curves(restarts: list[list[float]], leader: int, stop_at: float = 0.9,
@@ -78,24 +107,25 @@ def restart_curves(restarts: list[list[float]], leader: int, stop_at: float = 0.
     """Every restart's p(target) per iteration: the leading restart bold, the others thin; a restart dropped by
     successive halving ends where it was dropped (its list is shorter). ``evaluations`` (cumulative
     forward+backward evaluations per iteration) labels the hover text, so the budget spent is visible."""
-    fig = go.Figure()
+    traces = []
     for r, ys in enumerate(restarts):
         if not ys:
             continue
         idx = thin(ys)
         lead = r == leader
-        hover = None
+        hover = {}
         if evaluations:
-            hover = [f"restart {r}, iteration {i}, {evaluations[i] if i < len(evaluations) else '?'} evaluations"
-                     for i in idx]
-        fig.add_scatter(x=idx, y=_pick(ys, idx), name=f"restart {r}" + (" (leading)" if lead else ""),
-                        line=dict(color="#d62728" if lead else "#7f7f7f", width=3.5 if lead else 1.2),
-                        opacity=1.0 if lead else 0.7, hovertext=hover, hoverinfo="text+y" if hover else None)
-    fig.add_hline(y=stop_at, line=dict(color="grey", dash="dash"), annotation_text=f"stop at {stop_at:g}")
-    fig.update_layout(xaxis_title="iteration (every restart alive takes one forward+backward evaluation)",
-                      yaxis_title="p(target)", yaxis_range=[0, 1.02], height=300,
-                      margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h", y=-0.3))
-    return fig
+            ev = _arr([evaluations[i] if i < len(evaluations) else -1 for i in idx], int)
+            hover = dict(customdata=ev, hovertemplate=f"restart {r}, iteration %{{x}}, %{{customdata}} evaluations"
+                                                      "<br>p(target) %{y}<extra></extra>")
+        traces.append(_scatter(idx, _pick(ys, idx), name=f"restart {r}" + (" (leading)" if lead else ""),
+                               line=dict(color="#d62728" if lead else "#7f7f7f", width=3.5 if lead else 1.2),
+                               opacity=1.0 if lead else 0.7, **hover))
+    shape, label = _hline(stop_at, f"stop at {stop_at:g}")
+    return go.Figure(data=traces, layout=dict(
+        xaxis_title="iteration (every restart alive takes one forward+backward evaluation)",
+        yaxis_title="p(target)", yaxis_range=[0, 1.02], height=300, margin=dict(l=10, r=10, t=30, b=10),
+        legend=dict(orientation="h", y=-0.3), shapes=[shape], annotations=[label]))
 
 
 def restart_series(progress: list) -> tuple[list[list[float]], int]:
@@ -112,20 +142,20 @@ def restart_series(progress: list) -> tuple[list[list[float]], int]:
 
 
 def universal_curve(p_target: list[float], streak: list[int], patience: int, target: int) -> go.Figure:
-    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    """Mean p(target) per step and the streak of consecutive successes (right axis) against the paper's stop rule."""
     idx = sorted(set(thin(p_target)) | set(thin(streak)))
     it = [i + 1 for i in idx]
-    fig.add_scatter(x=it, y=_pick(p_target, idx), name=f"mean p({_name(target)})", line=dict(color="#d62728"),
-                    secondary_y=False)
-    fig.add_scatter(x=it[:len(streak)], y=_pick(streak, idx), name="consecutive successes",
-                    line=dict(color="#2ca02c"), secondary_y=True)
-    fig.add_hline(y=patience, line=dict(color="#2ca02c", dash="dash"), secondary_y=True,
-                  annotation_text=f"paper: {patience} in a row")
-    fig.update_yaxes(title_text="p(target)", range=[0, 1.02], secondary_y=False)
-    fig.update_yaxes(title_text="streak", range=[0, max(patience, max(streak or [0])) * 1.1], secondary_y=True)
-    fig.update_layout(xaxis_title="step", height=330, margin=dict(l=10, r=10, t=30, b=10),
-                      legend=dict(orientation="h", y=-0.25))
-    return fig
+    traces = [_scatter(it, _pick(p_target, idx), name=f"mean p({_name(target)})", line=dict(color="#d62728")),
+              _scatter(it, _pick(streak, idx), name="consecutive successes", line=dict(color="#2ca02c"),
+                       yaxis="y2")]
+    shape, label = _hline(patience, f"paper: {patience} in a row", color="#2ca02c", yref="y2")
+    return go.Figure(data=traces, layout=dict(
+        xaxis=dict(title=dict(text="step"), domain=[0, 0.94]),
+        yaxis=dict(title=dict(text="p(target)"), range=[0, 1.02]),
+        yaxis2=dict(title=dict(text="streak"), range=[0, max(patience, max(streak or [0])) * 1.1],
+                    overlaying="y", side="right", anchor="x"),
+        height=330, margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h", y=-0.25),
+        shapes=[shape], annotations=[label]))
 
 
 def shift_heatmaps(maps: dict) -> go.Figure:
