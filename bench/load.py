@@ -163,6 +163,80 @@ if _path:
 """
 
 
+GIL_RATE = 50  # py-spy samples per second
+
+
+def start_gil_profile(pid: int, seconds: float, raw: Path):
+    """``--gil-profile``: sample, ``GIL_RATE`` times a second for the window, the server thread that holds the GIL
+    (py-spy ``record --gil``; requirements-bench.txt). None (with a note) when py-spy is missing or may not attach."""
+    exe = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    if not Path(exe).exists():
+        print("--gil-profile: py-spy is not installed (pip install -r requirements-bench.txt); skipped", flush=True)
+        return None
+    import subprocess
+    return subprocess.Popen([exe, "record", "--gil", "--threads", "--nonblocking", "-r", str(GIL_RATE),
+                             "-d", str(max(1, int(seconds))), "-f", "raw", "-o", str(raw), "--pid", str(pid)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def _frame_key(frame: str) -> str:
+    """``func (path/file.py:12)`` -> ``func (file.py)``: one row per function whatever the line."""
+    name, _, where = frame.partition(" (")
+    return f"{name} ({where.split(':')[0].rsplit('/', 1)[-1]})"
+
+
+def gil_table(raw: Path, seconds: float, top: int = 12) -> dict:
+    """Who held the GIL: samples per thread kind, per library and per function of this project (inclusive)."""
+    threads, libs, ours, total = {}, {}, {}, 0
+    for line in raw.read_text().splitlines():
+        stack, _, n = line.rpartition(" ")
+        if not stack or not n.isdigit():
+            continue
+        n, frames = int(n), stack.split(";")
+        total += n
+        head = frames[0]
+        kind = ("event loop (MainThread)" if "MainThread" in head else "training threads" if "lavan-" in head
+                else "page scripts (ScriptRunner)" if "ScriptRunner" in stack else "other threads")
+        threads[kind] = threads.get(kind, 0) + n
+        leaf = frames[-1]
+        lib = next((k for k in ("plotly", "streamlit", "torch", "starlette", "uvicorn", "asyncio", "PIL", "numpy",
+                                "sitecustomize", "json") if k in leaf), "other")
+        if any(d in leaf for d in ("/ui/", "/pages/", "/attack/", "app.py")):
+            lib = "this project"
+        libs[lib] = libs.get(lib, 0) + n
+        for f in {_frame_key(f) for f in frames[1:] if any(d in f for d in ("/ui/", "/pages/", "/attack/"))}:
+            ours[f] = ours.get(f, 0) + n
+    return {"total": total, "possible": int(GIL_RATE * seconds), "threads": threads, "libs": libs,
+            "ours": sorted(ours.items(), key=lambda kv: -kv[1])[:top]}
+
+
+def finish_gil_profile(spy, raw: Path, seconds: float) -> dict | None:
+    try:
+        _, err = spy.communicate(timeout=seconds + 60)
+    except Exception:  # noqa: BLE001 - a profile that does not finish must not lose the measurements
+        spy.kill()
+        return None
+    if spy.returncode != 0 or not raw.exists():
+        print(f"--gil-profile: py-spy failed ({(err or '').strip()[-200:]})", flush=True)
+        return None
+    return gil_table(raw, seconds)
+
+
+def print_gil(g: dict) -> None:
+    total = max(1, g["total"])
+    print(f"\nGIL held in {g['total']} of {g['possible']} samples of the window ({100 * g['total'] / max(1, g['possible']):.0f}%; "
+          f"py-spy record --gil at {GIL_RATE} Hz). Who held it:\n")
+    print("| holder | share of GIL samples |\n|---|---|")
+    for k, v in sorted(g["threads"].items(), key=lambda kv: -kv[1]):
+        print(f"| {k} | {100 * v / total:.0f}% |")
+    print("\n| innermost frame in | share |\n|---|---|")
+    for k, v in sorted(g["libs"].items(), key=lambda kv: -kv[1]):
+        print(f"| {k} | {100 * v / total:.0f}% |")
+    print("\n| this project's function (inclusive) | share |\n|---|---|")
+    for k, v in g["ours"]:
+        print(f"| `{k}` | {100 * v / total:.0f}% |")
+
+
 def dump_stacks(server: dict, why: str) -> None:
     """Ask the server for every thread's stack (into its log), marked with ``why`` and the log offset it starts at."""
     import signal
@@ -493,6 +567,7 @@ async def _drive(args, proc, url: str, stats: dict, tmp: Path) -> dict:
         rss_peak = rss_mb(proc.pid)
         t_end = time.perf_counter() + args.seconds
         load0, cpu0, server0, wall0 = os.getloadavg(), time.process_time(), cpu_s(proc.pid), time.perf_counter()
+        spy = start_gil_profile(proc.pid, args.seconds, tmp / "gil.raw") if args.gil_profile else None
 
         tour = ["home", "lesson", "fragility", "transfer", "gradients", "models", "paper", "attack"]
 
@@ -517,6 +592,8 @@ async def _drive(args, proc, url: str, stats: dict, tmp: Path) -> dict:
                 await asyncio.sleep(1)
 
         await asyncio.gather(watch_rss(), *(user(s) for s in sessions))
+        if spy is not None:
+            out["gil"] = finish_gil_profile(spy, tmp / "gil.raw", args.seconds)
         out["load_during"] = (load0, os.getloadavg())
         out["client_cpu"], out["server_cpu"] = time.process_time() - cpu0, cpu_s(proc.pid) - server0
         out["window"] = time.perf_counter() - wall0
@@ -583,6 +660,8 @@ def main() -> None:
     ap.add_argument("--trainers", type=int, default=None, help="only this many sessions click Train (default: all)")
     ap.add_argument("--universal", type=int, default=0, help="sessions that move the ready universal patch")
     ap.add_argument("--switchers", type=int, default=0, help="sessions that switch pages")
+    ap.add_argument("--gil-profile", action="store_true",
+                    help="sample which server thread and function holds the GIL during the window (py-spy)")
     ap.add_argument("--stacks-after", type=float, default=20,
                     help="dump the server's thread stacks into its log when an interaction waited this long (s); 0: "
                          "never")
@@ -657,6 +736,8 @@ def main() -> None:
           f"({opened / size:.1f}× the model; a model copy per session would add {args.sessions - 1}×). The peak "
           f"adds the 2 running trainings' activations and the sessions' states: "
           f"{out['rss_peak'] - out['rss_one_session']:+.0f} MiB over one session.")
+    if out.get("gil"):
+        print_gil(out["gil"])
 
 
 if __name__ == "__main__":
