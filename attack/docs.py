@@ -153,6 +153,14 @@ def _ablation(root: Path) -> str:
     return tables.ablation_markdown(cells) if cells else "No ablation rows yet: run `bench/ablation.py`."
 
 
+@block("budget-curve")
+def _budget_curve(root: Path) -> str:
+    cells = tables.budget_curves(tables.read_ablation(root / RESULTS / "ablation.csv"))
+    return tables.budget_markdown(cells) if cells else (
+        f"No long runs yet: `bench/ablation.py --budget 10000` (budgets of {tables.LONG_BUDGET:,} or more are read as "
+        "curves).")
+
+
 @block("placement")
 def _placement(root: Path) -> str:
     cells = tables.summarise_placement(tables.read_placement(root / RESULTS / "placement.csv"))

@@ -316,6 +316,58 @@ def ablation_markdown(cells: list[dict]) -> str:
     return "\n".join(lines)
 
 
+BUDGET_STEPS = (500, 1000, 2000, 3000, 5000, 7500, 10000)
+LONG_BUDGET = 5000  # ablation runs with at least this budget are read as success-vs-budget curves
+
+
+def budget_curves(rows: list[dict], steps: tuple[int, ...] = BUDGET_STEPS) -> list[dict]:
+    """Success-vs-budget from the ablation's long runs (budget >= LONG_BUDGET): per (variant, patch, budget), how
+    many configs reached p >= 0.9 within each budget step, counted by the evaluations each success took in that one
+    run. The run's successive-halving schedule is set by its full budget, so its count at 2,000 is not the count of
+    a run given 2,000 (``short``: that run's figure on the same configs, where the ablation has it)."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        if int(r["budget"]) >= LONG_BUDGET:
+            groups.setdefault((r["variant"], r["domain"], int(r["size"]), int(r["input_size"]), int(r["budget"])),
+                              []).append(r)
+    out = []
+    for (variant, dom, size, isz, budget), rs in sorted(groups.items()):
+        ev = sorted(int(r["evaluations"]) for r in rs if r["success"] == "1")
+        keys = {(r["seed"], r["config"]) for r in rs}
+        short = {}
+        for b in sorted({int(r["budget"]) for r in rows if int(r["budget"]) < budget}):
+            same = [r for r in rows if (r["variant"], r["domain"], int(r["size"]), int(r["input_size"]),
+                                        int(r["budget"])) == (variant, dom, size, isz, b)
+                    and (r["seed"], r["config"]) in keys]
+            if len(same) == len(rs):
+                short[b] = sum(r["success"] == "1" for r in same)
+        out.append(dict(variant=variant, domain=dom, size=size, input_size=isz, budget=budget, configs=len(rs),
+                        seeds=sorted({int(r["seed"]) for r in rs}),
+                        within={b: sum(e <= b for e in ev) for b in steps if b <= budget},
+                        median_evaluations=_median(ev), short=short,
+                        median_seconds=_median([float(r["seconds"]) for r in rs if r["success"] == "1"]),
+                        p_failed=sorted((round(float(r["p_target"]), 2) for r in rs if r["success"] != "1"),
+                                        reverse=True)))
+    return out
+
+
+def budget_markdown(cells: list[dict]) -> str:
+    steps = sorted({b for c in cells for b in c["within"]})
+    lines = ["| variant | patch | configs (seeds) | " + " | ".join(f"≤ {b:,}" for b in steps)
+             + " | median evaluations (successes) | median s (successes) | same configs, a run given only … | "
+               "p(target) reached by the failures |",
+             "|---|---|---|" + "---|" * len(steps) + "---|---|---|---|"]
+    for c in cells:
+        n = c["configs"]
+        short = "; ".join(f"{b:,}: {k}/{n}" for b, k in c["short"].items()) or "–"
+        lines.append(f"| {c['variant']} | {c['size']}×{c['size']} on {c['input_size']}, {c['domain']} | {n} "
+                     f"({', '.join(map(str, c['seeds']))}) | "
+                     + " | ".join(f"{c['within'][b]}/{n}" if b in c["within"] else "–" for b in steps)
+                     + f" | {_fmt(c['median_evaluations'])} | {_fmt(c['median_seconds'])} | {short} | "
+                       f"{', '.join(map(str, c['p_failed'])) or '–'} |")
+    return "\n".join(lines)
+
+
 # ---------------------------------------------------------------- bench/placement.py
 PLACEMENT_KINDS = ("best", "top-left", "top-right", "bottom-left", "bottom-right")
 
