@@ -11,7 +11,7 @@ the client's CPU use stays small next to the server's. Each session behaves like
   every rerun, and keeps the forward-message cache (``cached_message_hashes`` / ``ref_hash``);
 * it clicks **Train** with its own seed (N distinct configurations, so nothing comes from the patch cache): two
   trainings run, the others wait and show their queue place;
-* for every ``auto_rerun`` message (the page's ``st.fragment(run_every=0.5)``) it sends the fragment rerun on a
+* for every ``auto_rerun`` message (the page's ``st.fragment(run_every=…)``, 0.5 or 1 s: ui/jobs.poll_interval) it sends the fragment rerun on a
   fixed timer, as the frontend's ``setInterval`` does, until the next full run or ``stop_auto_rerun``;
 * every 2–6 s (random) it types a new x into the patch's "x (left, px)" input. **Response** = time from
   sending that change to receiving the re-rendered canvas that draws the square at the new x (what the user

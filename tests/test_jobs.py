@@ -300,3 +300,23 @@ def test_a_training_thread_runs_below_the_page_threads(sessions, monkeypatch, en
     until(lambda: job.status == "done", what="the training to end")
     assert seen == [min(19, base + step)]
     assert _nice_of_this_thread() == base
+
+
+def test_pages_poll_slower_while_queued_or_when_the_server_is_busy(sessions, monkeypatch):
+    monkeypatch.setattr(jobs, "BUSY", 2)
+    gate = threading.Event()
+    with sessions("A"):
+        a = jobs.start("attack", fake_train, 1000, gate=gate)
+    with sessions("B"):
+        b = jobs.start("attack", fake_train, 1000, gate=gate)
+    until(lambda: a.status == b.status == "running", what="A and B to run")
+    assert jobs.poll_interval(a) == jobs.POLL_FAST  # 2 live trainings: not busy
+    with sessions("C"):
+        c = jobs.start("attack", fake_train, 1000, gate=gate)
+    assert c.status == "queued" and jobs.poll_interval(c) == jobs.POLL_SLOW  # a queued page only shows its place
+    assert jobs.poll_interval(a) == jobs.POLL_SLOW  # 3 live > BUSY: the running pages slow down too
+    assert jobs.POLL_SLOW <= 1.0  # the attack page promises the forming patch at >= 1 Hz
+    c.request_stop("Stop pressed")
+    until(lambda: not c.active, what="C to leave the line")
+    assert jobs.poll_interval(a) == jobs.POLL_FAST
+    gate.set()

@@ -494,17 +494,36 @@ def show_status(job: Job) -> None:
         getattr(st, kind)(text)
 
 
+POLL_FAST, POLL_SLOW = 0.5, 1.0  # seconds between two redraws of a training page
+BUSY = 4  # more live trainings than this on the server (running + queued, all sessions): pages poll at POLL_SLOW
+
+
+def poll_interval(job: Job | None) -> float:
+    """How often a page polls its training: ``POLL_FAST`` while it runs on a quiet server; ``POLL_SLOW`` while it
+    waits for a slot (it only shows its place) or while more than ``BUSY`` trainings are live. A classroom's polls
+    are Python work under one GIL that delays every other session's redraw (bench/load.py --gil-profile); once a
+    second still draws the curve and the forming patch at the 1 Hz the attack page promises."""
+    with _pool:
+        live = len(_holding) + sum(1 for j in _waiting if not j.cancel.is_set())
+    if job is not None and job.status == "queued":
+        return POLL_SLOW
+    return POLL_FAST if live <= BUSY else POLL_SLOW
+
+
 def live_view(key: str, draw: Callable[[Job, list], None], on_result: Callable[[Any, Job], None],
-              interval: float = 0.5) -> None:
-    """The polling part of a training page, as an ``st.fragment`` that reruns every ``interval`` s while the job
-    runs: queue place and caps (:func:`show_status`), the page's own ``draw(job, progress)``, a failure message, and
-    once the job has ended its result handed to ``on_result(result, job)`` exactly once, then a full rerun.
+              interval: float | None = None) -> None:
+    """The polling part of a training page, as an ``st.fragment`` that reruns every ``interval`` s (default:
+    :func:`poll_interval`, chosen at each full run) while the job is live: queue place and caps
+    (:func:`show_status`), the page's own ``draw(job, progress)``, a failure message, and once the job has ended its
+    result handed to ``on_result(result, job)`` exactly once, then a full rerun.
     An unexpected error inside is shown as an error id (``ui.boot.guard``), like any page's."""
     from .boot import guard
 
     current = _jobs().get(key)
+    live = current is not None and current.active
+    every = (poll_interval(current) if interval is None else interval) if live else None
 
-    @st.fragment(run_every=interval if current is not None and current.active else None)
+    @st.fragment(run_every=every)
     def _live() -> None:
         with guard(f"live view {key}"):
             job = get(key)
