@@ -544,6 +544,23 @@ def test_paper_page_survives_corrupt_and_partial_reports(tmp_path, monkeypatch):
     assert [c.proto.id.rsplit("-", 1)[1] for c in at.get("plotly_chart")] == ["paper_fig_saliency"]
 
 
+def test_paper_page_reads_the_reports_again_only_when_a_file_changed(tmp_path):
+    """The Paper page's views are kept between visits (all sessions) and rebuilt when a report file changes."""
+    from ui import reports
+
+    out = _copy_reports(tmp_path / "reports", ("single", "transfer"))
+    first = reports.load_all(out)
+    assert reports.load_all(out) is first  # nothing changed: the same views, nothing read or drawn again
+    rep = json.loads((out / "transfer.json").read_text())
+    rep["table"][0]["ours"] = "changed"
+    (out / "transfer.json").write_text(json.dumps(rep))
+    again = reports.load_all(out)
+    assert again is not first
+    assert next(v for v in again if v.name == "transfer").table[0]["ours"] == "changed"
+    (out / "single.json").unlink()
+    assert next(v for v in reports.load_all(out) if v.name == "single").status == "missing"
+
+
 # ------------------------------------------------------------------------------------------------ whole corpus
 # Every upload widget of the app, fed the whole generated corpus (scripts/make_bad_corpus.py) in one session each:
 # a bad file gives exactly one st.error carrying the loader's own message and leaves the previous choice in place;
