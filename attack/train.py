@@ -19,7 +19,7 @@ from .results import PatchResult
 
 __all__ = ["train_patch", "train_patches", "StepInfo", "Cancelled", "OPTIMIZERS", "DEFAULT_AREA",
            "default_patch_size", "default_lr", "default_param", "default_restarts", "RESTARTS_SMALL",
-           "default_relu6_leak", "resolve_relu6_leak", "leak_fields", "LEAK_SMALL", "is_cancelled", "start_params", "single_row_rule", "check_options", "DEFAULTS", "INITS"]
+           "default_relu6_leak", "resolve_relu6_leak", "resolve_leak_last", "leak_fields", "LEAK_SMALL", "is_cancelled", "start_params", "single_row_rule", "check_options", "DEFAULTS", "INITS"]
 
 OPTIMIZERS = RULES
 # Default patch area for the app and CLI, chosen by measurement (README: smallest area where >= 80% of random
@@ -61,6 +61,11 @@ def resolve_relu6_leak(relu6_leak, size: int, input_size: int) -> float:
     return leak
 
 
+def resolve_leak_last(leak_last_stage: bool | None) -> bool:
+    """Whether the last halving stage leaks too: None = ``DEFAULTS["leak_last_stage"]``."""
+    return DEFAULTS["leak_last_stage"] if leak_last_stage is None else bool(leak_last_stage)
+
+
 def leak_fields(size: int, input_size: int, relu6_leak=None, leak_last_stage: bool | None = None) -> dict:
     """The ReLU6-leak options a training with these arguments uses, as cache-key fields and ``train_patch``
     keywords (a field left out is the default the training resolves to itself): empty without a leak, so the keys
@@ -68,7 +73,7 @@ def leak_fields(size: int, input_size: int, relu6_leak=None, leak_last_stage: bo
     leak = resolve_relu6_leak(relu6_leak, size, input_size)
     if not leak:
         return {}
-    last = DEFAULTS["leak_last_stage"] if leak_last_stage is None else bool(leak_last_stage)
+    last = resolve_leak_last(leak_last_stage)
     return {"relu6_leak": leak, **({} if last else {"leak_last_stage": False})}
 
 
@@ -247,7 +252,7 @@ def train_patches(model, images: torch.Tensor, targets, locs, *, size: int | Non
         check_loc((top, left), size, h)
     restarts = default_restarts(size, h) if restarts == "auto" else int(restarts)
     relu6_leak = resolve_relu6_leak(relu6_leak, size, h)
-    leak_last_stage = DEFAULTS["leak_last_stage"] if leak_last_stage is None else bool(leak_last_stage)
+    leak_last_stage = resolve_leak_last(leak_last_stage)
     if restarts < 1:
         raise ValueError("restarts must be >= 1 (or 'auto')")
     device = next(model.buffers()).device

@@ -236,8 +236,8 @@ def test_margin_ce_switches_at_top1():
     from attack.losses import target_minus_source
     logits = torch.tensor([[3.0, 1.0, 0.0], [0.0, 1.0, 5.0]], requires_grad=True)
     s = target_minus_source(logits, 0, 1, "margin_ce")  # row 0: target top-1 -> log p(t); row 1: margin -5
-    assert float(s[0]) == pytest.approx(float(torch.log_softmax(logits[0].detach(), 0)[0]))
-    assert float(s[1]) == pytest.approx(-5.0)
+    assert float(s[0].detach()) == pytest.approx(float(torch.log_softmax(logits[0].detach(), 0)[0]))
+    assert float(s[1].detach()) == pytest.approx(-5.0)
     s.sum().backward()
     assert logits.grad[1].tolist() == [1.0, 0.0, -1.0]
 
