@@ -210,7 +210,7 @@ def _attack_strength(root: Path) -> str:
                 if b["optimizer"] == "adam" and b["domain"] == "image" and int(b["size"]) == 42
                 and int(b["max_iter"]) == 2000}
         both = [r for r in rows if r["variant"] == best["variant"] and r["domain"] == "image" == best["domain"]
-                and int(r["size"]) == 42
+                and int(r["size"]) == 42 and int(r["input_size"]) == 224 and int(r["budget"]) == 2000
                 and (int(r["seed"]), int(r["config"])) in base]
         paired = ""
         if both:
@@ -228,6 +228,15 @@ def _attack_strength(root: Path) -> str:
                         f"stopped between p 0.5 and 0.9 (target already top-1 or close), the others at p ≤ "
                         f"{max([p for p in best['p_failed'] if p < 0.5], default=0):.2f}: the last stretch and a few "
                         "configs where the target never rises.") + paired)
+        longer = [c for c in tables.budget_curves(rows) if (c["variant"], c["domain"], c["size"], c["input_size"])
+                  == (best["variant"], best["domain"], 42, 224)]
+        for c in longer:
+            n, top = c["configs"], c["budget"]
+            lines.append(f"- The same variant given {top:,} evaluations (`{c['variant']}`, {n} configs): "
+                         f"{c['within'][top]}/{n} ({c['within'][top] / n:.0%}) reach p ≥ 0.9, median "
+                         f"{tables._fmt(c['median_evaluations'])} evaluations per success; the failures plateau at p "
+                         f"{', '.join(map(str, c['p_failed'])) or '–'}. Five times the budget does not reach 80% "
+                         "either (curve below).")
     else:
         lines.append("- **42×42 on 224**: not measured yet (`bench/ablation.py`).")
     others = [c for c in at42 if c is not best] if at42 else []
@@ -244,7 +253,7 @@ def _attack_strength(root: Path) -> str:
                      f"{', '.join(map(str, c['p_failed'])) or '–'})"
                      + (" — it qualifies on these configs, but is not yet the default: more seeds first."
                         if share >= 0.8 else " — it does not qualify, so the default stays 63×63 (8%)."))
-    at32 = [c for c in cells if (c["size"], c["input_size"]) == (32, 224)]
+    at32 = [c for c in cells if (c["size"], c["input_size"], c["budget"]) == (32, 224, 2000)]
     lines.append("- **32×32 on 224 (2%), ≥ 50%**: " + (
         "; ".join(f"`{c['variant']}` {c['successes']}/{c['configs']} ({c['domain']} domain, target top-1 "
                   f"{c['argmax']}/{c['configs']}, highest p of the failures "
