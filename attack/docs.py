@@ -54,6 +54,7 @@ def block(name: str):
 # Tables that a bench script printed and whose printout is committed in bench/results/: block -> (file, table index).
 PRINTED_TABLES = {"input-size": ("input_size.txt", 0), "speed-cpu": ("speed.txt", 0),
                   "speed-h200": ("speed_h200.txt", 0), "payload": ("payload.txt", 0),
+                  "payload-2": ("payload_2026-12-01.txt", 0),
                   "h200-batch-sizes": ("h200_batch_sizes.txt", 0),
                   "load-gc-default": ("load_2026-11-25_gc_default.txt", 0),
                   "load-gc-off": ("load_2026-11-25_gc_off.txt", 0), "load-gc-off-rss": ("load_2026-11-25_gc_off.txt", 1),
@@ -67,7 +68,7 @@ PRINTED_TABLES = {"input-size": ("input_size.txt", 0), "speed-cpu": ("speed.txt"
 # Of those, the printouts saved as the bench printed them (the others are transcribed and say from where).
 RAW_PRINTOUTS = ("speed.txt", "speed_steps.txt", "speed_steps_2.txt", "speed_steps_3.txt", "coldstart.txt",
                  "coldstart_idle.txt", "coldstart_before.txt", "load30_2026-12-01_nice10.txt",
-                 "load30_2026-12-01_nice0.txt")
+                 "load30_2026-12-01_nice0.txt", "payload_2026-12-01.txt")
 for _name, (_file, _index) in PRINTED_TABLES.items():
     block(_name)(lambda root, _file=_file, _index=_index:
                  "\n".join(tables.printed_table(root / RESULTS / _file, _index)[1]))

@@ -51,6 +51,7 @@ import json
 import os
 import platform
 import random
+import re
 import shutil
 import statistics
 import sys
@@ -179,14 +180,24 @@ def start_gil_profile(pid: int, seconds: float, raw: Path):
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
+def _frame_file(frame: str) -> str:
+    """The file of a py-spy frame ``func (path/file.py:12)``; py-spy writes it relative to its sys.path entry
+    (``ui/jobs.py``, ``torch/nn/functional.py``, a page script as ``1_attack.py``)."""
+    return frame.rpartition(" (")[2].split(":")[0]
+
+
+def _ours(path: str) -> bool:
+    return path.startswith(("attack/", "ui/", "pages/")) or bool(re.fullmatch(r"\d_\w+\.py|app\.py", path))
+
+
 def _frame_key(frame: str) -> str:
     """``func (path/file.py:12)`` -> ``func (file.py)``: one row per function whatever the line."""
-    name, _, where = frame.partition(" (")
-    return f"{name} ({where.split(':')[0].rsplit('/', 1)[-1]})"
+    return f"{frame.rpartition(' (')[0]} ({_frame_file(frame).rsplit('/', 1)[-1]})"
 
 
 def gil_table(raw: Path, seconds: float, top: int = 12) -> dict:
-    """Who held the GIL: samples per thread kind, per library and per function of this project (inclusive)."""
+    """Who held the GIL: samples per thread kind, per package of the innermost frame (its file's first path part;
+    this project's files as one) and per function of this project (inclusive)."""
     threads, libs, ours, total = {}, {}, {}, 0
     for line in raw.read_text().splitlines():
         stack, _, n = line.rpartition(" ")
@@ -198,15 +209,13 @@ def gil_table(raw: Path, seconds: float, top: int = 12) -> dict:
         kind = ("event loop (MainThread)" if "MainThread" in head else "training threads" if "lavan-" in head
                 else "page scripts (ScriptRunner)" if "ScriptRunner" in stack else "other threads")
         threads[kind] = threads.get(kind, 0) + n
-        leaf = frames[-1]
-        lib = next((k for k in ("plotly", "streamlit", "torch", "starlette", "uvicorn", "asyncio", "PIL", "numpy",
-                                "sitecustomize", "json") if k in leaf), "other")
-        if any(d in leaf for d in ("/ui/", "/pages/", "/attack/", "app.py")):
-            lib = "this project"
+        leaf = _frame_file(frames[-1])
+        lib = "this project" if _ours(leaf) else leaf.split("/", 1)[0].removesuffix(".py")
         libs[lib] = libs.get(lib, 0) + n
-        for f in {_frame_key(f) for f in frames[1:] if any(d in f for d in ("/ui/", "/pages/", "/attack/"))}:
+        for f in {_frame_key(f) for f in frames[1:] if _ours(_frame_file(f))}:
             ours[f] = ours.get(f, 0) + n
-    return {"total": total, "possible": int(GIL_RATE * seconds), "threads": threads, "libs": libs,
+    return {"total": total, "possible": int(GIL_RATE * seconds), "threads": threads,
+            "libs": dict(sorted(libs.items(), key=lambda kv: -kv[1])[:top]),
             "ours": sorted(ours.items(), key=lambda kv: -kv[1])[:top]}
 
 
@@ -229,7 +238,7 @@ def print_gil(g: dict) -> None:
     print("| holder | share of GIL samples |\n|---|---|")
     for k, v in sorted(g["threads"].items(), key=lambda kv: -kv[1]):
         print(f"| {k} | {100 * v / total:.0f}% |")
-    print("\n| innermost frame in | share |\n|---|---|")
+    print("\n| innermost frame in (package) | share |\n|---|---|")
     for k, v in sorted(g["libs"].items(), key=lambda kv: -kv[1]):
         print(f"| {k} | {100 * v / total:.0f}% |")
     print("\n| this project's function (inclusive) | share |\n|---|---|")
