@@ -238,11 +238,11 @@ def _attack_strength(root: Path) -> str:
                         f"stopped between p 0.5 and 0.9 (target already top-1 or close), the others at p ≤ "
                         f"{max([p for p in best['p_failed'] if p < 0.5], default=0):.2f}: the last stretch and a few "
                         "configs where the target never rises.") + paired)
-        longer = [c for c in tables.budget_curves(rows) if (c["variant"], c["domain"], c["size"], c["input_size"])
-                  == (best["variant"], best["domain"], 42, 224)]
+        longer = [c for c in tables.budget_curves(rows) if (c["domain"], c["size"], c["input_size"])
+                  == (best["domain"], 42, 224)]
         for c in longer:
             n, top = c["configs"], c["budget"]
-            lines.append(f"- The same variant given {top:,} evaluations (`{c['variant']}`, {n} configs): "
+            lines.append(f"- Given {top:,} evaluations (`{c['variant']}`, {n} configs): "
                          f"{c['within'][top]}/{n} ({c['within'][top] / n:.0%}) reach p ≥ 0.9, median "
                          f"{tables._fmt(c['median_evaluations'])} evaluations per success; the failures plateau at p "
                          f"{', '.join(map(str, c['p_failed'])) or '–'}. Five times the budget does not reach 80% "
