@@ -327,19 +327,18 @@ def budget_curves(rows: list[dict], steps: tuple[int, ...] = BUDGET_STEPS) -> li
     a run given 2,000 (``short``: that run's figure on the same configs, where the ablation has it)."""
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
-        if int(r["budget"]) >= LONG_BUDGET:
-            groups.setdefault((r["variant"], r["domain"], int(r["size"]), int(r["input_size"]), int(r["budget"])),
-                              []).append(r)
+        groups.setdefault((r["variant"], r["domain"], int(r["size"]), int(r["input_size"]), int(r["budget"])),
+                          []).append(r)
     out = []
     for (variant, dom, size, isz, budget), rs in sorted(groups.items()):
+        if budget < LONG_BUDGET:
+            continue
         ev = sorted(int(r["evaluations"]) for r in rs if r["success"] == "1")
         keys = {(r["seed"], r["config"]) for r in rs}
         short = {}
-        for b in sorted({int(r["budget"]) for r in rows if int(r["budget"]) < budget}):
-            same = [r for r in rows if (r["variant"], r["domain"], int(r["size"]), int(r["input_size"]),
-                                        int(r["budget"])) == (variant, dom, size, isz, b)
-                    and (r["seed"], r["config"]) in keys]
-            if len(same) == len(rs):
+        for (v2, d2, s2, i2, b), other in sorted(groups.items()):
+            same = [r for r in other if (r["seed"], r["config"]) in keys]
+            if (v2, d2, s2, i2) == (variant, dom, size, isz) and b < budget and len(same) == len(rs):
                 short[b] = sum(r["success"] == "1" for r in same)
         out.append(dict(variant=variant, domain=dom, size=size, input_size=isz, budget=budget, configs=len(rs),
                         seeds=sorted({int(r["seed"]) for r in rs}),
