@@ -205,6 +205,52 @@ def _placement_reading(root: Path) -> str:
             f"iterations.")
 
 
+def _default_area_cells(root: Path) -> list[dict]:
+    from .patch import size_for_area
+    from .train import default_relu6_leak, default_restarts
+
+    sizes = [size_for_area(a, 224) for a in DEFAULT_AREAS]
+    defaults = {s: dict(restarts=default_restarts(s, 224), leak=default_relu6_leak(s, 224)) for s in sizes}
+    return tables.default_area_cells(tables.read_ablation(root / RESULTS / "ablation.csv"),
+                                     tables.read_rows(root / RESULTS / "area_table.csv"), defaults)
+
+
+DEFAULT_AREAS = (0.02, 0.035, 0.05, 0.08)  # bench/area_table.py's areas
+
+
+@block("area-default")
+def _area_default(root: Path) -> str:
+    return tables.default_area_markdown(_default_area_cells(root))
+
+
+def _default_patch_line(root: Path) -> str:
+    """Issue 12's rule for the default patch, read from the default-training area table: the smallest side whose
+    default training reaches p >= 0.9 on >= 80% of configs within 2,000 evaluations in every domain measured."""
+    from .train import default_patch_size
+
+    cells = _default_area_cells(root)
+    by_size: dict[int, list[dict]] = {}
+    for c in cells:
+        by_size.setdefault(c["size"], []).append(c)
+    parts, pick = [], None
+    for size, cs in sorted(by_size.items()):
+        got = [c for c in cs if c["configs"]]
+        parts.append(f"{size}×{size}: " + ", ".join(
+            f"{c['domain']} {c['successes']}/{c['configs']}" if c["configs"] else f"{c['domain']} not measured"
+            for c in cs))
+        if pick is None and len(got) == len(cs) and all(c["successes"] >= 0.8 * c["configs"] for c in got):
+            pick = size
+    now = default_patch_size(224)
+    verdict = (f"none of the measured sizes qualifies in every domain yet; the default stays {now}×{now}"
+               if pick is None else
+               f"the smallest that qualifies is {pick}×{pick}" + (
+                   f", which is the default ({now}×{now})" if pick == now else
+                   f"; the default is {now}×{now}" + (" (a smaller side qualifies on these configs: more seeds before "
+                                                      "the default moves)" if pick < now else "")))
+    return ("- **Default patch** (the smallest whose default training reaches p ≥ 0.9 on ≥ 80% of configs within "
+            "2,000 evaluations, table below): " + "; ".join(parts) + f" — {verdict}.")
+
+
 @block("attack-strength")
 def _attack_strength(root: Path) -> str:
     """Issue 12's goals, each with its measured figure (or the statement that it was not measured)."""
@@ -253,16 +299,7 @@ def _attack_strength(root: Path) -> str:
     if others:
         lines.append("- The same 42×42 patch, other settings: " + "; ".join(
             f"`{c['variant']}` ({c['domain']} domain) {c['successes']}/{c['configs']}" for c in others) + ".")
-    bigger = sorted((c for c in cells if c["input_size"] == 224 and 42 < c["size"] < 63 and c["budget"] == 2000),
-                    key=lambda c: c["size"])
-    for c in bigger:
-        share = c["successes"] / c["configs"]
-        lines.append(f"- **Default patch** (the smallest with ≥ 80% within 2,000 evaluations): {c['size']}×{c['size']} "
-                     f"({c['size'] ** 2 / 224 ** 2:.1%}) with `{c['variant']}` reaches {c['successes']}/{c['configs']} "
-                     f"({share:.0%}, {c['domain']} domain, failures at p "
-                     f"{', '.join(map(str, c['p_failed'])) or '–'})"
-                     + (" — it qualifies on these configs, but is not yet the default: more seeds first."
-                        if share >= 0.8 else " — it does not qualify, so the default stays 63×63 (8%)."))
+    lines.append(_default_patch_line(root))
     at32 = [c for c in cells if (c["size"], c["input_size"], c["budget"]) == (32, 224, 2000)]
     lines.append("- **32×32 on 224 (2%), ≥ 50%**: " + (
         "; ".join(f"`{c['variant']}` {c['successes']}/{c['configs']} ({c['domain']} domain, target top-1 "

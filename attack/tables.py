@@ -367,6 +367,70 @@ def budget_markdown(cells: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _is_default(row: dict, fields: dict) -> bool:
+    """Whether an ablation row trained with exactly the trainer's defaults at its size (``fields``: restarts, leak)."""
+    return (row["rule"] == "adam" and row["loss"] == "logprob" and row["init"] == "mixed"
+            and int(row["restarts"]) == fields["restarts"] and float(row.get("leak") or 0) == fields["leak"]
+            and row.get("leak_last", "1") == "1" and all(row.get(k, "0") in ("0", "") for k in
+                                                          ("st_relu6", "cosine", "polish", "margin")))
+
+
+def default_area_cells(rows: list[dict], baseline: list[dict], defaults: dict[int, dict], input_size: int = 224,
+                       budget: int = 2000, domains: tuple[str, ...] = ("image", "network")) -> list[dict]:
+    """The area table of the trainer's defaults (issue 12): for each patch side in ``defaults`` (side -> the fields a
+    default training at that side has: ``restarts``, ``leak``) and each domain, the ablation rows trained with exactly
+    those settings (Adam, loss logprob, init mixed, nothing else on; any variant name), beside the old default's
+    area-table rows (Adam, one patch) on the same (seed, config). A cell nobody measured has ``configs`` 0."""
+    out = []
+    for dom in domains:
+        for size, fields in sorted(defaults.items()):
+            picked: dict[tuple[int, int], dict] = {}
+            for r in rows:
+                if (r["domain"] == dom and int(r["size"]) == size and int(r["input_size"]) == input_size
+                        and int(r["budget"]) == budget and _is_default(r, fields)):
+                    picked.setdefault((int(r["seed"]), int(r["config"])), r)
+            rs = list(picked.values())
+            ev = [int(r["evaluations"]) for r in rs if r["success"] == "1"]
+            base = [b for b in baseline if b["optimizer"] == "adam" and b["domain"] == dom
+                    and int(b["size"]) == size and int(b["input_size"]) == input_size
+                    and int(b["max_iter"]) == budget and (int(b["seed"]), int(b["config"])) in picked]
+            out.append(dict(domain=dom, size=size, input_size=input_size, area=size ** 2 / input_size ** 2,
+                            budget=budget, restarts=fields["restarts"], leak=fields["leak"],
+                            variants=sorted({r["variant"] for r in rs}), configs=len(rs),
+                            seeds=sorted({k[0] for k in picked}), successes=len(ev),
+                            argmax=sum(r["argmax"] == "1" for r in rs),
+                            not_source=sum(r["not_source"] == "1" for r in rs),
+                            median_evaluations=_median(ev),
+                            median_seconds=_median([float(r["seconds"]) for r in rs if r["success"] == "1"]),
+                            p_failed=sorted((round(float(r["p_target"]), 2) for r in rs if r["success"] != "1"),
+                                            reverse=True),
+                            base=dict(configs=len(base), successes=sum(b["success"] == "1" for b in base),
+                                      argmax=sum(b["argmax"] == "1" for b in base)) if base else None))
+    return out
+
+
+def default_area_markdown(cells: list[dict]) -> str:
+    budget = f"{cells[0]['budget']:,}" if cells else "the budget"
+    lines = ["| area | patch | domain | the default training at this size | configs (seeds) | "
+             f"p ≥ 0.9 within {budget} evaluations | target top-1 | source removed | median evaluations (successes) | "
+             "median CPU s (successes) | old default (Adam, one patch), same configs: p ≥ 0.9 · top-1 |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for c in cells:
+        how = (f"{c['restarts']} restarts" if c["restarts"] > 1 else "one patch") + (
+            f", ReLU6 leak {c['leak']:g}" if c["leak"] else "")
+        head = (f"| {c['area']:.1%} | {c['size']}×{c['size']} on {c['input_size']} | {c['domain']} | Adam, {how} ")
+        n = c["configs"]
+        if not n:
+            lines.append(head + "| 0 | not measured yet | – | – | – | – | – |")
+            continue
+        b = c["base"]
+        old = f"{b['successes']}/{b['configs']} · {b['argmax']}/{b['configs']}" if b else "–"
+        lines.append(head + f"(`{'`, `'.join(c['variants'])}`) | {n} ({', '.join(map(str, c['seeds']))}) | "
+                     f"{c['successes']}/{n} ({c['successes'] / n:.0%}) | {c['argmax']}/{n} | {c['not_source']}/{n} | "
+                     f"{_fmt(c['median_evaluations'])} | {_fmt(c['median_seconds'])} | {old} |")
+    return "\n".join(lines)
+
+
 # ---------------------------------------------------------------- bench/placement.py
 PLACEMENT_KINDS = ("best", "top-left", "top-right", "bottom-left", "bottom-right")
 
