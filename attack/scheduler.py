@@ -13,6 +13,10 @@ Rule state lives in per-group tensors of a fixed capacity indexed by slot (a gro
 step size, parametrisation and rule options); a new config takes a free slot, whose state is initialised from a
 fresh rule on that row alone, and the capacity doubles when no slot is free. Other rows' state is never touched.
 
+:func:`shared_options` tells which ``train_patch`` calls a shared batch trains exactly (and with which ``add``
+arguments); ``add(..., callback=…)`` reports every step as train_patch's callback does. ui/jobs.py uses both to run
+the app's eligible trainings of all browser sessions in one batch per model.
+
 Not covered: several restarts per config (successive halving changes the batch by stages; use
 :func:`attack.train.train_patches`), the straight-through ReLU6 option and the local forward.
 """
@@ -21,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
+from typing import Callable
 
 import torch
 
@@ -28,9 +33,9 @@ from .losses import target_minus_source
 from .patch import as_locs, check_loc, patched_logits, to_domain
 from .results import PatchResult
 from .train import (DEFAULTS, INITS, StepInfo, _domain_rule, _ids, check_options, default_lr, default_param,
-                    default_patch_size, default_restarts, start_params)
+                    default_patch_size, default_restarts, resolve_relu6_leak, start_params)
 
-__all__ = ["SharedBatch", "ConfigHandle"]
+__all__ = ["SharedBatch", "ConfigHandle", "shared_options"]
 
 
 class ConfigHandle:
@@ -42,7 +47,7 @@ class ConfigHandle:
     result is its best point, ``cancelled=True``); ``wait(timeout)`` blocks until done.
     """
 
-    def __init__(self, cid: int, steps: int, watch_patch: bool):
+    def __init__(self, cid: int, steps: int, watch_patch: bool, callback=None):
         self.id = cid
         self.steps_budget = steps
         self.iteration = -1  # index of the latest evaluated point (as StepInfo.iteration); -1 before joining
@@ -54,6 +59,7 @@ class ConfigHandle:
         self.latest_patch: torch.Tensor | None = None  # CPU copy every step when watch_patch=True
         self.result: PatchResult | None = None
         self.watch_patch = watch_patch
+        self.callback = callback  # called with a StepInfo by the stepping thread at every evaluated point
         self._cancel = threading.Event()
         self._done = threading.Event()
 
@@ -214,14 +220,17 @@ class SharedBatch:
             param: str | None = None, init: str | None = None, seed: int | None = None,
             generator: torch.Generator | None = None, rule_options: dict | None = None,
             restarts: int | str | None = 1, size: int | None = None, domain: str | None = None,
-            watch_patch: bool = False, relu6_leak: float = 0.0) -> ConfigHandle:
+            watch_patch: bool = False, relu6_leak: float = 0.0,
+            callback: Callable[[StepInfo], None] | None = None) -> ConfigHandle:
         """Queue one config; it joins the batch at the next step. Arguments as :func:`attack.train.train_patch`.
 
         ``size`` / ``domain``, when given, must equal the batch's (a ValueError otherwise: use one SharedBatch per
         (model, input size, patch size, domain)). ``restarts`` must resolve to 1 and ``relu6_leak`` be 0 (the batch
         follows the true gradient: the default at the default patch area, where "auto" gives one restart and no
         leak; use :func:`attack.train.train_patches` below it). ``watch_patch``: keep a CPU copy
-        of the current patch in ``handle.latest_patch`` every step.
+        of the current patch in ``handle.latest_patch`` every step. ``callback``: called by the stepping thread with
+        the :class:`attack.train.StepInfo` that ``train_patch``'s callback receives at the same point (same
+        iteration, evaluations, p, top-5; the current patch when ``watch_patch``).
         Returns: a :class:`ConfigHandle`.
         """
         if size is not None and int(size) != self.size:
@@ -269,7 +278,7 @@ class SharedBatch:
                 "restarts": 1, "halving": 4, "schedule": [(1, int(steps))], "st_relu6": False,
                 "relu6_leak": 0.0, "leak_last_stage": True, "rule_options": rule_options, "local": False, "leader": 0, "shared_batch": True}
         with self._lock:
-            handle = ConfigHandle(self._next_id, int(steps), watch_patch)
+            handle = ConfigHandle(self._next_id, int(steps), watch_patch or callback is not None, callback)
             self._next_id += 1
             self._pending.append(_Row(handle, gkey, make, param, w, image, loc, tgt, src, loss, int(steps),
                                       float(stop_at), meta, time.perf_counter()))
@@ -355,6 +364,9 @@ class SharedBatch:
                 h.p_target, h.p_source, h.iteration = pt, ps, row.it
                 if h.watch_patch:
                     h.latest_patch = to_domain(group.W[row.slot].detach(), domain, group.param).cpu().clone()
+                if h.callback is not None:  # before this step's update: evaluations as train_patch reports them
+                    h.callback(StepInfo(row.it, pt, ps, list(h.top5), restarts=[pt], leader=0,
+                                        evaluations=h.evaluations, patch=h.latest_patch))
                 cancelled = h.cancelled
                 if pt >= row.stop_at:
                     self._finish(row, use_best=False, cancelled=False)
@@ -407,3 +419,34 @@ class SharedBatch:
         while not (stop is not None and stop.is_set()):
             if self.step() == 0:
                 return
+
+
+_SHAREABLE = {"size", "source", "domain", "loss", "steps", "lr", "optimizer", "restarts", "stop_at", "param", "init",
+              "generator", "seed", "relu6_leak", "leak_last_stage"}
+
+
+def shared_options(model, image: torch.Tensor, target, loc=(0, 0), **options) -> dict | None:
+    """The :meth:`SharedBatch.add` arguments that train exactly what ``train_patch(model, image, target, loc,
+    **options)`` trains, or None when a shared batch cannot: restarts resolving to more than one, a ReLU6 leak
+    (resolved as train_patch does: "auto" leaks below the default area), an image not at the model's input size,
+    an option ``add`` does not take (a callback or cancel, which the caller passes itself), an invalid value (left
+    for train_patch to refuse). ``size`` and ``domain`` are always filled in: they pick the batch.
+    Example: >>> opts = shared_options(model, img, 859, (0, 0), steps=500); batch.add(**opts)"""
+    if set(options) - _SHAREABLE or not isinstance(image, torch.Tensor):
+        return None
+    input_size = int(getattr(model, "input_size", 224))
+    if tuple(image.shape) != (3, input_size, input_size):
+        return None
+    try:
+        size = default_patch_size(input_size) if options.get("size") is None else int(options["size"])
+        r = DEFAULTS["restarts"] if options.get("restarts") is None else options["restarts"]
+        r = default_restarts(size, input_size) if r == "auto" else int(r)
+        leak = resolve_relu6_leak(options.get("relu6_leak"), size, input_size)
+    except (TypeError, ValueError):
+        return None
+    if r != 1 or leak:
+        return None
+    out = {k: v for k, v in options.items() if k not in ("relu6_leak", "leak_last_stage")}
+    out.update(image=image, target=target, loc=loc, size=size, restarts=1,
+               domain=options.get("domain") or "network")
+    return out

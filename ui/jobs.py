@@ -15,6 +15,18 @@ The pool (a classroom on one server):
   and ``LAVAN_START_QUOTA`` (default 20) starts per ``LAVAN_START_WINDOW_S`` (default 600 s); a refused start
   is a job with status ``refused`` whose page says why and when to try again.
 
+The shared batch (issue 14): with ``LAVAN_SHARED_BATCH`` on (read at each start: ``auto``, the default, is on only
+when the model is on CUDA; ``1`` forces it, also on a CPU; ``0`` is the pool alone), a start of
+``attack.train_patch`` that a shared batch trains exactly (:func:`attack.scheduler.shared_options`: one restart, no
+ReLU6 leak — the attack page's default at the default patch area) takes no slot: its config joins the process-wide
+:class:`attack.scheduler.SharedBatch` of its model object, input size, patch size and domain, whose one runner
+thread steps every config in one forward+backward until the batch is empty (then ends; the next config starts a new
+one). The job's own thread only joins, relays a stop to its config (``ConfigHandle.cancel``) and waits; the batch
+calls the job's callback with the StepInfo that train_patch would send and the job ends with the PatchResult of a
+solo run with the same seed (up to float rounding), so pages need no special case. The start limits and every stop
+rule below apply as to a pooled job; a shared job is not counted in the pool's wait estimates. Any other training
+(several restarts, a leak, another function) goes through the pool.
+
 A job stops when: Stop is pressed (:func:`stop`), the user opens another page (:func:`leave_page`), a new job
 with the same key starts, its browser session disconnects for ``GONE_S`` seconds (tab closed: a watchdog thread
 checks the Streamlit runtime every ``TICK_S``), or nobody has polled it for ``HEARTBEAT_S`` seconds. A job whose
@@ -48,6 +60,8 @@ import streamlit as st
 import torch
 from streamlit.runtime import Runtime
 from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+from attack.scheduler import SharedBatch, shared_options
 
 MAX_JOBS = max(1, int(os.environ.get("LAVAN_MAX_JOBS", "2")))
 HEARTBEAT_S = float(os.environ.get("LAVAN_JOB_HEARTBEAT_S", "60"))
@@ -100,6 +114,9 @@ class Job:
     gone_since: float | None = None
     max_steps: int | None = None  # the (clamped) iteration budget, for the wait estimate
     slot_freed: float | None = None  # when it gave its slot back
+    shared: bool = False  # trains in a process-wide SharedBatch instead of a pool slot
+    handle: Any = None  # its attack.scheduler.ConfigHandle once it has joined the batch
+    batch: Any = None  # the _Shared entry it joined
 
     @property
     def active(self) -> bool:
@@ -131,6 +148,8 @@ class Job:
         if not self.cancel.is_set():
             self.stop_reason, self.stop_asked = reason, time.time()
             self.cancel.set()
+            if self.handle is not None:
+                self.handle.cancel()  # leaves the shared batch at its next step
             with _pool:
                 _pool.notify_all()  # a waiting job leaves the line at once
 
@@ -173,12 +192,7 @@ class Job:
                 self.on_done(self.result)
             self.status = "cancelled" if getattr(self.result, "cancelled", False) else "done"
         except Exception as exc:  # noqa: BLE001 - logged with its traceback; the page gets only the id
-            from .boot import ERROR_LOG
-
-            error_id = uuid.uuid4().hex[:8]
-            ERROR_LOG.error("lavan error %s in job %d (%s): %s", error_id, self.id, self.key, type(exc).__name__,
-                            exc_info=True)
-            self.error, self.status = f"error id {error_id}", "error"
+            self._failed(exc)
         finally:
             self.finished = time.time()
             _release(self)
@@ -188,12 +202,50 @@ class Job:
                         (self.work_done(), self.finished - self.started))
             self._log()
 
+    def _failed(self, exc: Exception) -> None:
+        from .boot import ERROR_LOG
+
+        error_id = uuid.uuid4().hex[:8]
+        ERROR_LOG.error("lavan error %s in job %d (%s): %s", error_id, self.id, self.key, type(exc).__name__,
+                        exc_info=True)
+        self.error, self.status = f"error id {error_id}", "error"
+
+    def _run_shared(self, model, options: dict) -> None:
+        """The thread of a job in a shared batch: joins it, relays a stop to its config, waits for its result; the
+        batch's runner thread (:func:`_join_shared`) does the training and calls ``_callback`` every step."""
+        try:
+            if options.get("source") is None:  # the clean argmax, as train_patch finds it (outside the batch's lock)
+                with torch.no_grad():
+                    image = options["image"].unsqueeze(0).to(next(model.buffers()).device)
+                    options["source"] = int(model(image).argmax(1)[0])
+            if self.cancel.is_set():
+                self.status = "cancelled"
+                return
+            self.batch, self.handle = _join_shared(model, options, self._callback)
+            if self.cancel.is_set():  # a stop that came before the handle existed
+                self.handle.cancel()
+            while not self.handle.wait(0.1):
+                if self.cancel.is_set():
+                    self.handle.cancel()
+                if self.batch.error is not None:
+                    self.error, self.status = self.batch.error, "error"
+                    return
+            self.result = self.handle.result
+            if self.on_done is not None and self.result is not None:
+                self.on_done(self.result)
+            self.status = "cancelled" if getattr(self.result, "cancelled", False) else "done"
+        except Exception as exc:  # noqa: BLE001 - logged with its traceback; the page gets only the id
+            self._failed(exc)
+        finally:
+            self.finished = time.time()
+            self._log()
+
     def _log(self) -> None:
         after = f", ended {self.finished - self.stop_asked:.2f} s after the stop" if self.stop_asked else ""
         if self.stop_asked and self.slot_freed and self.slot_freed < self.finished - 0.005:
             after += f", slot freed {self.slot_freed - self.stop_asked:.2f} s after the stop at {self.slot_freed:.3f}"
         ran = (f"{self.finished - self.started:.1f} s, {len(self.progress)} progress reports" if self.started
-               else "never started")
+               else "never started") + (", in the shared batch" if self.shared else "")
         print(f"lavan job {self.id} {self.key} {self.status} ({self.stop_reason or 'ran to its end'}; {ran}{after}) "
               f"at {self.finished:.3f}", file=sys.stderr, flush=True)
 
@@ -292,6 +344,97 @@ def _ensure_watchdog() -> None:
         if not _watchdog_started.is_set():
             threading.Thread(target=_watchdog, name="lavan-job-watchdog", daemon=True).start()
             _watchdog_started.set()
+
+
+# ------------------------------------------------------------------------------------------- the shared batches
+def shared_mode(model) -> bool:
+    """Whether a training of ``model`` may join a shared batch, from $LAVAN_SHARED_BATCH (read at each start):
+    ``auto`` (default) when the model is on CUDA, ``1`` always (also on a CPU: the tests), ``0`` never."""
+    value = os.environ.get("LAVAN_SHARED_BATCH", "auto").strip().lower()
+    if value in ("1", "on", "true", "yes"):
+        return True
+    if value in ("0", "off", "false", "no"):
+        return False
+    try:
+        return next(model.buffers()).device.type == "cuda"
+    except (AttributeError, StopIteration, TypeError):
+        return False
+
+
+def _shared_options(fn, args: tuple, kwargs: dict) -> dict | None:
+    """SharedBatch.add's arguments when this start may join a shared batch: the switch is on for its model and it
+    is ``attack.train_patch`` with options a shared batch trains exactly (:func:`attack.scheduler.shared_options`:
+    one restart, no ReLU6 leak); None sends it to the pool."""
+    from attack.train import train_patch
+
+    if fn is not train_patch or not 3 <= len(args) <= 4 or set(kwargs) & {"callback", "cancel"}:
+        return None
+    if not shared_mode(args[0]):
+        return None
+    return shared_options(*args, **kwargs)
+
+
+@dataclass(eq=False)
+class _Shared:
+    """One process-wide SharedBatch (per model object, input size, patch size, domain) and its runner thread."""
+    key: tuple
+    batch: SharedBatch
+    thread: threading.Thread | None = None
+    error: str | None = None  # set when a step failed: its jobs end with this error id
+
+
+_shared_lock = threading.Lock()  # guards _shared, and a runner's decision to leave against a config joining
+_shared: dict[tuple, _Shared] = {}
+
+
+def _join_shared(model, options: dict, callback) -> tuple[_Shared, Any]:
+    """Add a config to the shared batch of its model/size/domain (created, with its runner thread, when there is
+    none): (the entry, its ConfigHandle). ``callback`` receives train_patch's StepInfo every step."""
+    batch_key = (id(model), getattr(model, "name", type(model).__name__), int(getattr(model, "input_size", 224)),
+                 int(options["size"]), options["domain"])
+    with _shared_lock:
+        entry = _shared.get(batch_key)
+        if entry is None:
+            entry = _shared[batch_key] = _Shared(batch_key, SharedBatch(model, size=options["size"],
+                                                                        domain=options["domain"]))
+        handle = entry.batch.add(**options, callback=callback)
+        if entry.thread is None:
+            entry.thread = threading.Thread(target=_step_shared, args=(entry,), daemon=True,
+                                            name=f"lavan-shared-{batch_key[1]}-{batch_key[3]}-{batch_key[4]}")
+            entry.thread.start()
+    return entry, handle
+
+
+def _step_shared(entry: _Shared) -> None:
+    """A shared batch's runner: steps while it has configs, then removes the batch and ends (the next config
+    starts a new one). A failing step ends every config of the batch with one error id."""
+    from .cache import torch_threads
+
+    lower_priority()
+    torch.set_num_threads(torch_threads())
+    try:
+        while True:
+            if entry.batch.step() == 0:
+                with _shared_lock:
+                    if len(entry.batch) == 0:
+                        _shared.pop(entry.key, None)
+                        return
+    except Exception as exc:  # noqa: BLE001 - logged with its traceback; the pages get only the id
+        from .boot import ERROR_LOG
+
+        error_id = uuid.uuid4().hex[:8]
+        ERROR_LOG.error("lavan error %s in the shared batch %s: %s", error_id, entry.key[1:], type(exc).__name__,
+                        exc_info=True)
+        with _shared_lock:
+            entry.error = f"error id {error_id}"
+            if _shared.get(entry.key) is entry:
+                del _shared[entry.key]
+
+
+def shared_configs() -> int:
+    """Configs in this process's shared batches right now (all sessions), training or about to join."""
+    with _shared_lock:
+        return sum(len(e.batch) for e in _shared.values())
 
 
 # --------------------------------------------------------------------------------------------- the wait estimate
@@ -397,7 +540,8 @@ def start(key: str, fn: Callable, *args, page: str = "", on_done: Callable[[Any]
     """Start ``fn`` in the background for this browser session, replacing (and stopping) any job under ``key``.
     An iteration count above the server's cap (``steps``/``max_steps`` > ``MAX_ITER``) is clamped to it. A start
     too soon after the last one, or past the session's quota (:func:`start_limits`), returns a ``refused`` job
-    whose ``error`` says why (and leaves a running job under ``key`` alone)."""
+    whose ``error`` says why (and leaves a running job under ``key`` alone). An ``attack.train_patch`` that a
+    shared batch can train joins one instead of the pool when :func:`shared_mode` is on for its model."""
     now = time.time()
     old = _jobs().get(key)
     why = _refusal(now)
@@ -421,8 +565,14 @@ def start(key: str, fn: Callable, *args, page: str = "", on_done: Callable[[Any]
                 kwargs[arg] = cap
             steps = int(kwargs[arg])
     job = Job(key=key, page=page, on_done=on_done, meta=meta, session_id=_session_id(), max_steps=steps)
-    job.thread = threading.Thread(target=job._run, args=(fn, args, kwargs), name=f"lavan-{key}-{job.id}",
-                                  daemon=True)
+    shared = _shared_options(fn, args, kwargs)
+    if shared is not None:  # no slot to wait for: it joins the shared batch at its next step
+        job.shared, job.status, job.started = True, "running", time.time()
+        job.thread = threading.Thread(target=job._run_shared, args=(args[0], shared),
+                                      name=f"lavan-{key}-{job.id}-shared", daemon=True)
+    else:
+        job.thread = threading.Thread(target=job._run, args=(fn, args, kwargs), name=f"lavan-{key}-{job.id}",
+                                      daemon=True)
     _jobs()[key] = job
     _every_job.add(job)
     _ensure_watchdog()
@@ -482,6 +632,9 @@ def status_lines(job: Job) -> list[tuple[str, str]]:
                      "running trainings × the iterations up to their caps; no training has finished here yet, and "
                      "most stop early, at p ≥ 0.9.")
         lines.append(("info", text))
+    if job.shared and job.status == "running" and job.batch is not None:
+        lines.append(("info", f"Training in the shared batch ({len(job.batch.batch)} configs): this server trains "
+                              "every tab's default training together, step by step, without a queue."))
     if "clamped_from" in job.meta:
         lines.append(("warning", f"{job.meta['clamped_from']:,} iterations asked; this server stops every training "
                                  f"at {job.meta['cap']:,}."))
@@ -505,6 +658,7 @@ def poll_interval(job: Job | None) -> float:
     second still draws the curve and the forming patch at the 1 Hz the attack page promises."""
     with _pool:
         live = len(_holding) + sum(1 for j in _waiting if not j.cancel.is_set())
+    live += shared_configs()
     if job is not None and job.status == "queued":
         return POLL_SLOW
     return POLL_FAST if live <= BUSY else POLL_SLOW
