@@ -263,13 +263,19 @@ def describe_variant(row: dict) -> str:
     return how + (f", patch {margin} px in from the corner" if margin else "")
 
 
+def _ablation_groups(rows: list[dict]) -> dict[tuple, list[dict]]:
+    """Ablation rows by (variant, domain, patch side, input side, budget), in row order."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["variant"], r["domain"], int(r["size"]), int(r["input_size"]), int(r["budget"])),
+                          []).append(r)
+    return groups
+
+
 def summarise_ablation(rows: list[dict], baseline: list[dict] | None = None) -> list[dict]:
     """One dict per (variant, patch, input, budget, seeds). ``baseline``: area-table rows (bench/area_table.py, one
     Adam patch, same config draw) shown as the variant ``adam-r1 (area table)`` on the configs the ablation ran."""
-    groups: dict[tuple, list[dict]] = {}
-    for r in rows:
-        key = (r["variant"], r["domain"], int(r["size"]), int(r["input_size"]), int(r["budget"]))
-        groups.setdefault(key, []).append(r)
+    groups = _ablation_groups(rows)
     out = []
     for (variant, dom, size, isz, budget), rs in sorted(groups.items(), key=lambda kv: (kv[0][1:], kv[0][0])):
         ev = [int(r["evaluations"]) for r in rs if r["success"] == "1"]
@@ -325,10 +331,7 @@ def budget_curves(rows: list[dict], steps: tuple[int, ...] = BUDGET_STEPS) -> li
     many configs reached p >= 0.9 within each budget step, counted by the evaluations each success took in that one
     run. The run's successive-halving schedule is set by its full budget, so its count at 2,000 is not the count of
     a run given 2,000 (``short``: that run's figure on the same configs, where the ablation has it)."""
-    groups: dict[tuple, list[dict]] = {}
-    for r in rows:
-        groups.setdefault((r["variant"], r["domain"], int(r["size"]), int(r["input_size"]), int(r["budget"])),
-                          []).append(r)
+    groups = _ablation_groups(rows)
     out = []
     for (variant, dom, size, isz, budget), rs in sorted(groups.items()):
         if budget < LONG_BUDGET:

@@ -187,10 +187,7 @@ class Job:
 
             lower_priority()
             torch.set_num_threads(torch_threads())
-            self.result = fn(*args, callback=self._callback, cancel=self.cancel, **kwargs)
-            if self.on_done is not None and self.result is not None:
-                self.on_done(self.result)
-            self.status = "cancelled" if getattr(self.result, "cancelled", False) else "done"
+            self._ended(fn(*args, callback=self._callback, cancel=self.cancel, **kwargs))
         except Exception as exc:  # noqa: BLE001 - logged with its traceback; the page gets only the id
             self._failed(exc)
         finally:
@@ -201,6 +198,13 @@ class Job:
                     _history.setdefault(self.key, collections.deque(maxlen=20)).append(
                         (self.work_done(), self.finished - self.started))
             self._log()
+
+    def _ended(self, result) -> None:
+        """The training returned ``result``: hand it to ``on_done`` and set the final status."""
+        self.result = result
+        if self.on_done is not None and result is not None:
+            self.on_done(result)
+        self.status = "cancelled" if getattr(result, "cancelled", False) else "done"
 
     def _failed(self, exc: Exception) -> None:
         from .boot import ERROR_LOG
@@ -230,10 +234,7 @@ class Job:
                 if self.batch.error is not None:
                     self.error, self.status = self.batch.error, "error"
                     return
-            self.result = self.handle.result
-            if self.on_done is not None and self.result is not None:
-                self.on_done(self.result)
-            self.status = "cancelled" if getattr(self.result, "cancelled", False) else "done"
+            self._ended(self.handle.result)
         except Exception as exc:  # noqa: BLE001 - logged with its traceback; the page gets only the id
             self._failed(exc)
         finally:
