@@ -408,7 +408,9 @@ def default_area_cells(rows: list[dict], baseline: list[dict], defaults: dict[in
                             p_failed=sorted((round(float(r["p_target"]), 2) for r in rs if r["success"] != "1"),
                                             reverse=True),
                             base=dict(configs=len(base), successes=sum(b["success"] == "1" for b in base),
-                                      argmax=sum(b["argmax"] == "1" for b in base)) if base else None))
+                                      argmax=sum(b["argmax"] == "1" for b in base),
+                                      now=sum(picked[(int(b["seed"]), int(b["config"]))]["success"] == "1"
+                                              for b in base)) if base else None))
     return out
 
 
@@ -416,7 +418,7 @@ def default_area_markdown(cells: list[dict]) -> str:
     budget = f"{cells[0]['budget']:,}" if cells else "the budget"
     lines = ["| area | patch | domain | the default training at this size | configs (seeds) | "
              f"p ≥ 0.9 within {budget} evaluations | target top-1 | source removed | median evaluations (successes) | "
-             "median CPU s (successes) | old default (Adam, one patch), same configs: p ≥ 0.9 · top-1 |",
+             "median CPU s (successes) | the configs the old default (Adam, one patch) ran: p ≥ 0.9 today · old (old top-1) |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for c in cells:
         how = (f"{c['restarts']} restarts" if c["restarts"] > 1 else "one patch") + (
@@ -427,7 +429,7 @@ def default_area_markdown(cells: list[dict]) -> str:
             lines.append(head + "| 0 | not measured yet | – | – | – | – | – |")
             continue
         b = c["base"]
-        old = f"{b['successes']}/{b['configs']} · {b['argmax']}/{b['configs']}" if b else "–"
+        old = f"{b['now']}/{b['configs']} · {b['successes']}/{b['configs']} ({b['argmax']}/{b['configs']})" if b else "–"
         lines.append(head + f"(`{'`, `'.join(c['variants'])}`) | {n} ({', '.join(map(str, c['seeds']))}) | "
                      f"{c['successes']}/{n} ({c['successes'] / n:.0%}) | {c['argmax']}/{n} | {c['not_source']}/{n} | "
                      f"{_fmt(c['median_evaluations'])} | {_fmt(c['median_seconds'])} | {old} |")

@@ -36,9 +36,9 @@ def test_cells_take_only_rows_trained_with_exactly_the_defaults_and_pair_the_old
     c = cells[("image", 42)]
     assert (c["configs"], c["successes"], c["argmax"], c["seeds"]) == (3, 2, 3, [1, 2])
     assert c["variants"] == ["adam-r8-lk5"] and c["median_evaluations"] == 1000 and c["p_failed"] == [0.5]
-    assert c["base"] == dict(configs=2, successes=0, argmax=1)  # config 9 was not run by the default: left out
+    assert c["base"] == dict(configs=2, successes=0, argmax=1, now=1)  # config 9 was not run by the default: left out
     assert cells[("image", 63)]["successes"] == 1 and cells[("image", 63)]["base"] is None
     assert cells[("network", 42)]["configs"] == 1 and cells[("network", 63)]["configs"] == 0
     md = tables.default_area_markdown(list(cells.values()))
-    assert "| 2/3 (67%) | 3/3 |" in md and "| 0/2 · 1/2 |" in md
+    assert "| 2/3 (67%) | 3/3 |" in md and "| 1/2 · 0/2 (1/2) |" in md
     assert md.count("not measured yet") == 1 and "one patch" in md and "8 restarts, ReLU6 leak 0.05" in md
