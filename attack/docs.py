@@ -207,15 +207,11 @@ def _placement_reading(root: Path) -> str:
 
 def _default_area_cells(root: Path) -> list[dict]:
     from .patch import size_for_area
-    from .train import default_relu6_leak, default_restarts
+    from .train import default_fields
 
-    sizes = [size_for_area(a, 224) for a in DEFAULT_AREAS]
-    defaults = {s: dict(restarts=default_restarts(s, 224), leak=default_relu6_leak(s, 224)) for s in sizes}
+    defaults = {s: default_fields(s, 224) for s in (size_for_area(a, 224) for a in tables.DEFAULT_AREAS)}
     return tables.default_area_cells(tables.read_ablation(root / RESULTS / "ablation.csv"),
                                      tables.read_rows(root / RESULTS / "area_table.csv"), defaults)
-
-
-DEFAULT_AREAS = (0.02, 0.035, 0.05, 0.08)  # bench/area_table.py's areas
 
 
 @block("area-default")

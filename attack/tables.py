@@ -370,6 +370,9 @@ def budget_markdown(cells: list[dict]) -> str:
     return "\n".join(lines)
 
 
+DEFAULT_AREAS = (0.02, 0.035, 0.05, 0.08)  # bench/area_table.py's areas: the rows of the defaults' area table
+
+
 def _is_default(row: dict, fields: dict) -> bool:
     """Whether an ablation row trained with exactly the trainer's defaults at its size (``fields``: restarts, leak)."""
     return (row["rule"] == "adam" and row["loss"] == "logprob" and row["init"] == "mixed"

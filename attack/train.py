@@ -19,7 +19,7 @@ from .results import PatchResult
 
 __all__ = ["train_patch", "train_patches", "StepInfo", "Cancelled", "OPTIMIZERS", "DEFAULT_AREA",
            "default_patch_size", "default_lr", "default_param", "default_restarts", "RESTARTS_SMALL",
-           "default_relu6_leak", "resolve_relu6_leak", "resolve_leak_last", "leak_fields", "LEAK_SMALL", "is_cancelled", "start_params", "single_row_rule", "check_options", "DEFAULTS", "INITS"]
+           "default_relu6_leak", "default_fields", "resolve_relu6_leak", "resolve_leak_last", "leak_fields", "LEAK_SMALL", "is_cancelled", "start_params", "single_row_rule", "check_options", "DEFAULTS", "INITS"]
 
 OPTIMIZERS = RULES
 # Default patch area for the app and CLI, chosen by measurement (README: smallest area where >= 80% of random
@@ -50,6 +50,12 @@ def default_restarts(size: int, input_size: int) -> int:
 def default_relu6_leak(size: int, input_size: int) -> float:
     """ReLU6 backward leak for ``relu6_leak="auto"``: 0 at the default area or larger, :data:`LEAK_SMALL` below it."""
     return 0.0 if size >= default_patch_size(input_size) else LEAK_SMALL
+
+
+def default_fields(size: int, input_size: int) -> dict:
+    """What a training with default options uses at this patch side: ``restarts`` and ReLU6 ``leak`` (the
+    area table of the defaults, :func:`attack.tables.default_area_cells`, reads rows trained with exactly these)."""
+    return dict(restarts=default_restarts(size, input_size), leak=default_relu6_leak(size, input_size))
 
 
 def resolve_relu6_leak(relu6_leak, size: int, input_size: int) -> float:

@@ -509,6 +509,9 @@ def test_paper_page_renders_the_committed_reports(monkeypatch):
         caps = ", ".join(f"{int(c):,}" for c in (caps if isinstance(caps, list) else [caps]))
         assert f"cap {caps} iterations" in body and "paper: 100 configs per variant, cap 10,000 iterations" in body
     assert len(_frame(at, "optimiser")) >= 1  # the README's area table
+    defaults = _frame(at, "default training")  # and the area table of today's defaults, every cell listed
+    assert len(defaults) == 8 and set(defaults["domain"]) == {"image", "network"}
+    assert "Adam, one patch" in defaults["default training"].tolist()
 
 
 def test_paper_page_says_not_run_yet_with_the_command(tmp_path, monkeypatch):
@@ -533,10 +536,14 @@ def test_paper_page_survives_corrupt_and_partial_reports(tmp_path, monkeypatch):
     area.write_text("model,area\nlite0,abc\n")
     monkeypatch.setenv("LAVAN_REPORTS_DIR", str(out))
     monkeypatch.setenv("LAVAN_AREA_TABLE", str(area))
+    ablation = tmp_path / "ablation.csv"
+    ablation.write_text("variant,domain,size\nadam-r8,image,notanumber\n")
+    monkeypatch.setenv("LAVAN_ABLATION", str(ablation))
     at = app(PAPER_PAGE)
     assert not at.exception and not at.error
     warnings = "\n".join(w.value for w in at.warning)
     assert "single.json" in warnings and "fragility.json" in warnings and "area.csv" in warnings
+    assert "ablation.csv" in warnings
     assert "transfer.json" in warnings  # readable but no table: said so
     assert rep["command"] not in texts(at)
     saliency = json.loads((out / "saliency.json").read_text())

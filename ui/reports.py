@@ -8,7 +8,8 @@ or ``broken`` and carries the message the page shows as a warning. No streamlit 
 
 The folder is ``reports/`` next to app.py, or ``$LAVAN_REPORTS_DIR``; the area table is
 ``bench/results/area_table.csv`` or ``$LAVAN_AREA_TABLE`` (summarised by :func:`attack.tables.summarise_area`, the
-same code that writes the README's table).
+same code that writes the README's table); the area table of today's defaults reads ``bench/results/ablation.csv``
+or ``$LAVAN_ABLATION`` (:func:`attack.tables.default_area_cells`, as the README's).
 """
 from __future__ import annotations
 
@@ -374,7 +375,42 @@ FIGURES = {"single": _fig_single, "fragility": _fig_fragility, "transfer": _fig_
            "crossmodel": _fig_crossmodel, "brown": _fig_brown, "defend": _fig_defend}
 
 
-# ---------------------------------------------------------------- the README's area table
+# ---------------------------------------------------------------- the README's area tables
+def ablation_path() -> Path:
+    return Path(os.environ.get("LAVAN_ABLATION") or ROOT / "bench" / "results" / "ablation.csv")
+
+
+def default_area_table(path: str | Path | None = None, input_size: int = 224) -> tuple[list[dict], str | None]:
+    """(rows, warning or None): the area table of today's defaults (README "Area table with today's defaults"),
+    one row per (domain, area), "not measured yet" where no row exists; never raises."""
+    from attack.patch import size_for_area
+    from attack.train import default_fields
+
+    path = Path(path) if path is not None else ablation_path()
+    if not path.is_file():
+        return [], f"`{shown(path)}` does not exist yet: run `.venv/bin/python bench/ablation.py`."
+    try:
+        defaults = {s: default_fields(s, input_size)
+                    for s in (size_for_area(a, input_size) for a in tables.DEFAULT_AREAS)}
+        cells = tables.default_area_cells(tables.read_ablation(path), tables.read_rows(area_table_path()),
+                                          defaults, input_size=input_size)
+    except Exception as e:  # noqa: BLE001
+        return [], f"`{shown(path)}` could not be summarised ({type(e).__name__}: {e})."
+    rows = []
+    for c in cells:
+        n = c["configs"]
+        how = (f"{c['restarts']} restarts" if c["restarts"] > 1 else "one patch") + (
+            f", ReLU6 leak {c['leak']:g}" if c["leak"] else "")
+        rows.append({"domain": c["domain"], "area": f"{c['area']:.1%}", "patch (px)": c["size"],
+                     "default training": f"Adam, {how}", "configs": n,
+                     f"p ≥ 0.9 within {c['budget']:,} evaluations": (
+                         f"{c['successes']}/{n} ({c['successes'] / n:.0%})" if n else "not measured yet"),
+                     "target top-1": f"{c['argmax']}/{n}" if n else "–",
+                     "median evaluations (successes)": tables._fmt(c["median_evaluations"]),
+                     "median CPU s (successes)": tables._fmt(c["median_seconds"])})
+    return rows, None
+
+
 def area_table(path: str | Path | None = None) -> tuple[list[dict], str | None]:
     """(rows for a table, warning or None). One row per measured cell; never raises."""
     path = Path(path) if path is not None else area_table_path()
