@@ -59,7 +59,8 @@ if rows:
 st.subheader("Patch area vs success with today's defaults")
 st.caption("What a training with default options does at each area: 8 restarts under successive halving with a "
            "ReLU6 leak below the default patch, one Adam patch at it. The budget counts forward+backward evaluations "
-           "of the model (restarts × iterations). Rows: `bench/ablation.py` (seeds 1 and 2, 10 configs each; the configs column says where more ran), "
+           "of the model (restarts × iterations). Rows: `bench/ablation.py` (seeds 1 and 2, 10 configs each; the "
+           "configs column says where more ran), "
            "EfficientNet-Lite0 at 224×224.")
 rows, problem = reports.default_area_table()
 if problem:
