@@ -206,12 +206,10 @@ def _placement_reading(root: Path) -> str:
 
 
 def _default_area_cells(root: Path) -> list[dict]:
-    from .patch import size_for_area
-    from .train import default_fields
+    from .train import default_fields_by_area
 
-    defaults = {s: default_fields(s, 224) for s in (size_for_area(a, 224) for a in tables.DEFAULT_AREAS)}
     return tables.default_area_cells(tables.read_ablation(root / RESULTS / "ablation.csv"),
-                                     tables.read_rows(root / RESULTS / "area_table.csv"), defaults)
+                                     tables.read_rows(root / RESULTS / "area_table.csv"), default_fields_by_area(224))
 
 
 @block("area-default")

@@ -417,6 +417,12 @@ def default_area_cells(rows: list[dict], baseline: list[dict], defaults: dict[in
     return out
 
 
+def describe_default(cell: dict) -> str:
+    """The default training of a :func:`default_area_cells` cell in words, e.g. "Adam, 8 restarts, ReLU6 leak 0.05"."""
+    how = f"{cell['restarts']} restarts" if cell["restarts"] > 1 else "one patch"
+    return f"Adam, {how}" + (f", ReLU6 leak {cell['leak']:g}" if cell["leak"] else "")
+
+
 def default_area_markdown(cells: list[dict]) -> str:
     budget = f"{cells[0]['budget']:,}" if cells else "the budget"
     lines = ["| area | patch | domain | the default training at this size | configs (seeds) | "
@@ -424,9 +430,7 @@ def default_area_markdown(cells: list[dict]) -> str:
              "median CPU s (successes) | the configs the old default (Adam, one patch) ran: p ≥ 0.9 today · old (old top-1) |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for c in cells:
-        how = (f"{c['restarts']} restarts" if c["restarts"] > 1 else "one patch") + (
-            f", ReLU6 leak {c['leak']:g}" if c["leak"] else "")
-        head = (f"| {c['area']:.1%} | {c['size']}×{c['size']} on {c['input_size']} | {c['domain']} | Adam, {how} ")
+        head = f"| {c['area']:.1%} | {c['size']}×{c['size']} on {c['input_size']} | {c['domain']} | {describe_default(c)} "
         n = c["configs"]
         if not n:
             lines.append(head + "| 0 | not measured yet | – | – | – | – | – |")

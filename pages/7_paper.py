@@ -46,24 +46,26 @@ for v in views:
         with st.expander("Notes from the report"):
             st.markdown("\n".join(f"- {n}" for n in v.notes))
 
-st.subheader("Patch area vs success (README's table)")
-st.caption("`bench/area_table.py`: the same random (photo, target, corner) configs for every cell, one batch per "
-           "cell, default loss; rows accumulate in `bench/results/area_table.csv` while the benchmark runs. "
-           "Cells not listed have not been measured yet. EfficientNet-Lite0 at 224×224.")
-rows, problem = reports.area_table()
-if problem:
-    st.warning(problem)
-if rows:
-    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", key="paper_area_table")
 
-st.subheader("Patch area vs success with today's defaults")
-st.caption("What a training with default options does at each area: 8 restarts under successive halving with a "
-           "ReLU6 leak below the default patch, one Adam patch at it. The budget counts forward+backward evaluations "
-           "of the model (restarts × iterations). Rows: `bench/ablation.py` (seeds 1 and 2, 10 configs each; the "
-           "configs column says where more ran), "
-           "EfficientNet-Lite0 at 224×224.")
-rows, problem = reports.default_area_table()
-if problem:
-    st.warning(problem)
-if rows:
-    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", key="paper_area_default")
+def _area_table(title: str, caption: str, table: tuple[list[dict], str | None], key: str) -> None:
+    """One of the README's area tables: its rows, or the warning that says why there are none."""
+    st.subheader(title)
+    st.caption(caption)
+    rows, problem = table
+    if problem:
+        st.warning(problem)
+    if rows:
+        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", key=key)
+
+
+_area_table("Patch area vs success (README's table)",
+            "`bench/area_table.py`: the same random (photo, target, corner) configs for every cell, one batch per "
+            "cell, default loss; rows accumulate in `bench/results/area_table.csv` while the benchmark runs. "
+            "Cells not listed have not been measured yet. EfficientNet-Lite0 at 224×224.",
+            reports.area_table(), "paper_area_table")
+_area_table("Patch area vs success with today's defaults",
+            "What a training with default options does at each area: 8 restarts under successive halving with a "
+            "ReLU6 leak below the default patch, one Adam patch at it. The budget counts forward+backward "
+            "evaluations of the model (restarts × iterations). Rows: `bench/ablation.py` (seeds 1 and 2, 10 configs "
+            "each; the configs column says where more ran), EfficientNet-Lite0 at 224×224.",
+            reports.default_area_table(), "paper_area_default")

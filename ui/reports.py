@@ -383,26 +383,21 @@ def ablation_path() -> Path:
 def default_area_table(path: str | Path | None = None, input_size: int = 224) -> tuple[list[dict], str | None]:
     """(rows, warning or None): the area table of today's defaults (README "Area table with today's defaults"),
     one row per (domain, area), "not measured yet" where no row exists; never raises."""
-    from attack.patch import size_for_area
-    from attack.train import default_fields
+    from attack.train import default_fields_by_area
 
     path = Path(path) if path is not None else ablation_path()
     if not path.is_file():
         return [], f"`{shown(path)}` does not exist yet: run `.venv/bin/python bench/ablation.py`."
     try:
-        defaults = {s: default_fields(s, input_size)
-                    for s in (size_for_area(a, input_size) for a in tables.DEFAULT_AREAS)}
         cells = tables.default_area_cells(tables.read_ablation(path), tables.read_rows(area_table_path()),
-                                          defaults, input_size=input_size)
+                                          default_fields_by_area(input_size), input_size=input_size)
     except Exception as e:  # noqa: BLE001
         return [], f"`{shown(path)}` could not be summarised ({type(e).__name__}: {e})."
     rows = []
     for c in cells:
         n = c["configs"]
-        how = (f"{c['restarts']} restarts" if c["restarts"] > 1 else "one patch") + (
-            f", ReLU6 leak {c['leak']:g}" if c["leak"] else "")
         rows.append({"domain": c["domain"], "area": f"{c['area']:.1%}", "patch (px)": c["size"],
-                     "default training": f"Adam, {how}", "configs": n,
+                     "default training": tables.describe_default(c), "configs": n,
                      f"p ≥ 0.9 within {c['budget']:,} evaluations": (
                          f"{c['successes']}/{n} ({c['successes'] / n:.0%})" if n else "not measured yet"),
                      "target top-1": f"{c['argmax']}/{n}" if n else "–",
