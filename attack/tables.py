@@ -227,6 +227,10 @@ def printed_table(path: str | Path, index: int = 0) -> tuple[list[str], list[str
 # ---------------------------------------------------------------- bench/ablation.py
 ABLATION_DEFAULTS = {"st_relu6": "0", "cosine": "0", "polish": "0", "margin": "0", "leak": "0",
                      "leak_last": "1"}  # columns added after the first rows were written
+# the "lr" column came later still: rows written before it ran the rule's default step size of that time
+LEGACY_LR = {("adam", "network"): "0.05", ("adam", "image"): "0.3", ("sgd", "network"): "7", ("sgd", "image"): "120",
+             ("sign", "network"): "0.01", ("sign", "image"): "0.05", ("apgd", "network"): "0.2",
+             ("apgd", "image"): "0.2"}
 RULE_NAMES = {"adam": "Adam", "sgd": "plain gradient", "sign": "signed steps",
               "apgd": "signed steps + momentum 0.75, step halved on stall (APGD-style)"}
 
@@ -242,6 +246,8 @@ def read_ablation(path: str | Path) -> list[dict]:
             for k, v in ABLATION_DEFAULTS.items():
                 if r.get(k) is None:
                     r[k] = v
+            if not r.get("lr"):
+                r["lr"] = LEGACY_LR.get((r.get("rule"), r.get("domain")), "")
             if None not in r and None not in r.values():
                 rows.append(r)
     return rows
@@ -257,6 +263,8 @@ def describe_variant(row: dict) -> str:
     leak = float(row.get("leak") or 0)
     how += f", ReLU6 backward leaks {leak:g} of the gradient through both clips" if leak else ""
     how += " before the last stage" if leak and row.get("leak_last") == "0" else ""
+    lr, usual = row.get("lr") or "", LEGACY_LR.get((row["rule"], row.get("domain")), "")
+    how += f", step size {float(lr):g} (default {float(usual):g})" if lr and usual and float(lr) != float(usual) else ""
     polish = int(row.get("polish") or 0)
     how += f", random-search polish after {polish} steps without gain in the last stage" if polish else ""
     margin = int(row.get("margin") or 0)
@@ -374,8 +382,10 @@ DEFAULT_AREAS = (0.02, 0.035, 0.05, 0.08)  # bench/area_table.py's areas: the ro
 
 
 def _is_default(row: dict, fields: dict) -> bool:
-    """Whether an ablation row trained with exactly the trainer's defaults at its size (``fields``: restarts, leak)."""
-    return (row["rule"] == "adam" and row["loss"] == "logprob" and row["init"] == "mixed"
+    """Whether an ablation row trained with exactly the trainer's defaults at its size (``fields``: restarts, leak,
+    and ``lr``, the default step size per domain)."""
+    lr = fields.get("lr", {}).get(row["domain"])
+    return ((lr is None or not row.get("lr") or float(row["lr"]) == float(lr)) and row["rule"] == "adam" and row["loss"] == "logprob" and row["init"] == "mixed"
             and int(row["restarts"]) == fields["restarts"] and float(row.get("leak") or 0) == fields["leak"]
             and row.get("leak_last", "1") == "1" and all(row.get(k, "0") in ("0", "") for k in
                                                           ("st_relu6", "cosine", "polish", "margin")))

@@ -53,9 +53,11 @@ def default_relu6_leak(size: int, input_size: int) -> float:
 
 
 def default_fields(size: int, input_size: int) -> dict:
-    """What a training with default options uses at this patch side: ``restarts`` and ReLU6 ``leak`` (the
-    area table of the defaults, :func:`attack.tables.default_area_cells`, reads rows trained with exactly these)."""
-    return dict(restarts=default_restarts(size, input_size), leak=default_relu6_leak(size, input_size))
+    """What a training with default options uses at this patch side: ``restarts``, ReLU6 ``leak`` and Adam's step
+    size per domain, ``lr`` (the area table of the defaults, :func:`attack.tables.default_area_cells`, reads rows
+    trained with exactly these)."""
+    return dict(restarts=default_restarts(size, input_size), leak=default_relu6_leak(size, input_size),
+                lr={d: default_lr(DEFAULTS["optimizer"], d) for d in ("image", "network")})
 
 
 def default_fields_by_area(input_size: int) -> dict[int, dict]:

@@ -12,7 +12,8 @@ A variant name is ``<rule>-r<restarts>[-<loss>][-<init>][-st][-cos][-rs]`` (``-s
 backward; ``-cos``: Adam's step decayed by a cosine over each halving stage; ``-rs``: random-search polish once the
 last stage stalls for 50 steps; ``-m<px>``: the patch that many pixels in from its corner; ``-lk<percent>``:
 ReLU6 backward leaking that share of the gradient through both clips, e.g. ``-lk10`` = 0.1; ``-lk<percent>a``:
-the same but the last halving stage follows the true gradient), e.g. ``apgd-r8`` (APGD-style signed steps, 8 restarts
+the same but the last halving stage follows the true gradient; ``-lrx<k>``: the rule's default step size times k, e.g.
+``-lrx2``), e.g. ``apgd-r8`` (APGD-style signed steps, 8 restarts
 halved 8 → 2 → 1, the rule's default loss and mixed initialisation) or ``adam-r1-logprob-random`` (today's
 default). Defaults per rule: adam → loss logprob, sgd → logprob, sign/apgd → target_ce; init mixed when r > 1.
 """
@@ -36,12 +37,13 @@ from attack import tables  # noqa: E402
 from attack.losses import LOSSES  # noqa: E402
 from attack.optim import RULES  # noqa: E402
 from attack.patch import corner_loc  # noqa: E402
+from attack.train import default_lr  # noqa: E402
 
 OUT = Path("bench/results/ablation.csv")
 FIELDS = ["variant", "rule", "restarts", "loss", "init", "domain", "size", "input_size", "budget", "seed", "config",
           "photo", "target", "corner", "success", "p_target", "argmax", "not_source", "iterations", "evaluations",
           "seconds", "machine", "st_relu6", "cosine", "polish", "margin", "leak",
-          "leak_last"]
+          "leak_last", "lr"]
 
 
 def read_rows(path: Path = OUT) -> list[dict]:
@@ -75,10 +77,12 @@ POLISH_PATIENCE = 50
 def parse_variant(name: str) -> dict:
     parts = name.split("-")
     flags = {v: 0 for v in FLAGS.values()}
-    flags["margin"], flags["leak"], flags["leak_last"] = 0, 0.0, 1
-    while parts and (parts[-1] in FLAGS or re.fullmatch(r"m\d+|lk\d+a?", parts[-1])):
+    flags["margin"], flags["leak"], flags["leak_last"], flags["lr_scale"] = 0, 0.0, 1, 1.0
+    while parts and (parts[-1] in FLAGS or re.fullmatch(r"m\d+|lk\d+a?|lrx\d+", parts[-1])):
         flag = parts.pop()
-        if flag in FLAGS:
+        if flag.startswith("lrx"):
+            flags["lr_scale"] = float(flag[3:])
+        elif flag in FLAGS:
             flags[FLAGS[flag]] = 1
         elif flag.startswith("lk"):
             flags["leak"] = int(flag[2:].rstrip("a")) / 100
@@ -153,8 +157,9 @@ def run(args) -> None:
                 imgs = torch.stack([attack.load_image(photos[cfgs[i][0]].path, model.input_size) for i in chunk])
                 locs = [corner_loc(cfgs[i][2], model.input_size, size, margin=v["margin"]) for i in chunk]
                 t = time.time()
+                lr = v["lr_scale"] * default_lr(v["rule"], args.domain)
                 res = attack.train_patches(model, imgs, [cfgs[i][1] for i in chunk], locs, size=size,
-                                           domain=args.domain, loss=v["loss"], steps=args.budget,
+                                           domain=args.domain, loss=v["loss"], steps=args.budget, lr=lr,
                                            optimizer=v["rule"], restarts=v["restarts"], init=v["init"],
                                            st_relu6=bool(v["st_relu6"]), relu6_leak=v["leak"],
                                            leak_last_stage=bool(v["leak_last"]), seeds=[seed * 1000 + i for i in chunk],
@@ -164,7 +169,8 @@ def run(args) -> None:
                     if r.cancelled:
                         continue
                     name, target, corner = cfgs[i]
-                    append_row(dict(variant=variant, **v, domain=args.domain, size=size,
+                    fields = {k: val for k, val in v.items() if k != "lr_scale"}
+                    append_row(dict(variant=variant, **fields, lr=f"{lr:g}", domain=args.domain, size=size,
                                     input_size=model.input_size, budget=args.budget, seed=seed, config=i,
                                     photo=name, target=target, corner=corner, success=int(r.succeeded),
                                     p_target=round(r.p_target, 4), argmax=int(r.success["argmax"]),

@@ -42,3 +42,33 @@ def test_cells_take_only_rows_trained_with_exactly_the_defaults_and_pair_the_old
     md = tables.default_area_markdown(list(cells.values()))
     assert "| 2/3 (67%) | 3/3 |" in md and "| 1/2 · 0/2 (1/2) |" in md
     assert md.count("not measured yet") == 1 and "one patch" in md and "8 restarts, ReLU6 leak 0.05" in md
+
+
+def test_rows_with_another_step_size_are_described_and_are_not_the_default(tmp_path):
+    """The ablation's "lr" column (variant flag ``-lrx<k>``): rows written before it read the rule's default of that
+    time; a row with another step size says so and never counts as the default training."""
+    path = tmp_path / "ablation.csv"
+    old = _row("adam-r8-lk5", 42, 1, 0, True)
+    new = dict(_row("adam-r8-lk5-lrx2", 42, 1, 1, True, domain="network"), lr="0.1")
+    cols = list(new)
+    path.write_text(",".join(c for c in cols if c != "lr") + "\n" + ",".join(old[c] for c in cols if c != "lr") + "\n")
+    assert tables.read_ablation(path)[0]["lr"] == "0.3"  # legacy: Adam's image-domain default when it was written
+    assert "step size" not in tables.describe_variant(tables.read_ablation(path)[0])
+    assert "step size 0.1 (default 0.05)" in tables.describe_variant(new)
+    lr = {"image": 0.3, "network": 0.05}
+    defaults = {42: dict(restarts=8, leak=0.05, lr=lr)}
+    cells = {c["domain"]: c for c in tables.default_area_cells([new, dict(new, config="2", lr="0.05")], [], defaults)}
+    assert cells["network"]["configs"] == 1  # only the row at the default step size
+
+
+def test_ablation_variant_names_parse_the_step_size_flag():
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("ablation_bench", Path(__file__).parents[1] / "bench" / "ablation.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    v = mod.parse_variant("adam-r8-lk5-lrx2")
+    assert (v["restarts"], v["leak"], v["lr_scale"]) == (8, 0.05, 2.0)
+    assert mod.parse_variant("adam-r8")["lr_scale"] == 1.0
+    assert "lr" in mod.FIELDS
