@@ -568,6 +568,28 @@ def test_paper_page_reads_the_reports_again_only_when_a_file_changed(tmp_path):
     assert next(v for v in reports.load_all(out) if v.name == "single").status == "missing"
 
 
+def test_paper_page_area_tables_are_summarised_again_only_when_a_csv_changed(tmp_path, monkeypatch):
+    """The two area tables are kept between visits like the report views, and follow their CSVs."""
+    import shutil
+
+    from ui import reports
+
+    ablation, area = tmp_path / "ablation.csv", tmp_path / "area.csv"
+    shutil.copy(ROOT / "bench" / "results" / "ablation.csv", ablation)
+    shutil.copy(ROOT / "bench" / "results" / "area_table.csv", area)
+    monkeypatch.setenv("LAVAN_AREA_TABLE", str(area))
+    first, old = reports.default_area_table(ablation), reports.area_table(area)
+    assert first[1] is None and old[1] is None and first[0] and old[0]
+    assert reports.default_area_table(ablation) is first and reports.area_table(area) is old  # nothing re-read
+    lines = ablation.read_text().splitlines(keepends=True)
+    ablation.write_text("".join(lines[:1] + [ln for ln in lines[1:] if ",63,224,2000," not in ln]))
+    again = reports.default_area_table(ablation)
+    assert again is not first and reports.area_table(area) is old
+    assert sum(r["configs"] == 0 for r in again[0]) == sum(r["configs"] == 0 for r in first[0]) + 2  # 63 px: gone
+    area.write_text("model,area\nlite0,abc\n")  # the area CSV feeds both tables
+    assert reports.area_table(area)[1] and reports.default_area_table(ablation) is not again
+
+
 # ------------------------------------------------------------------------------------------------ whole corpus
 # Every upload widget of the app, fed the whole generated corpus (scripts/make_bad_corpus.py) in one session each:
 # a bad file gives exactly one st.error carrying the loader's own message and leaves the previous choice in place;

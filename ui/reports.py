@@ -380,12 +380,44 @@ def ablation_path() -> Path:
     return Path(os.environ.get("LAVAN_ABLATION") or ROOT / "bench" / "results" / "ablation.csv")
 
 
+_tables: dict[tuple, tuple[list[dict], str | None]] = {}  # per table: its rows, keyed by the files they came from
+
+
+def _by_files(name: str, paths: tuple[Path, ...], build) -> tuple[list[dict], str | None]:
+    """``build()``'s table, rebuilt only when one of ``paths`` changed (size, mtime) or appeared: like
+    :func:`load_all`, so the Paper page does not re-read and re-summarise the CSVs on every visit. The rows are shared
+    by all sessions and must not be modified."""
+    sig = []
+    for p in paths:
+        try:
+            st_ = p.stat()
+            sig.append((str(p.resolve()), st_.st_size, st_.st_mtime_ns))
+        except OSError:
+            sig.append((str(p), None, None))
+    key = (name, tuple(sig))
+    with _views_lock:
+        hit = _tables.get(key)
+    if hit is not None:
+        return hit
+    table = build()
+    with _views_lock:
+        for k in [k for k in _tables if k[0] == name]:
+            del _tables[k]
+        _tables[key] = table
+    return table
+
+
 def default_area_table(path: str | Path | None = None, input_size: int = 224) -> tuple[list[dict], str | None]:
     """(rows, warning or None): the area table of today's defaults (README "Area table with today's defaults"),
-    one row per (domain, area), "not measured yet" where no row exists; never raises."""
+    one row per (domain, area), "not measured yet" where no row exists; never raises. Kept until a CSV changes."""
+    path = Path(path) if path is not None else ablation_path()
+    return _by_files(f"default_area:{input_size}", (path, area_table_path()),
+                     lambda: _default_area_table(path, input_size))
+
+
+def _default_area_table(path: Path, input_size: int) -> tuple[list[dict], str | None]:
     from attack.train import default_fields_by_area
 
-    path = Path(path) if path is not None else ablation_path()
     if not path.is_file():
         return [], f"`{shown(path)}` does not exist yet: run `.venv/bin/python bench/ablation.py`."
     try:
@@ -407,8 +439,12 @@ def default_area_table(path: str | Path | None = None, input_size: int = 224) ->
 
 
 def area_table(path: str | Path | None = None) -> tuple[list[dict], str | None]:
-    """(rows for a table, warning or None). One row per measured cell; never raises."""
+    """(rows for a table, warning or None). One row per measured cell; never raises. Kept until the CSV changes."""
     path = Path(path) if path is not None else area_table_path()
+    return _by_files("area", (path,), lambda: _area_table(path))
+
+
+def _area_table(path: Path) -> tuple[list[dict], str | None]:
     if not path.is_file():
         return [], f"`{shown(path)}` does not exist yet: run `.venv/bin/python bench/area_table.py`."
     try:
