@@ -303,16 +303,43 @@ def _attack_strength(root: Path) -> str:
                   for c in at32) + "." if at32 else
         "not measured with the new trainer (no 32×32 rows in `bench/results/ablation.csv`); the old default "
         "reached 0/10 within 2,000 iterations (area table)."))
-    single = tables.read_rows(root / "reports" / "single.csv")
-    paper = [r for r in single if r.get("variant") == "paper-network"]
-    if paper:
-        ok = sum(r["success_0_9"] in ("1", "True") for r in paper)
-        cap = max(int(float(r["max_iter"])) for r in paper)
-        lines.append(f"- **42×42 on 299, network domain, ≥ 79% within 10,000**: not rerun with restarts; the "
-                     f"committed `reproduce single` run (Adam, one patch) reached {ok}/{len(paper)} within its cap "
-                     f"of {cap:,}. It needs a lent GPU: `reproduce single --variants paper-network --max-iter 10000` "
-                     "(restarts are automatic below the default area).")
+    lines.append(_paper_geometry_line(root))
     return "\n".join(lines)
+
+
+def _paper_geometry_line(root: Path) -> str:
+    """The 299 goal: today's trainer on the first configs of `reproduce single`'s draw (bench/results/single299.csv,
+    a `reproduce single --variants paper-* --configs N --max-iter B --out ...` run's rows), paired with the committed
+    `reports/single.csv` rows of the same configs (Adam, one patch)."""
+    old = {r["config"]: r for r in tables.read_rows(root / "reports" / "single.csv")}
+    ok = lambda r: r["success_0_9"] in ("1", "True")  # noqa: E731
+    head = "- **42×42 on 299, network domain, ≥ 79% within 10,000**: "
+    new = tables.read_rows(root / RESULTS / "single299.csv")
+    parts = []
+    for variant in ("paper-network", "paper-image"):
+        rs = [r for r in new if r["variant"] == variant]
+        if not rs:
+            continue
+        cap = max(int(float(r["max_iter"])) for r in rs)
+        base = [old[r["config"]] for r in rs if r["config"] in old]
+        bcap = max((int(float(b["max_iter"])) for b in base), default=0)
+        fails = sorted((round(float(r["max_p_target"]), 2) for r in rs if not ok(r)), reverse=True)
+        parts.append(f"{variant.split('-')[1]} domain {sum(map(ok, rs))}/{len(rs)} within {cap:,} evaluations "
+                     f"(target top-1 {sum(r['argmax_target'] in ('1', 'True') for r in rs)}/{len(rs)}; failures "
+                     f"reached p {', '.join(map(str, fails)) or '–'})"
+                     + (f", where the committed run (Adam, one patch, cap {bcap:,}) reached "
+                        f"{sum(map(ok, base))}/{len(base)} on the same configs" if base else ""))
+    paper = [r for r in old.values() if r.get("variant") == "paper-network"]
+    committed = (f"the committed `reproduce single` run (Adam, one patch) reached {sum(map(ok, paper))}/{len(paper)} "
+                 f"within its cap of {max(int(float(r['max_iter'])) for r in paper):,}" if paper else "")
+    if not parts:
+        return (head + "not rerun with restarts" + (f"; {committed}" if committed else "") + ". It needs a lent "
+                "GPU: `reproduce single --variants paper-network --max-iter 10000` (restarts are automatic below the "
+                "default area).")
+    n = max(len([r for r in new if r["variant"] == v]) for v in ("paper-network", "paper-image"))
+    return (head + f"not measured at 10,000 (a lent GPU's job). Today's default training (8 restarts, ReLU6 leak) on "
+            f"the first {n} configs of `reproduce single`'s draw, on this CPU (`bench/results/single299.csv`): "
+            + "; ".join(parts) + (f". Over all 100 configs {committed}." if committed else "."))
 
 
 @block("ceiling")
