@@ -339,7 +339,7 @@ def _paper_geometry_line(root: Path) -> str:
     n = max(len([r for r in new if r["variant"] == v]) for v in ("paper-network", "paper-image"))
     return (head + f"not measured at 10,000 (a lent GPU's job). Today's default training (8 restarts, ReLU6 leak) on "
             f"the first {n} configs of `reproduce single`'s draw, on this CPU (`bench/results/single299.csv`): "
-            + "; ".join(parts) + (f". Over all 100 configs {committed}." if committed else "."))
+            + "; ".join(parts) + (f". Over all {len(paper)} configs, {committed}." if committed else "."))
 
 
 @block("ceiling")

@@ -94,3 +94,23 @@ def test_area_summary_is_shared_by_the_app_and_the_bench_script():
     bench = importlib.import_module("bench.area_table")
     rows = tables.read_rows(ROOT / "bench" / "results" / "area_table.csv")
     assert bench.summarise(rows) == tables.summarise_area(rows)
+
+
+def test_paper_geometry_goal_pairs_the_rerun_with_the_committed_rows(tmp_path):
+    """README's 299 goal line: today's trainer on the first configs of `single`'s draw beside the committed rows of
+    the same configs; without the rerun's file it points at the GPU command."""
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "bench" / "results").mkdir(parents=True)
+    head = "config,variant,success_0_9,argmax_target,max_p_target,max_iter\n"
+    (tmp_path / "reports" / "single.csv").write_text(
+        head + "paper-network-000,paper-network,0,0,0.01,2782\npaper-network-001,paper-network,1,1,0.92,2782\n"
+        "paper-network-002,paper-network,0,1,0.3,2782\n")
+    assert "not rerun with restarts" in docs._paper_geometry_line(tmp_path)
+    assert "1/3 within its cap of 2,782" in docs._paper_geometry_line(tmp_path)
+    (tmp_path / "bench" / "results" / "single299.csv").write_text(
+        head + "paper-network-000,paper-network,1,1,0.91,2000\npaper-network-001,paper-network,0,1,0.85,2000\n")
+    line = docs._paper_geometry_line(tmp_path)
+    assert "first 2 configs" in line and "network domain 1/2 within 2,000 evaluations" in line
+    assert "target top-1 2/2; failures reached p 0.85" in line
+    assert "cap 2,782) reached 1/2 on the same configs" in line and "Over all 3 configs, the committed" in line
+    assert "the committed `reproduce single` run (Adam, one patch) reached 1/3" in line
