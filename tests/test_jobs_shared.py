@@ -11,6 +11,7 @@ the pool as before; and through the real page (AppTest), the default training go
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -126,6 +127,33 @@ def test_stop_and_a_closed_tab_cancel_only_their_config(sessions, gated, model, 
     assert a.result.evaluations < 50 and b.result.evaluations < 50
     assert jobs.wait(c, 120) and c.status == "done" and not c.result.cancelled and c.result.evaluations == 4
     assert max(sizes) == 3
+
+
+def test_a_job_nobody_polls_leaves_the_batch_and_a_polled_one_goes_on(sessions, gated, model, photos, monkeypatch):
+    """The heartbeat rule for shared jobs: a training whose page stopped polling (HEARTBEAT_S without a touch) is
+    cancelled, alone; one that is still polled trains on to its end in the same batch."""
+    gate, sizes = gated
+    with sessions("A"):
+        a = jobs.start("attack", attack.train_patch, model, photos[0], 429, (0, 0), steps=30, seed=1, **SMALL)
+    with sessions("B"):
+        b = jobs.start("attack", attack.train_patch, model, photos[1], 859, (0, 192), steps=30, seed=2, **SMALL)
+    assert a.shared and b.shared
+    gate.set()
+    until(lambda: all(len(j.progress) >= 1 for j in (a, b)), what="a first step of both configs")
+    monkeypatch.setattr(jobs, "HEARTBEAT_S", 0.5)
+
+    def b_gone():
+        a.touch()  # A's page still polls
+        return b.cancel.is_set()
+
+    until(b_gone, what="the unpolled job to be stopped")
+    assert b.stop_reason == "no poll for 0.5 s"
+    end = time.time() + 120
+    while not jobs.wait(a, 0.1) and time.time() < end:
+        a.touch()
+    assert jobs.wait(b, 60) and b.status == "cancelled" and b.result.cancelled and b.result.evaluations < 30
+    assert a.status == "done" and not a.result.cancelled and a.result.evaluations == 30
+    assert max(sizes) == 2
 
 
 def test_ineligible_trainings_and_switch_off_use_the_pool(sessions, model, photos, monkeypatch):
