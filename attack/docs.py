@@ -328,7 +328,8 @@ def _paper_geometry_line(root: Path) -> str:
                      f"(target top-1 {sum(r['argmax_target'] in ('1', 'True') for r in rs)}/{len(rs)}; failures "
                      f"reached p {', '.join(map(str, fails)) or '–'})"
                      + (f", where the committed run (Adam, one patch, cap {bcap:,}) reached "
-                        f"{sum(map(ok, base))}/{len(base)} on the same configs" if base else ""))
+                        f"{sum(map(ok, base))}/{len(base)} on the same configs (target top-1 "
+                        f"{sum(b['argmax_target'] in ('1', 'True') for b in base)}/{len(base)})" if base else ""))
     paper = [r for r in old.values() if r.get("variant") == "paper-network"]
     committed = (f"the committed `reproduce single` run (Adam, one patch) reached {sum(map(ok, paper))}/{len(paper)} "
                  f"within its cap of {max(int(float(r['max_iter'])) for r in paper):,}" if paper else "")
@@ -337,8 +338,11 @@ def _paper_geometry_line(root: Path) -> str:
                 "GPU: `reproduce single --variants paper-network --max-iter 10000` (restarts are automatic below the "
                 "default area).")
     n = max(len([r for r in new if r["variant"] == v]) for v in ("paper-network", "paper-image"))
+    secs = tables._median([float(r["seconds"]) for r in new])
     return (head + f"not measured at 10,000 (a lent GPU's job). Today's default training (8 restarts, ReLU6 leak) on "
-            f"the first {n} configs of `reproduce single`'s draw, on this CPU (`bench/results/single299.csv`): "
+            f"the first {n} configs of `reproduce single`'s draw (`reproduce single --variants paper-network "
+            f"paper-image --configs {n} --max-iter 2000`, one CPU thread, median {tables._fmt(secs)} s per config; "
+            "rows in `bench/results/single299.csv`): "
             + "; ".join(parts) + (f". Over all {len(paper)} configs, {committed}." if committed else "."))
 
 

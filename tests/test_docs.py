@@ -101,16 +101,16 @@ def test_paper_geometry_goal_pairs_the_rerun_with_the_committed_rows(tmp_path):
     the same configs; without the rerun's file it points at the GPU command."""
     (tmp_path / "reports").mkdir()
     (tmp_path / "bench" / "results").mkdir(parents=True)
-    head = "config,variant,success_0_9,argmax_target,max_p_target,max_iter\n"
+    head = "config,variant,success_0_9,argmax_target,max_p_target,max_iter,seconds\n"
     (tmp_path / "reports" / "single.csv").write_text(
-        head + "paper-network-000,paper-network,0,0,0.01,2782\npaper-network-001,paper-network,1,1,0.92,2782\n"
-        "paper-network-002,paper-network,0,1,0.3,2782\n")
+        head + "paper-network-000,paper-network,0,0,0.01,2782,1\npaper-network-001,paper-network,1,1,0.92,2782,1\n"
+        "paper-network-002,paper-network,0,1,0.3,2782,1\n")
     assert "not rerun with restarts" in docs._paper_geometry_line(tmp_path)
     assert "1/3 within its cap of 2,782" in docs._paper_geometry_line(tmp_path)
     (tmp_path / "bench" / "results" / "single299.csv").write_text(
-        head + "paper-network-000,paper-network,1,1,0.91,2000\npaper-network-001,paper-network,0,1,0.85,2000\n")
+        head + "paper-network-000,paper-network,1,1,0.91,2000,100\npaper-network-001,paper-network,0,1,0.85,2000,200\n")
     line = docs._paper_geometry_line(tmp_path)
     assert "first 2 configs" in line and "network domain 1/2 within 2,000 evaluations" in line
-    assert "target top-1 2/2; failures reached p 0.85" in line
-    assert "cap 2,782) reached 1/2 on the same configs" in line and "Over all 3 configs, the committed" in line
+    assert "target top-1 2/2; failures reached p 0.85" in line and "median 150 s per config" in line
+    assert "cap 2,782) reached 1/2 on the same configs (target top-1 1/2)" in line and "Over all 3 configs, the committed" in line
     assert "the committed `reproduce single` run (Adam, one patch) reached 1/3" in line
