@@ -339,7 +339,9 @@ def _paper_geometry_line(root: Path) -> str:
                 "default area).")
     n = max(len([r for r in new if r["variant"] == v]) for v in ("paper-network", "paper-image"))
     secs = tables._median([float(r["seconds"]) for r in new])
-    return (head + f"not measured at 10,000 (a lent GPU's job). Today's default training (8 restarts, ReLU6 leak) on "
+    how = ", ".join(sorted({f"{r.get('restarts') or 1} restarts, loss {r.get('loss') or 'logprob'}" for r in new}))
+    return (head + f"not measured at 10,000 (a lent GPU's job). Today's trainer ({how}, ReLU6 leak below the default "
+            f"area) on "
             f"the first {n} configs of `reproduce single`'s draw (`reproduce single --variants paper-network "
             f"paper-image --configs {n} --max-iter 2000`, one CPU thread, median {tables._fmt(secs)} s per config; "
             "rows in `bench/results/single299.csv`): "

@@ -110,7 +110,7 @@ def test_paper_geometry_goal_pairs_the_rerun_with_the_committed_rows(tmp_path):
     (tmp_path / "bench" / "results" / "single299.csv").write_text(
         head + "paper-network-000,paper-network,1,1,0.91,2000,100\npaper-network-001,paper-network,0,1,0.85,2000,200\n")
     line = docs._paper_geometry_line(tmp_path)
-    assert "first 2 configs" in line and "network domain 1/2 within 2,000 evaluations" in line
+    assert "first 2 configs" in line and "(1 restarts, loss logprob, ReLU6 leak" in line and "network domain 1/2 within 2,000 evaluations" in line
     assert "target top-1 2/2; failures reached p 0.85" in line and "median 150 s per config" in line
     assert "cap 2,782) reached 1/2 on the same configs (target top-1 1/2)" in line and "Over all 3 configs, the committed" in line
     assert "the committed `reproduce single` run (Adam, one patch) reached 1/3" in line
