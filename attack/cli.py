@@ -158,7 +158,7 @@ def cmd_attack(args) -> int:
     from .io import save_patch
     from .models import class_index, class_names
     from .patch import size_for_area
-    from .train import DEFAULTS, default_lr, default_patch_size, default_restarts, leak_fields, train_patch
+    from .train import DEFAULTS, default_lr, default_patch_size, default_restarts, leak_fields, resolve_loss, train_patch
 
     model = _model(args)
     img = load_image(_resolve_image(args.image), model.input_size)
@@ -168,7 +168,7 @@ def cmd_attack(args) -> int:
     optimizer = args.optimizer or DEFAULTS["optimizer"]
     restarts = args.restarts if args.restarts is not None else DEFAULTS["restarts"]
     restarts = default_restarts(size, model.input_size) if restarts == "auto" else int(restarts)
-    loss = args.loss or DEFAULTS["loss"]
+    loss = resolve_loss(args.loss, size, model.input_size)
     init = DEFAULTS["init"]
     lr = args.lr if args.lr is not None else default_lr(optimizer, args.domain)
     leak = leak_fields(size, model.input_size)

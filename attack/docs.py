@@ -163,6 +163,13 @@ def _ablation(root: Path) -> str:
     return tables.ablation_markdown(cells) if cells else "No ablation rows yet: run `bench/ablation.py`."
 
 
+@block("loss-paired")
+def _loss_paired(root: Path) -> str:
+    """margin_ce against logprob, both with 8 restarts and the ReLU6 leak, on the configs both trained."""
+    return tables.paired_markdown(tables.paired_ablation(tables.read_ablation(root / RESULTS / "ablation.csv"),
+                                                         "adam-r8-lk5", "adam-r8-margin_ce-mixed-lk5"))
+
+
 @block("budget-curve")
 def _budget_curve(root: Path) -> str:
     cells = tables.budget_curves(tables.read_ablation(root / RESULTS / "ablation.csv"))

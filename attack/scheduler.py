@@ -33,7 +33,7 @@ from .losses import target_minus_source
 from .patch import as_locs, check_loc, patched_logits, to_domain
 from .results import PatchResult
 from .train import (DEFAULTS, INITS, StepInfo, _domain_rule, _ids, check_options, default_lr, default_param,
-                    default_patch_size, default_restarts, resolve_relu6_leak, start_params)
+                    default_patch_size, default_restarts, resolve_loss, resolve_relu6_leak, start_params)
 
 __all__ = ["SharedBatch", "ConfigHandle", "shared_options"]
 
@@ -253,7 +253,7 @@ class SharedBatch:
             raise ValueError(f"the shared batch trains with the true gradient (relu6_leak=0), not {relu6_leak}: "
                              "use attack.train.train_patches for a leaky ReLU6 backward")
         optimizer = optimizer or DEFAULTS["optimizer"]
-        loss = loss or DEFAULTS["loss"]
+        loss = resolve_loss(loss, self.size, self.input_size)
         init = init or DEFAULTS["init"]
         if init not in INITS:
             raise ValueError(f"unknown init {init!r}; choose one of {', '.join(INITS)}")

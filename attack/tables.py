@@ -280,6 +280,46 @@ def _ablation_groups(rows: list[dict]) -> dict[tuple, list[dict]]:
     return groups
 
 
+def paired_ablation(rows: list[dict], a: str, b: str, budget: int = 2000) -> list[dict]:
+    """Variant ``b`` against ``a`` on the configs both trained, per (domain, patch side, input side): configs, p ≥ 0.9
+    for each, and on how many configs ``b`` ended with a higher / lower p(target) than ``a`` (by more than 0.005)."""
+    by: dict[tuple, dict[str, dict]] = {}
+    for r in rows:
+        if r["variant"] in (a, b) and int(r["budget"]) == budget:
+            key = (r["domain"], int(r["size"]), int(r["input_size"]), int(r["seed"]), int(r["config"]))
+            by.setdefault(key, {}).setdefault(r["variant"], r)
+    out: dict[tuple, dict] = {}
+    for (dom, size, isz, seed, _), pair in sorted(by.items()):
+        if len(pair) < 2:
+            continue
+        c = out.setdefault((dom, size, isz), dict(domain=dom, size=size, input_size=isz, a=a, b=b, configs=0,
+                                                  ok_a=0, ok_b=0, only_a=0, only_b=0, higher=0, lower=0,
+                                                  seeds=set()))
+        pa, pb = float(pair[a]["p_target"]), float(pair[b]["p_target"])
+        c["configs"] += 1
+        c["seeds"].add(seed)
+        c["ok_a"] += pair[a]["success"] == "1"
+        c["ok_b"] += pair[b]["success"] == "1"
+        c["only_a"] += pair[a]["success"] == "1" != pair[b]["success"]
+        c["only_b"] += pair[b]["success"] == "1" != pair[a]["success"]
+        c["higher"] += pb > pa + 0.005
+        c["lower"] += pb < pa - 0.005
+    return [dict(c, seeds=sorted(c["seeds"])) for c in out.values()]
+
+
+def paired_markdown(cells: list[dict]) -> str:
+    if not cells:
+        return "No configs trained by both variants yet."
+    a, b = cells[0]["a"], cells[0]["b"]
+    lines = [f"| patch | domain | configs both ran (seeds) | p ≥ 0.9: `{a}` | p ≥ 0.9: `{b}` | won by one only "
+             f"(`{a}` / `{b}`) | `{b}` ended higher / lower in p(target) |", "|---|---|---|---|---|---|---|"]
+    for c in cells:
+        lines.append(f"| {c['size']}×{c['size']} on {c['input_size']} | {c['domain']} | {c['configs']} "
+                     f"({', '.join(map(str, c['seeds']))}) | {c['ok_a']}/{c['configs']} | {c['ok_b']}/{c['configs']} | "
+                     f"{c['only_a']} / {c['only_b']} | {c['higher']} / {c['lower']} |")
+    return "\n".join(lines)
+
+
 def summarise_ablation(rows: list[dict], baseline: list[dict] | None = None) -> list[dict]:
     """One dict per (variant, patch, input, budget, seeds). ``baseline``: area-table rows (bench/area_table.py, one
     Adam patch, same config draw) shown as the variant ``adam-r1 (area table)`` on the configs the ablation ran."""
@@ -385,7 +425,7 @@ def _is_default(row: dict, fields: dict) -> bool:
     """Whether an ablation row trained with exactly the trainer's defaults at its size (``fields``: restarts, leak,
     and ``lr``, the default step size per domain)."""
     lr = fields.get("lr", {}).get(row["domain"])
-    return ((lr is None or not row.get("lr") or float(row["lr"]) == float(lr)) and row["rule"] == "adam" and row["loss"] == "logprob" and row["init"] == "mixed"
+    return ((lr is None or not row.get("lr") or float(row["lr"]) == float(lr)) and row["rule"] == "adam" and row["loss"] == fields.get("loss", "logprob") and row["init"] == "mixed"
             and int(row["restarts"]) == fields["restarts"] and float(row.get("leak") or 0) == fields["leak"]
             and row.get("leak_last", "1") == "1" and all(row.get(k, "0") in ("0", "") for k in
                                                           ("st_relu6", "cosine", "polish", "margin")))
@@ -394,8 +434,9 @@ def _is_default(row: dict, fields: dict) -> bool:
 def default_area_cells(rows: list[dict], baseline: list[dict], defaults: dict[int, dict], input_size: int = 224,
                        budget: int = 2000, domains: tuple[str, ...] = ("image", "network")) -> list[dict]:
     """The area table of the trainer's defaults (issue 12): for each patch side in ``defaults`` (side -> the fields a
-    default training at that side has: ``restarts``, ``leak``) and each domain, the ablation rows trained with exactly
-    those settings (Adam, loss logprob, init mixed, nothing else on; any variant name), beside the old default's
+    default training at that side has: ``restarts``, ``leak``, ``loss`` (default "logprob"), ``lr`` per domain) and each
+    domain, the ablation rows trained with exactly those settings (Adam, init mixed, nothing else on; any variant
+    name), beside the old default's
     area-table rows (Adam, one patch) on the same (seed, config). A cell nobody measured has ``configs`` 0."""
     out = []
     for dom in domains:
@@ -412,6 +453,7 @@ def default_area_cells(rows: list[dict], baseline: list[dict], defaults: dict[in
                     and int(b["max_iter"]) == budget and (int(b["seed"]), int(b["config"])) in picked]
             out.append(dict(domain=dom, size=size, input_size=input_size, area=size ** 2 / input_size ** 2,
                             budget=budget, restarts=fields["restarts"], leak=fields["leak"],
+                            loss=fields.get("loss", "logprob"),
                             variants=sorted({r["variant"] for r in rs}), configs=len(rs),
                             seeds=sorted({k[0] for k in picked}), successes=len(ev),
                             argmax=sum(r["argmax"] == "1" for r in rs),
@@ -430,7 +472,9 @@ def default_area_cells(rows: list[dict], baseline: list[dict], defaults: dict[in
 def describe_default(cell: dict) -> str:
     """The default training of a :func:`default_area_cells` cell in words, e.g. "Adam, 8 restarts, ReLU6 leak 0.05"."""
     how = f"{cell['restarts']} restarts" if cell["restarts"] > 1 else "one patch"
-    return f"Adam, {how}" + (f", ReLU6 leak {cell['leak']:g}" if cell["leak"] else "")
+    loss = cell.get("loss", "logprob")
+    return (f"Adam, {how}" + (f", ReLU6 leak {cell['leak']:g}" if cell["leak"] else "")
+            + (f", loss {loss}" if loss != "logprob" else ""))
 
 
 def default_area_markdown(cells: list[dict]) -> str:

@@ -27,7 +27,7 @@ OPTIMIZERS = RULES
 DEFAULT_AREA = 0.08
 # The default attack (update rule, restarts, loss, initialisation). See README "Attack strength" and
 # bench/ablation.py for the measurements behind each choice.
-DEFAULTS = {"optimizer": "adam", "restarts": "auto", "loss": "logprob", "init": "mixed", "rule_options": {},
+DEFAULTS = {"optimizer": "adam", "restarts": "auto", "loss": "auto", "init": "mixed", "rule_options": {},
             "relu6_leak": "auto", "leak_last_stage": True}
 # "auto" restarts: one patch at the default area or larger (Adam alone reached p >= 0.9 on 9/10 configs at 8%),
 # RESTARTS_SMALL under successive halving below it (42x42 on 224, 2,000 evaluations: README "Attack strength").
@@ -35,6 +35,9 @@ RESTARTS_SMALL = 8
 # "auto" ReLU6 leak: none at the default area or larger, LEAK_SMALL below it (42x42 on 224, image domain, 2,000
 # evaluations, seeds 1 and 2: 7/20 reach p >= 0.9 with adam-r8-lk5 against 5/20 for adam-r8; README "Attack strength").
 LEAK_SMALL = 0.05
+# "auto" loss: logprob at the default area or larger, LOSS_SMALL below it (42x42 on 224, 2,000 evaluations, 8 restarts
+# with the leak: README "Attack strength").
+LOSS_SMALL = "margin_ce"
 INITS = ("random", "gray", "mixed")
 
 
@@ -52,11 +55,23 @@ def default_relu6_leak(size: int, input_size: int) -> float:
     return 0.0 if size >= default_patch_size(input_size) else LEAK_SMALL
 
 
+def default_loss(size: int, input_size: int) -> str:
+    """Objective for ``loss="auto"``: "logprob" at the default area or larger, :data:`LOSS_SMALL` below it."""
+    return "logprob" if size >= default_patch_size(input_size) else LOSS_SMALL
+
+
+def resolve_loss(loss: str | None, size: int, input_size: int) -> str:
+    """The objective a training uses: None = ``DEFAULTS["loss"]``, "auto" = :func:`default_loss`."""
+    loss = loss or DEFAULTS["loss"]
+    return default_loss(size, input_size) if loss == "auto" else loss
+
+
 def default_fields(size: int, input_size: int) -> dict:
-    """What a training with default options uses at this patch side: ``restarts``, ReLU6 ``leak`` and Adam's step
-    size per domain, ``lr`` (the area table of the defaults, :func:`attack.tables.default_area_cells`, reads rows
-    trained with exactly these)."""
+    """What a training with default options uses at this patch side: ``restarts``, ReLU6 ``leak``, the ``loss`` and
+    Adam's step size per domain, ``lr`` (the area table of the defaults, :func:`attack.tables.default_area_cells`,
+    reads rows trained with exactly these)."""
     return dict(restarts=default_restarts(size, input_size), leak=default_relu6_leak(size, input_size),
+                loss=default_loss(size, input_size),
                 lr={d: default_lr(DEFAULTS["optimizer"], d) for d in ("image", "network")})
 
 
@@ -216,7 +231,7 @@ def train_patches(model, images: torch.Tensor, targets, locs, *, size: int | Non
         images: (N,3,H,W) in [0,1] at the model's input size. targets, sources: int or (N,) class ids
             (sources default to each clean image's argmax). locs: (top, left) or (N,2).
         size: patch side (Default: ``default_patch_size(H)``). domain: "network" | "image". loss: see
-            :mod:`attack.losses` (Default: ``DEFAULTS["loss"]``). steps: budget of forward+backward evaluations per
+            :mod:`attack.losses` or "auto" (:func:`default_loss`; Default: ``DEFAULTS["loss"]``). steps: budget of forward+backward evaluations per
             config, summed over its restarts (paper: 10,000 iterations of one patch).
         lr: step size (Default: :func:`default_lr`). optimizer: an update rule of :mod:`attack.optim` — "adam",
             "sgd" (the paper's plain gradient steps), "sign" or "apgd" (Default: ``DEFAULTS["optimizer"]``).
@@ -247,7 +262,6 @@ def train_patches(model, images: torch.Tensor, targets, locs, *, size: int | Non
     Example: >>> res = train_patches(model, imgs, targets=859, locs=[(0, 0), (0, 168)], steps=500)
     """
     optimizer = optimizer or DEFAULTS["optimizer"]
-    loss = loss or DEFAULTS["loss"]
     init = init or DEFAULTS["init"]
     restarts = restarts if restarts is not None else DEFAULTS["restarts"]
     param = param or default_param(optimizer)
@@ -268,6 +282,7 @@ def train_patches(model, images: torch.Tensor, targets, locs, *, size: int | Non
     for top, left in locs_t.tolist():
         check_loc((top, left), size, h)
     restarts = default_restarts(size, h) if restarts == "auto" else int(restarts)
+    loss = resolve_loss(loss, size, h)
     relu6_leak = resolve_relu6_leak(relu6_leak, size, h)
     leak_last_stage = resolve_leak_last(leak_last_stage)
     if restarts < 1:

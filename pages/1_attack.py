@@ -41,8 +41,14 @@ with right:
     domain = c1.radio("Domain", ["network", "image"], horizontal=True, key="attack_domain",
                       help="network: the patch lives after normalisation, unbounded (the paper's main setting). "
                            "image: a printable patch with pixel values in [0,1].")
-    loss = c2.selectbox("Loss", attack.LOSSES, key="attack_loss",
-                        help="logprob: log p(target) − log p(source) (the paper's objective, source term floored)")
+    auto_loss = attack.train.default_loss(size, model.input_size)
+    loss = c2.selectbox("Loss", ["auto", *attack.LOSSES], key="attack_loss",
+                        format_func=lambda k: f"auto ({auto_loss})" if k == "auto" else k,
+                        help="logprob: log p(target) − log p(source) (the paper's objective, source term floored). "
+                             "margin_ce: the target's logit margin over every other class until it is top-1, then "
+                             "log p(target). auto: logprob at the default patch area or larger, "
+                             f"{attack.train.LOSS_SMALL} below it (measured: README).")
+    loss = auto_loss if loss == "auto" else loss
     c3, c4, c5 = st.columns(3)
     rule = c3.selectbox("Update rule", attack.optim.RULES, key="attack_rule",
                         index=attack.optim.RULES.index(attack.train.DEFAULTS["optimizer"]),

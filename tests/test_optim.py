@@ -254,6 +254,20 @@ def test_auto_restarts_follow_the_patch_area(model, photo):
         train_patch(model, photo, 859, (0, 0), size=16, steps=4, restarts=0)
 
 
+def test_auto_loss_follows_the_patch_area(model, photo):
+    """loss="auto" (the default): the paper's logprob at the default area or larger, LOSS_SMALL below it; the result
+    records the loss it trained with, and an explicit loss is kept."""
+    from attack.train import DEFAULTS, LOSS_SMALL, default_loss, default_patch_size, resolve_loss
+    big = default_patch_size(224)
+    assert DEFAULTS["loss"] == "auto" and LOSS_SMALL != "logprob"
+    assert default_loss(big, 224) == "logprob" and default_loss(42, 224) == LOSS_SMALL == resolve_loss(None, 42, 224)
+    assert resolve_loss("logit", 42, 224) == "logit" and resolve_loss("auto", big, 224) == "logprob"
+    small = train_patch(model, photo, 859, (0, 0), size=16, steps=4, restarts=1, stop_at=1.0, seed=0)
+    same = train_patch(model, photo, 859, (0, 0), size=16, steps=4, restarts=1, stop_at=1.0, seed=0, loss=LOSS_SMALL)
+    assert small.loss == LOSS_SMALL and small.p_target == pytest.approx(same.p_target, abs=1e-6)
+    assert train_patch(model, photo, 859, (0, 0), size=16, steps=2, restarts=1, seed=0, loss="logit").loss == "logit"
+
+
 def test_a_budget_too_small_for_the_restarts_trains_fewer(model, photo):
     res = train_patch(model, photo, 859, (0, 0), size=16, steps=5, restarts=8, stop_at=1.0, seed=0)
     assert res.meta["schedule"] == [(1, 5)] and res.meta["restarts"] == 1 and res.evaluations == 5

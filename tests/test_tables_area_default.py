@@ -72,3 +72,31 @@ def test_ablation_variant_names_parse_the_step_size_flag():
     assert (v["restarts"], v["leak"], v["lr_scale"]) == (8, 0.05, 2.0)
     assert mod.parse_variant("adam-r8")["lr_scale"] == 1.0
     assert "lr" in mod.FIELDS
+
+
+def test_a_default_loss_other_than_logprob_picks_its_rows_and_is_named():
+    rows = [_row("adam-r8-lk5", 42, 1, 0, True), dict(_row("adam-r8-margin_ce-mixed-lk5", 42, 1, 1, False),
+                                                      loss="margin_ce")]
+    defaults = {42: dict(restarts=8, leak=0.05, loss="margin_ce")}
+    cell = next(c for c in tables.default_area_cells(rows, [], defaults) if c["domain"] == "image")
+    assert cell["configs"] == 1 and cell["variants"] == ["adam-r8-margin_ce-mixed-lk5"]
+    assert tables.describe_default(cell) == "Adam, 8 restarts, ReLU6 leak 0.05, loss margin_ce"
+    assert tables.describe_default(dict(cell, loss="logprob")) == "Adam, 8 restarts, ReLU6 leak 0.05"
+
+
+def test_paired_ablation_counts_only_configs_both_variants_trained():
+    a, b = "adam-r8-lk5", "adam-r8-margin_ce-mixed-lk5"
+    rows = [_row(a, 42, 1, 0, True), _row(b, 42, 1, 0, True),                      # both won: no difference
+            _row(a, 42, 1, 1, False), dict(_row(b, 42, 1, 1, True)),               # only b won, b higher
+            dict(_row(a, 42, 1, 2, False), p_target="0.40"), dict(_row(b, 42, 1, 2, False), p_target="0.30"),
+            _row(b, 42, 1, 3, True),                                                 # a never ran config 3
+            _row(a, 42, 2, 0, True, domain="network"), dict(_row(b, 42, 2, 0, False, domain="network"))]
+    cells = {c["domain"]: c for c in tables.paired_ablation(rows, a, b)}
+    img = cells["image"]
+    assert (img["configs"], img["ok_a"], img["ok_b"], img["only_a"], img["only_b"]) == (3, 1, 2, 0, 1)
+    assert (img["higher"], img["lower"], img["seeds"]) == (1, 1, [1])
+    net = cells["network"]
+    assert (net["configs"], net["only_a"], net["only_b"], net["lower"]) == (1, 1, 0, 1)
+    md = tables.paired_markdown(list(cells.values()))
+    assert "| 42×42 on 224 | image | 3 (1) | 1/3 | 2/3 | 0 / 1 | 1 / 1 |" in md
+    assert tables.paired_markdown([]).startswith("No configs")
