@@ -158,7 +158,8 @@ def cmd_attack(args) -> int:
     from .io import save_patch
     from .models import class_index, class_names
     from .patch import size_for_area
-    from .train import DEFAULTS, default_lr, default_patch_size, default_restarts, leak_fields, resolve_loss, train_patch
+    from .train import (DEFAULTS, default_lr, default_patch_size, default_restarts, leak_fields, resolve_loss,
+                        train_patch)
 
     model = _model(args)
     img = load_image(_resolve_image(args.image), model.input_size)

@@ -423,9 +423,10 @@ DEFAULT_AREAS = (0.02, 0.035, 0.05, 0.08)  # bench/area_table.py's areas: the ro
 
 def _is_default(row: dict, fields: dict) -> bool:
     """Whether an ablation row trained with exactly the trainer's defaults at its size (``fields``: restarts, leak,
-    and ``lr``, the default step size per domain)."""
+    loss, and ``lr``, the default step size per domain)."""
     lr = fields.get("lr", {}).get(row["domain"])
-    return ((lr is None or not row.get("lr") or float(row["lr"]) == float(lr)) and row["rule"] == "adam" and row["loss"] == fields.get("loss", "logprob") and row["init"] == "mixed"
+    return ((lr is None or not row.get("lr") or float(row["lr"]) == float(lr)) and row["rule"] == "adam"
+            and row["loss"] == fields.get("loss", "logprob") and row["init"] == "mixed"
             and int(row["restarts"]) == fields["restarts"] and float(row.get("leak") or 0) == fields["leak"]
             and row.get("leak_last", "1") == "1" and all(row.get(k, "0") in ("0", "") for k in
                                                           ("st_relu6", "cosine", "polish", "margin")))
@@ -436,8 +437,8 @@ def default_area_cells(rows: list[dict], baseline: list[dict], defaults: dict[in
     """The area table of the trainer's defaults (issue 12): for each patch side in ``defaults`` (side -> the fields a
     default training at that side has: ``restarts``, ``leak``, ``loss`` (default "logprob"), ``lr`` per domain) and each
     domain, the ablation rows trained with exactly those settings (Adam, init mixed, nothing else on; any variant
-    name), beside the old default's
-    area-table rows (Adam, one patch) on the same (seed, config). A cell nobody measured has ``configs`` 0."""
+    name), beside the old default's area-table rows (Adam, one patch) on the same (seed, config). A cell nobody
+    measured has ``configs`` 0."""
     out = []
     for dom in domains:
         for size, fields in sorted(defaults.items()):
