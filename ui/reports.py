@@ -136,8 +136,21 @@ def load_view(name: str, out: str | Path | None = None) -> ReportView:
     return view
 
 
-_views_lock = threading.Lock()
-_views: dict[tuple, list[ReportView]] = {}  # one entry: the views of the reports as they are on disk now
+_kept_lock = threading.Lock()
+_kept: dict[str, tuple[tuple, object]] = {}  # name -> (signature of the files it was built from, value)
+
+
+def _kept_until_changed(name: str, sig: tuple, build):
+    """``build()``'s value for ``name``, built again only when ``sig`` (what its files look like on disk now)
+    differs from the one it was built from. One value per name, shared by all sessions: it must not be modified."""
+    with _kept_lock:
+        hit = _kept.get(name)
+    if hit is not None and hit[0] == sig:
+        return hit[1]
+    value = build()
+    with _kept_lock:
+        _kept[name] = (sig, value)
+    return value
 
 
 def _fingerprint(out: Path) -> tuple:
@@ -162,16 +175,7 @@ def load_all(out: str | Path | None = None) -> list[ReportView]:
     Paper page, which a classroom switching pages pays many times a minute. The views are shared by all sessions
     and must not be modified."""
     out = Path(out) if out is not None else reports_dir()
-    key = _fingerprint(out)
-    with _views_lock:
-        hit = _views.get(key)
-    if hit is not None:
-        return hit
-    views = [load_view(n, out) for n in EXPERIMENTS]
-    with _views_lock:
-        _views.clear()
-        _views[key] = views
-    return views
+    return _kept_until_changed("views", _fingerprint(out), lambda: [load_view(n, out) for n in EXPERIMENTS])
 
 
 # ---------------------------------------------------------------- run facts
@@ -380,13 +384,9 @@ def ablation_path() -> Path:
     return Path(os.environ.get("LAVAN_ABLATION") or ROOT / "bench" / "results" / "ablation.csv")
 
 
-_tables: dict[tuple, tuple[list[dict], str | None]] = {}  # per table: its rows, keyed by the files they came from
-
-
 def _by_files(name: str, paths: tuple[Path, ...], build) -> tuple[list[dict], str | None]:
     """``build()``'s table, rebuilt only when one of ``paths`` changed (size, mtime) or appeared: like
-    :func:`load_all`, so the Paper page does not re-read and re-summarise the CSVs on every visit. The rows are shared
-    by all sessions and must not be modified."""
+    :func:`load_all`, so the Paper page does not re-read and re-summarise the CSVs on every visit."""
     sig = []
     for p in paths:
         try:
@@ -394,17 +394,7 @@ def _by_files(name: str, paths: tuple[Path, ...], build) -> tuple[list[dict], st
             sig.append((str(p.resolve()), st_.st_size, st_.st_mtime_ns))
         except OSError:
             sig.append((str(p), None, None))
-    key = (name, tuple(sig))
-    with _views_lock:
-        hit = _tables.get(key)
-    if hit is not None:
-        return hit
-    table = build()
-    with _views_lock:
-        for k in [k for k in _tables if k[0] == name]:
-            del _tables[k]
-        _tables[key] = table
-    return table
+    return _kept_until_changed(name, tuple(sig), build)
 
 
 def default_area_table(path: str | Path | None = None, input_size: int = 224) -> tuple[list[dict], str | None]:
