@@ -19,7 +19,7 @@ from .results import PatchResult
 
 __all__ = ["train_patch", "train_patches", "StepInfo", "Cancelled", "OPTIMIZERS", "DEFAULT_AREA",
            "default_patch_size", "default_lr", "default_param", "default_restarts", "RESTARTS_SMALL",
-           "default_relu6_leak", "default_fields", "default_fields_by_area", "resolve_relu6_leak", "resolve_leak_last", "leak_fields", "LEAK_SMALL", "is_cancelled", "start_params", "single_row_rule", "check_options", "DEFAULTS", "INITS"]
+           "default_relu6_leak", "default_loss", "resolve_loss", "LOSS_SMALL", "default_fields", "default_fields_by_area", "resolve_relu6_leak", "resolve_leak_last", "leak_fields", "LEAK_SMALL", "is_cancelled", "start_params", "single_row_rule", "check_options", "DEFAULTS", "INITS"]
 
 OPTIMIZERS = RULES
 # Default patch area for the app and CLI, chosen by measurement (README: smallest area where >= 80% of random

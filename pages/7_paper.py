@@ -5,6 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from attack import findings
+from attack.train import LOSS_SMALL
 from ui import boot, reports
 
 boot.header("📄 Paper vs us", (
@@ -65,7 +66,8 @@ _area_table("Patch area vs success (README's table)",
             reports.area_table(), "paper_area_table")
 _area_table("Patch area vs success with today's defaults",
             "What a training with default options does at each area: 8 restarts under successive halving with a "
-            "ReLU6 leak below the default patch, one Adam patch at it. The budget counts forward+backward "
+            f"ReLU6 leak and loss {LOSS_SMALL} below the default patch, one Adam patch with loss logprob "
+            "at it. The budget counts forward+backward "
             "evaluations of the model (restarts × iterations). Rows: `bench/ablation.py` (seeds 1 and 2, 10 configs "
             "each; the configs column says where more ran), EfficientNet-Lite0 at 224×224.",
             reports.default_area_table(), "paper_area_default")
