@@ -302,23 +302,28 @@ def halving_schedule(restarts: int, budget: int, eta: int = 4) -> list[tuple[int
 
 class _ReLU6Grad(torch.autograd.Function):
     """ReLU6 forward; backward with the gradient scaled by ``below`` where the input is ≤ 0 and by ``above`` where
-    it is ≥ 6 (1 inside). ReLU6's own backward is (0, 0); a straight-through clip at 6 is (0, 1)."""
+    it is ≥ 6 (1 inside). ReLU6's own backward is (0, 0); a straight-through clip at 6 is (0, 1). With ``tau`` > 0
+    a unit outside the range passes at least exp(−d/tau) of the gradient, d its distance from the range: units just
+    off or just saturated are told almost as much as active ones, units far out only the flat share."""
 
     @staticmethod
-    def forward(ctx, x, below: float, above: float):  # noqa: D102
+    def forward(ctx, x, below: float, above: float, tau: float = 0.0):  # noqa: D102
         ctx.save_for_backward(x)
-        ctx.below, ctx.above = below, above
+        ctx.below, ctx.above, ctx.tau = below, above, tau
         return x.clamp(0, 6)
 
     @staticmethod
     def backward(ctx, g):  # noqa: D102
         (x,) = ctx.saved_tensors
         scale = torch.where(x <= 0, ctx.below, torch.where(x >= 6, ctx.above, 1.0)).to(g.dtype)
-        return g * scale, None, None
+        if ctx.tau > 0:
+            d = (-x).clamp(min=0) + (x - 6).clamp(min=0)
+            scale = torch.maximum(scale, torch.exp(-d / ctx.tau).to(g.dtype))
+        return g * scale, None, None, None
 
 
 @contextlib.contextmanager
-def relu6_backward(model: nn.Module, below: float = 0.0, above: float = 0.0) -> Iterator[None]:
+def relu6_backward(model: nn.Module, below: float = 0.0, above: float = 0.0, tau: float = 0.0) -> Iterator[None]:
     """Within the block, every ``nn.ReLU6`` of ``model`` computes the same values but back-propagates a share of the
     gradient through its clips: ``below`` of it where the unit is off (input ≤ 0), ``above`` where it is saturated
     (input ≥ 6). A surrogate gradient in the spirit of BPDA (Athalye et al. 2018): predictions are unchanged, only
@@ -329,7 +334,7 @@ def relu6_backward(model: nn.Module, below: float = 0.0, above: float = 0.0) -> 
         for mod in model.modules():
             if isinstance(mod, nn.ReLU6):
                 handles.append(mod.register_forward_hook(
-                    lambda m, inp, out: _ReLU6Grad.apply(inp[0], float(below), float(above))))
+                    lambda m, inp, out: _ReLU6Grad.apply(inp[0], float(below), float(above), float(tau))))
     try:
         yield
     finally:

@@ -11,7 +11,8 @@ stopped at any point resumes where it stopped (finished (variant, seed, config) 
 A variant name is ``<rule>-r<restarts>[-<loss>][-<init>][-st][-cos][-rs]`` (``-st``: straight-through ReLU6
 backward; ``-cos``: Adam's step decayed by a cosine over each halving stage; ``-rs``: random-search polish once the
 last stage stalls for 50 steps; ``-m<px>``: the patch that many pixels in from its corner; ``-lk<percent>``:
-ReLU6 backward leaking that share of the gradient through both clips, e.g. ``-lk10`` = 0.1; ``-lk<percent>a``:
+ReLU6 backward leaking that share of the gradient through both clips, e.g. ``-lk10`` = 0.1; ``-sd<tau×10>``:
+with a leak, units outside ReLU6's range also pass exp(−distance/tau) of the gradient, e.g. ``-sd10`` = tau 1; ``-lk<percent>a``:
 the same but the last halving stage follows the true gradient; ``-lrx<k>``: the rule's default step size times k, e.g.
 ``-lrx2``), e.g. ``apgd-r8`` (APGD-style signed steps, 8 restarts
 halved 8 → 2 → 1, the rule's default loss and mixed initialisation) or ``adam-r1-logprob-random`` (today's
@@ -43,7 +44,7 @@ OUT = Path("bench/results/ablation.csv")
 FIELDS = ["variant", "rule", "restarts", "loss", "init", "domain", "size", "input_size", "budget", "seed", "config",
           "photo", "target", "corner", "success", "p_target", "argmax", "not_source", "iterations", "evaluations",
           "seconds", "machine", "st_relu6", "cosine", "polish", "margin", "leak",
-          "leak_last", "lr"]
+          "leak_last", "lr", "tau"]
 
 
 def read_rows(path: Path = OUT) -> list[dict]:
@@ -77,10 +78,12 @@ POLISH_PATIENCE = 50
 def parse_variant(name: str) -> dict:
     parts = name.split("-")
     flags = {v: 0 for v in FLAGS.values()}
-    flags["margin"], flags["leak"], flags["leak_last"], flags["lr_scale"] = 0, 0.0, 1, 1.0
-    while parts and (parts[-1] in FLAGS or re.fullmatch(r"m\d+|lk\d+a?|lrx\d+", parts[-1])):
+    flags["margin"], flags["leak"], flags["leak_last"], flags["lr_scale"], flags["tau"] = 0, 0.0, 1, 1.0, 0.0
+    while parts and (parts[-1] in FLAGS or re.fullmatch(r"m\d+|lk\d+a?|lrx\d+|sd\d+", parts[-1])):
         flag = parts.pop()
-        if flag.startswith("lrx"):
+        if flag.startswith("sd"):
+            flags["tau"] = int(flag[2:]) / 10
+        elif flag.startswith("lrx"):
             flags["lr_scale"] = float(flag[3:])
         elif flag in FLAGS:
             flags[FLAGS[flag]] = 1
@@ -137,7 +140,7 @@ def run(args) -> None:
     gpu = torch.cuda.get_device_name(dev) if dev.type == "cuda" else ""
     machine = (f"{platform.machine()} {os.cpu_count()} cores torch {torch.__version__} threads {args.threads}"
                + (f" {gpu}" if gpu else ""))
-    OUT.parent.mkdir(parents=True, exist_ok=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     deadline = time.time() + args.time_budget if args.time_budget else None
     cancel = (lambda: time.time() > deadline) if deadline else None
     size = args.size
@@ -145,7 +148,7 @@ def run(args) -> None:
         v = parse_variant(variant)
         for seed in args.seeds:
             cfgs = draw_configs(args.configs, seed)
-            have = done()
+            have = done(args.out)
             todo = [i for i in range(len(cfgs))
                     if (variant, args.domain, size, model.input_size, args.budget, seed, i) not in have
                     and (not args.only or i in args.only)]
@@ -162,7 +165,8 @@ def run(args) -> None:
                                            domain=args.domain, loss=v["loss"], steps=args.budget, lr=lr,
                                            optimizer=v["rule"], restarts=v["restarts"], init=v["init"],
                                            st_relu6=bool(v["st_relu6"]), relu6_leak=v["leak"],
-                                           leak_last_stage=bool(v["leak_last"]), seeds=[seed * 1000 + i for i in chunk],
+                                           leak_last_stage=bool(v["leak_last"]), relu6_tau=v["tau"],
+                                           seeds=[seed * 1000 + i for i in chunk],
                                            rule_options=rule_options(v),
                                            cancel=cancel)
                 for i, r in zip(chunk, res):
@@ -170,7 +174,7 @@ def run(args) -> None:
                         continue
                     name, target, corner = cfgs[i]
                     fields = {k: val for k, val in v.items() if k != "lr_scale"}
-                    append_row(dict(variant=variant, **fields, lr=f"{lr:g}", domain=args.domain, size=size,
+                    append_row(path=args.out, row=dict(variant=variant, **fields, lr=f"{lr:g}", domain=args.domain, size=size,
                                     input_size=model.input_size, budget=args.budget, seed=seed, config=i,
                                     photo=name, target=target, corner=corner, success=int(r.succeeded),
                                     p_target=round(r.p_target, 4), argmax=int(r.success["argmax"]),
@@ -204,6 +208,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=1, help="configs trained side by side (GPU: all of them)")
     ap.add_argument("--time-budget", type=float, default=None,
                     help="seconds; the call in flight is cancelled at the deadline and its rows dropped")
+    ap.add_argument("--out", type=Path, default=OUT, help="the CSV rows are appended to (and resumed from)")
     ap.add_argument("--report", action="store_true")
     args = ap.parse_args()
     if args.report:

@@ -200,6 +200,23 @@ def test_relu6_backward_leaks_the_set_share_through_both_clips():
     assert g.tolist() == [0, 0, 1, 0, 0]
 
 
+def test_relu6_backward_tau_adds_a_share_that_decays_with_the_distance_from_the_range():
+    """With ``tau`` a unit outside (0, 6) passes max(flat share, exp(−distance/tau)) of the gradient: 1 at the clips,
+    1/e one ``tau`` away; inside it stays 1 and the values stay ReLU6's."""
+    import math
+
+    from torch import nn
+
+    from attack.optim import relu6_backward
+    net = nn.Sequential(nn.ReLU6())
+    x = torch.tensor([-3.0, -0.5, 0.0, 2.0, 6.0, 6.5, 30.0], requires_grad=True)
+    with relu6_backward(net, 0.05, 0.05, tau=0.5):
+        y = net(x)
+        (g,) = torch.autograd.grad(y.sum(), x)
+    assert y.tolist() == [0, 0, 0, 2, 6, 6, 6]
+    assert g.tolist() == pytest.approx([0.05, math.exp(-1), 1, 1, 1, math.exp(-1), 0.05])
+
+
 def test_a_leaky_relu6_backward_changes_the_training_not_the_predictions(model, photo):
     """train_patches(relu6_leak=…): the recorded p(target) is the true model's (the first step's forward is the same
     as without the leak), the gradient and so the patches differ, and the option is recorded and checked."""

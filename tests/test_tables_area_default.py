@@ -71,7 +71,8 @@ def test_ablation_variant_names_parse_the_step_size_flag():
     v = mod.parse_variant("adam-r8-lk5-lrx2")
     assert (v["restarts"], v["leak"], v["lr_scale"]) == (8, 0.05, 2.0)
     assert mod.parse_variant("adam-r8")["lr_scale"] == 1.0
-    assert "lr" in mod.FIELDS
+    assert "lr" in mod.FIELDS and "tau" in mod.FIELDS
+    assert (mod.parse_variant("adam-r8-margin_ce-mixed-lk5-sd3")["tau"], mod.parse_variant("adam-r8")["tau"]) == (0.3, 0)
 
 
 def test_a_default_loss_other_than_logprob_picks_its_rows_and_is_named():
@@ -100,3 +101,18 @@ def test_paired_ablation_counts_only_configs_both_variants_trained():
     md = tables.paired_markdown(list(cells.values()))
     assert "| 42×42 on 224 | image | 3 (1) | 1/3 | 2/3 | 0 / 1 | 1 / 1 |" in md
     assert tables.paired_markdown([]).startswith("No configs")
+
+
+def test_rows_with_a_distance_decaying_leak_are_described_and_are_not_the_default(tmp_path):
+    """The ablation's "tau" column (variant flag ``-sd<tau×10>``): rows written before it read tau 0; a row with tau
+    says so and never counts as the default training."""
+    path = tmp_path / "ablation.csv"
+    old = _row("adam-r8-lk5", 42, 1, 0, True)
+    path.write_text(",".join(old) + "\n" + ",".join(old.values()) + "\n")
+    assert tables.read_ablation(path)[0]["tau"] == "0"
+    new = dict(old, variant="adam-r8-lk5-sd10", config="1", tau="1.0")
+    assert "exp(−distance/1)" in tables.describe_variant(new)
+    assert "exp(" not in tables.describe_variant(tables.read_ablation(path)[0])
+    cells = {c["size"]: c for c in tables.default_area_cells([new, dict(old, config="2", tau="0.0")], [], DEFAULTS,
+                                                              domains=("image",))}
+    assert cells[42]["configs"] == 1 and cells[42]["variants"] == ["adam-r8-lk5"]
