@@ -226,7 +226,7 @@ def printed_table(path: str | Path, index: int = 0) -> tuple[list[str], list[str
 
 # ---------------------------------------------------------------- bench/ablation.py
 ABLATION_DEFAULTS = {"st_relu6": "0", "cosine": "0", "polish": "0", "margin": "0", "leak": "0",
-                     "leak_last": "1", "tau": "0"}  # columns added after the first rows were written
+                     "leak_last": "1", "tau": "0", "tau_last": "1"}  # columns added after the first rows were written
 # the "lr" column came later still: rows written before it ran the rule's default step size of that time
 LEGACY_LR = {("adam", "network"): "0.05", ("adam", "image"): "0.3", ("sgd", "network"): "7", ("sgd", "image"): "120",
              ("sign", "network"): "0.01", ("sign", "image"): "0.05", ("apgd", "network"): "0.2",
@@ -265,6 +265,7 @@ def describe_variant(row: dict) -> str:
     how += " before the last stage" if leak and row.get("leak_last") == "0" else ""
     tau = float(row.get("tau") or 0)
     how += f", and at least exp(−distance/{tau:g}) outside the clips" if leak and tau else ""
+    how += " before the last stage" if leak and tau and row.get("tau_last") == "0" else ""
     lr, usual = row.get("lr") or "", LEGACY_LR.get((row["rule"], row.get("domain")), "")
     how += f", step size {float(lr):g} (default {float(usual):g})" if lr and usual and float(lr) != float(usual) else ""
     polish = int(row.get("polish") or 0)

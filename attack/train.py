@@ -219,7 +219,7 @@ def train_patches(model, images: torch.Tensor, targets, locs, *, size: int | Non
                   cancel=None, record_top5: bool = False, progress=None,
                   pad_batches: bool | None = None, st_relu6: bool = False,
                   relu6_leak: float | str | None = None, leak_last_stage: bool | None = None,
-                  relu6_tau: float = 0.0, rule_options: dict | None = None, local: bool | None = None) -> list[PatchResult]:
+                  relu6_tau: float = 0.0, tau_last_stage: bool = True, rule_options: dict | None = None, local: bool | None = None) -> list[PatchResult]:
     """Train one LaVAN patch per config in a single batched loop (Karmon et al. 2018, arXiv:1801.02608).
 
     Every config trains ``restarts`` patches side by side (rows of one batch) under successive halving
@@ -253,7 +253,8 @@ def train_patches(model, images: torch.Tensor, targets, locs, *, size: int | Non
             saturated; :func:`attack.optim.relu6_backward`); with ``st_relu6`` the clip at 6 passes all of it.
             "auto": :func:`default_relu6_leak` (0 at the default area or larger). Default: ``DEFAULTS``.
         relu6_tau: with a leak, units outside ReLU6's range also pass exp(−distance/relu6_tau) of the gradient
-            (:func:`attack.optim.relu6_backward`; 0 = off, the default).
+            (:func:`attack.optim.relu6_backward`; 0 = off, the default). tau_last_stage: False = not in the last
+            halving stage (there only the flat leak, as ``leak_last_stage`` allows).
         leak_last_stage: False = the last halving stage follows the true gradient (the leak only in the stages
             before it). Default: ``DEFAULTS``.
         rule_options: fields of the update rule (e.g. ``{"patience": 20}`` halves Adam's step on a stall).
@@ -350,7 +351,7 @@ def train_patches(model, images: torch.Tensor, targets, locs, *, size: int | Non
             meta={"optimizer": optimizer, "lr": lr, "param": param if domain == "image" else None,
                   "init": init, "restarts": R, "halving": halving, "schedule": schedule, "st_relu6": st_relu6,
                   "relu6_leak": relu6_leak, "leak_last_stage": leak_last_stage,
-                  **({"relu6_tau": relu6_tau} if relu6_tau else {}),
+                  **({"relu6_tau": relu6_tau, "tau_last_stage": tau_last_stage} if relu6_tau else {}),
                   "rule_options": rule_options, "local": lf is not None,
                   "leader": int(row % R)})
         conf_done[c] = True
@@ -371,7 +372,7 @@ def train_patches(model, images: torch.Tensor, targets, locs, *, size: int | Non
         wv = W[run_dev].detach().requires_grad_(need_grad)
         leak = relu6_leak if (leak_last_stage or not last_stage) else 0.0
         below, above = (leak, 1.0 if st_relu6 else leak) if need_grad else (0.0, 0.0)
-        tau = relu6_tau if (need_grad and leak) else 0.0
+        tau = relu6_tau if (need_grad and leak and (tau_last_stage or not last_stage)) else 0.0
         with torch.set_grad_enabled(need_grad), relu6_backward(model, below, above, tau):
             delta = to_domain(wv, domain, param)
             if lf is None:

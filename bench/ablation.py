@@ -12,7 +12,7 @@ A variant name is ``<rule>-r<restarts>[-<loss>][-<init>][-st][-cos][-rs]`` (``-s
 backward; ``-cos``: Adam's step decayed by a cosine over each halving stage; ``-rs``: random-search polish once the
 last stage stalls for 50 steps; ``-m<px>``: the patch that many pixels in from its corner; ``-lk<percent>``:
 ReLU6 backward leaking that share of the gradient through both clips, e.g. ``-lk10`` = 0.1; ``-sd<tau×10>``:
-with a leak, units outside ReLU6's range also pass exp(−distance/tau) of the gradient, e.g. ``-sd10`` = tau 1; ``-lk<percent>a``:
+with a leak, units outside ReLU6's range also pass exp(−distance/tau) of the gradient, e.g. ``-sd10`` = tau 1, ``-sd3a`` = tau 0.3 before the last halving stage only; ``-lk<percent>a``:
 the same but the last halving stage follows the true gradient; ``-lrx<k>``: the rule's default step size times k, e.g.
 ``-lrx2``), e.g. ``apgd-r8`` (APGD-style signed steps, 8 restarts
 halved 8 → 2 → 1, the rule's default loss and mixed initialisation) or ``adam-r1-logprob-random`` (today's
@@ -44,7 +44,7 @@ OUT = Path("bench/results/ablation.csv")
 FIELDS = ["variant", "rule", "restarts", "loss", "init", "domain", "size", "input_size", "budget", "seed", "config",
           "photo", "target", "corner", "success", "p_target", "argmax", "not_source", "iterations", "evaluations",
           "seconds", "machine", "st_relu6", "cosine", "polish", "margin", "leak",
-          "leak_last", "lr", "tau"]
+          "leak_last", "lr", "tau", "tau_last"]
 
 
 def read_rows(path: Path = OUT) -> list[dict]:
@@ -79,10 +79,12 @@ def parse_variant(name: str) -> dict:
     parts = name.split("-")
     flags = {v: 0 for v in FLAGS.values()}
     flags["margin"], flags["leak"], flags["leak_last"], flags["lr_scale"], flags["tau"] = 0, 0.0, 1, 1.0, 0.0
-    while parts and (parts[-1] in FLAGS or re.fullmatch(r"m\d+|lk\d+a?|lrx\d+|sd\d+", parts[-1])):
+    flags["tau_last"] = 1
+    while parts and (parts[-1] in FLAGS or re.fullmatch(r"m\d+|lk\d+a?|lrx\d+|sd\d+a?", parts[-1])):
         flag = parts.pop()
         if flag.startswith("sd"):
-            flags["tau"] = int(flag[2:]) / 10
+            flags["tau"] = int(flag[2:].rstrip("a")) / 10
+            flags["tau_last"] = 0 if flag.endswith("a") else 1
         elif flag.startswith("lrx"):
             flags["lr_scale"] = float(flag[3:])
         elif flag in FLAGS:
@@ -166,6 +168,7 @@ def run(args) -> None:
                                            optimizer=v["rule"], restarts=v["restarts"], init=v["init"],
                                            st_relu6=bool(v["st_relu6"]), relu6_leak=v["leak"],
                                            leak_last_stage=bool(v["leak_last"]), relu6_tau=v["tau"],
+                                           tau_last_stage=bool(v["tau_last"]),
                                            seeds=[seed * 1000 + i for i in chunk],
                                            rule_options=rule_options(v),
                                            cancel=cancel)

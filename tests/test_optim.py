@@ -236,6 +236,17 @@ def test_a_leaky_relu6_backward_changes_the_training_not_the_predictions(model, 
         train_patches(model, photo[None], 859, [(0, 0)], relu6_leak=1.5, **kw)
 
 
+def test_relu6_tau_changes_the_training_and_can_stay_out_of_the_last_stage(model, photo):
+    """train_patches(relu6_tau=…) changes the patches on top of the leak; with ``tau_last_stage=False`` one patch
+    (one stage, the last) trains exactly as with the flat leak alone; the options are recorded."""
+    kw = dict(size=24, steps=6, stop_at=1.0, seeds=[0], optimizer="adam", restarts=1, relu6_leak=0.05)
+    flat = train_patches(model, photo[None], 859, [(0, 0)], **kw)[0]
+    tau = train_patches(model, photo[None], 859, [(0, 0)], relu6_tau=0.3, **kw)[0]
+    early = train_patches(model, photo[None], 859, [(0, 0)], relu6_tau=0.3, tau_last_stage=False, **kw)[0]
+    assert not torch.equal(tau.patch, flat.patch) and torch.equal(early.patch, flat.patch)
+    assert tau.meta["relu6_tau"] == 0.3 and early.meta["tau_last_stage"] is False and "relu6_tau" not in flat.meta
+
+
 def test_the_default_leak_follows_the_patch_area(model, photo):
     """relu6_leak "auto" (the default): LEAK_SMALL below the default patch area, none at it; recorded in meta."""
     from attack.train import LEAK_SMALL, default_patch_size, default_relu6_leak, resolve_relu6_leak

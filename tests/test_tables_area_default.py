@@ -73,6 +73,7 @@ def test_ablation_variant_names_parse_the_step_size_flag():
     assert mod.parse_variant("adam-r8")["lr_scale"] == 1.0
     assert "lr" in mod.FIELDS and "tau" in mod.FIELDS
     assert (mod.parse_variant("adam-r8-margin_ce-mixed-lk5-sd3")["tau"], mod.parse_variant("adam-r8")["tau"]) == (0.3, 0)
+    assert [mod.parse_variant(f"adam-r8-lk5-{f}")["tau_last"] for f in ("sd3", "sd3a")] == [1, 0]
 
 
 def test_a_default_loss_other_than_logprob_picks_its_rows_and_is_named():
@@ -111,7 +112,8 @@ def test_rows_with_a_distance_decaying_leak_are_described_and_are_not_the_defaul
     path.write_text(",".join(old) + "\n" + ",".join(old.values()) + "\n")
     assert tables.read_ablation(path)[0]["tau"] == "0"
     new = dict(old, variant="adam-r8-lk5-sd10", config="1", tau="1.0")
-    assert "exp(−distance/1)" in tables.describe_variant(new)
+    assert tables.describe_variant(new).endswith("exp(−distance/1) outside the clips")
+    assert tables.describe_variant(dict(new, tau_last="0")).endswith("outside the clips before the last stage")
     assert "exp(" not in tables.describe_variant(tables.read_ablation(path)[0])
     cells = {c["size"]: c for c in tables.default_area_cells([new, dict(old, config="2", tau="0.0")], [], DEFAULTS,
                                                               domains=("image",))}
