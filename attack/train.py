@@ -219,7 +219,8 @@ def train_patches(model, images: torch.Tensor, targets, locs, *, size: int | Non
                   cancel=None, record_top5: bool = False, progress=None,
                   pad_batches: bool | None = None, st_relu6: bool = False,
                   relu6_leak: float | str | None = None, leak_last_stage: bool | None = None,
-                  relu6_tau: float = 0.0, tau_last_stage: bool = True, rule_options: dict | None = None, local: bool | None = None) -> list[PatchResult]:
+                  relu6_tau: float = 0.0, tau_last_stage: bool = True, rule_options: dict | None = None,
+                  local: bool | None = None) -> list[PatchResult]:
     """Train one LaVAN patch per config in a single batched loop (Karmon et al. 2018, arXiv:1801.02608).
 
     Every config trains ``restarts`` patches side by side (rows of one batch) under successive halving
@@ -291,6 +292,8 @@ def train_patches(model, images: torch.Tensor, targets, locs, *, size: int | Non
     leak_last_stage = resolve_leak_last(leak_last_stage)
     if restarts < 1:
         raise ValueError("restarts must be >= 1 (or 'auto')")
+    if not relu6_tau >= 0:
+        raise ValueError(f"relu6_tau must be >= 0, got {relu6_tau}")
     device = next(model.buffers()).device
     images = images.to(device)
     targets_t = _ids(targets, n, "target")

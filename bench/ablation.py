@@ -11,11 +11,11 @@ stopped at any point resumes where it stopped (finished (variant, seed, config) 
 A variant name is ``<rule>-r<restarts>[-<loss>][-<init>][-st][-cos][-rs]`` (``-st``: straight-through ReLU6
 backward; ``-cos``: Adam's step decayed by a cosine over each halving stage; ``-rs``: random-search polish once the
 last stage stalls for 50 steps; ``-m<px>``: the patch that many pixels in from its corner; ``-lk<percent>``:
-ReLU6 backward leaking that share of the gradient through both clips, e.g. ``-lk10`` = 0.1; ``-sd<tau×10>``:
-with a leak, units outside ReLU6's range also pass exp(−distance/tau) of the gradient, e.g. ``-sd10`` = tau 1, ``-sd3a`` = tau 0.3 before the last halving stage only; ``-lk<percent>a``:
+ReLU6 backward leaking that share of the gradient through both clips, e.g. ``-lk10`` = 0.1; ``-lk<percent>a``:
 the same but the last halving stage follows the true gradient; ``-lrx<k>``: the rule's default step size times k, e.g.
-``-lrx2``), e.g. ``apgd-r8`` (APGD-style signed steps, 8 restarts
-halved 8 → 2 → 1, the rule's default loss and mixed initialisation) or ``adam-r1-logprob-random`` (today's
+``-lrx2``; ``-sd<tau×10>``: with a leak, units outside ReLU6's range also pass exp(−distance/tau) of the gradient,
+e.g. ``-sd10`` = tau 1, ``-sd3a`` = tau 0.3 before the last halving stage only), e.g. ``apgd-r8`` (APGD-style
+signed steps, 8 restarts halved 8 → 2 → 1, the rule's default loss and mixed initialisation) or ``adam-r1-logprob-random`` (today's
 default). Defaults per rule: adam → loss logprob, sgd → logprob, sign/apgd → target_ce; init mixed when r > 1.
 """
 from __future__ import annotations
@@ -177,12 +177,13 @@ def run(args) -> None:
                         continue
                     name, target, corner = cfgs[i]
                     fields = {k: val for k, val in v.items() if k != "lr_scale"}
-                    append_row(path=args.out, row=dict(variant=variant, **fields, lr=f"{lr:g}", domain=args.domain, size=size,
+                    append_row(dict(variant=variant, **fields, lr=f"{lr:g}", domain=args.domain, size=size,
                                     input_size=model.input_size, budget=args.budget, seed=seed, config=i,
                                     photo=name, target=target, corner=corner, success=int(r.succeeded),
                                     p_target=round(r.p_target, 4), argmax=int(r.success["argmax"]),
                                     not_source=int(r.success["not_source"]), iterations=r.steps,
-                                    evaluations=r.evaluations, seconds=round(r.seconds, 1), machine=machine))
+                                    evaluations=r.evaluations, seconds=round(r.seconds, 1), machine=machine),
+                               path=args.out)
                     print(f"{variant:24s} seed {seed} config {i}: p={r.p_target:.3f} ok={r.succeeded} "
                           f"evals={r.evaluations} {r.seconds:.0f}s", flush=True)
                 print(f"  chunk of {len(chunk)}: {time.time() - t:.0f}s", flush=True)

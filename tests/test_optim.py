@@ -245,6 +245,8 @@ def test_relu6_tau_changes_the_training_and_can_stay_out_of_the_last_stage(model
     early = train_patches(model, photo[None], 859, [(0, 0)], relu6_tau=0.3, tau_last_stage=False, **kw)[0]
     assert not torch.equal(tau.patch, flat.patch) and torch.equal(early.patch, flat.patch)
     assert tau.meta["relu6_tau"] == 0.3 and early.meta["tau_last_stage"] is False and "relu6_tau" not in flat.meta
+    with pytest.raises(ValueError, match="relu6_tau"):
+        train_patches(model, photo[None], 859, [(0, 0)], relu6_tau=-1, **kw)
 
 
 def test_the_default_leak_follows_the_patch_area(model, photo):
