@@ -226,7 +226,7 @@ def printed_table(path: str | Path, index: int = 0) -> tuple[list[str], list[str
 
 # ---------------------------------------------------------------- bench/ablation.py
 ABLATION_DEFAULTS = {"st_relu6": "0", "cosine": "0", "polish": "0", "margin": "0", "leak": "0",
-                     "leak_last": "1", "tau": "0", "tau_last": "1"}  # columns added after the first rows were written
+                     "leak_last": "1", "tau": "0", "tau_last": "1", "patience": "0"}  # columns added after the first rows were written
 # the "lr" column came later still: rows written before it ran the rule's default step size of that time
 LEGACY_LR = {("adam", "network"): "0.05", ("adam", "image"): "0.3", ("sgd", "network"): "7", ("sgd", "image"): "120",
              ("sign", "network"): "0.01", ("sign", "image"): "0.05", ("apgd", "network"): "0.2",
@@ -266,6 +266,8 @@ def describe_variant(row: dict) -> str:
     tau = float(row.get("tau") or 0)
     how += f", and at least exp(−distance/{tau:g}) outside the clips" if leak and tau else ""
     how += " before the last stage" if leak and tau and row.get("tau_last") == "0" else ""
+    patience = int(row.get("patience") or 0)
+    how += f", step halved (back to the best point) after {patience} steps without gain" if patience else ""
     lr, usual = row.get("lr") or "", LEGACY_LR.get((row["rule"], row.get("domain")), "")
     how += f", step size {float(lr):g} (default {float(usual):g})" if lr and usual and float(lr) != float(usual) else ""
     polish = int(row.get("polish") or 0)
@@ -432,7 +434,7 @@ def _is_default(row: dict, fields: dict) -> bool:
             and row["loss"] == fields.get("loss", "logprob") and row["init"] == "mixed"
             and int(row["restarts"]) == fields["restarts"] and float(row.get("leak") or 0) == fields["leak"]
             and row.get("leak_last", "1") == "1" and all(row.get(k, "0") in ("0", "0.0", "") for k in
-                                                          ("st_relu6", "cosine", "polish", "margin", "tau")))
+                                                          ("st_relu6", "cosine", "polish", "margin", "tau", "patience")))
 
 
 def default_area_cells(rows: list[dict], baseline: list[dict], defaults: dict[int, dict], input_size: int = 224,

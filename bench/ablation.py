@@ -14,9 +14,10 @@ last stage stalls for 50 steps; ``-m<px>``: the patch that many pixels in from i
 ReLU6 backward leaking that share of the gradient through both clips, e.g. ``-lk10`` = 0.1; ``-lk<percent>a``:
 the same but the last halving stage follows the true gradient; ``-lrx<k>``: the rule's default step size times k, e.g.
 ``-lrx2``; ``-sd<tau×10>``: with a leak, units outside ReLU6's range also pass exp(−distance/tau) of the gradient,
-e.g. ``-sd10`` = tau 1, ``-sd3a`` = tau 0.3 before the last halving stage only), e.g. ``apgd-r8`` (APGD-style
-signed steps, 8 restarts halved 8 → 2 → 1, the rule's default loss and mixed initialisation) or ``adam-r1-logprob-random`` (today's
-default). Defaults per rule: adam → loss logprob, sgd → logprob, sign/apgd → target_ce; init mixed when r > 1.
+e.g. ``-sd10`` = tau 1, ``-sd3a`` = tau 0.3 before the last halving stage only; ``-pt<k>``: Adam halves a restart's
+step and returns it to its best point after k steps without a better p(target)), e.g. ``apgd-r8`` (APGD-style
+signed steps, 8 restarts halved 8 → 2 → 1, the rule's default loss and mixed initialisation) or
+``adam-r1-logprob-random`` (today's default). Defaults per rule: adam → loss logprob, sgd → logprob, sign/apgd → target_ce; init mixed when r > 1.
 """
 from __future__ import annotations
 
@@ -44,7 +45,7 @@ OUT = Path("bench/results/ablation.csv")
 FIELDS = ["variant", "rule", "restarts", "loss", "init", "domain", "size", "input_size", "budget", "seed", "config",
           "photo", "target", "corner", "success", "p_target", "argmax", "not_source", "iterations", "evaluations",
           "seconds", "machine", "st_relu6", "cosine", "polish", "margin", "leak",
-          "leak_last", "lr", "tau", "tau_last"]
+          "leak_last", "lr", "tau", "tau_last", "patience"]
 
 
 def read_rows(path: Path = OUT) -> list[dict]:
@@ -79,10 +80,12 @@ def parse_variant(name: str) -> dict:
     parts = name.split("-")
     flags = {v: 0 for v in FLAGS.values()}
     flags["margin"], flags["leak"], flags["leak_last"], flags["lr_scale"], flags["tau"] = 0, 0.0, 1, 1.0, 0.0
-    flags["tau_last"] = 1
-    while parts and (parts[-1] in FLAGS or re.fullmatch(r"m\d+|lk\d+a?|lrx\d+|sd\d+a?", parts[-1])):
+    flags["tau_last"], flags["patience"] = 1, 0
+    while parts and (parts[-1] in FLAGS or re.fullmatch(r"m\d+|lk\d+a?|lrx\d+|sd\d+a?|pt\d+", parts[-1])):
         flag = parts.pop()
-        if flag.startswith("sd"):
+        if flag.startswith("pt"):
+            flags["patience"] = int(flag[2:])
+        elif flag.startswith("sd"):
             flags["tau"] = int(flag[2:].rstrip("a")) / 10
             flags["tau_last"] = 0 if flag.endswith("a") else 1
         elif flag.startswith("lrx"):
@@ -116,6 +119,10 @@ def rule_options(v: dict) -> dict | None:
         opts["decay"] = "cosine"
     if v["polish"]:
         opts["polish"] = v["polish"]
+    if v["patience"]:
+        if v["rule"] != "adam":
+            raise ValueError("-pt (step halving on a stall) is measured for Adam only")
+        opts["patience"] = v["patience"]
     return opts or None
 
 

@@ -74,6 +74,12 @@ def test_ablation_variant_names_parse_the_step_size_flag():
     assert "lr" in mod.FIELDS and "tau" in mod.FIELDS
     assert (mod.parse_variant("adam-r8-margin_ce-mixed-lk5-sd3")["tau"], mod.parse_variant("adam-r8")["tau"]) == (0.3, 0)
     assert [mod.parse_variant(f"adam-r8-lk5-{f}")["tau_last"] for f in ("sd3", "sd3a")] == [1, 0]
+    v = mod.parse_variant("adam-r8-margin_ce-mixed-lk5-pt20")
+    assert v["patience"] == 20 and mod.rule_options(v) == {"patience": 20} and "patience" in mod.FIELDS
+    assert tables.describe_variant(dict(_row("adam-r8-pt20", 42, 1, 0, True), patience="20")).endswith(
+        "step halved (back to the best point) after 20 steps without gain")
+    assert not tables.default_area_cells([dict(_row("adam-r8-lk5-pt20", 42, 1, 0, True), patience="20")], [],
+                                         DEFAULTS, domains=("image",))[0]["configs"]
 
 
 def test_a_default_loss_other_than_logprob_picks_its_rows_and_is_named():
