@@ -197,7 +197,7 @@ def cmd_attack(args) -> int:
     out = {"success_0_9": bool(res.success["confident"]), "argmax_target": bool(res.success["argmax"]),
            "not_source": bool(res.success["not_source"]), "iterations": int(res.steps),
            "evaluations": int(res.evaluations or res.steps), "restarts": int(res.meta.get("restarts", 1)),
-           "optimizer": res.meta.get("optimizer"), "relu6_leak": res.meta.get("relu6_leak", 0.0),
+           "optimizer": res.meta.get("optimizer"), "loss": res.loss, "relu6_leak": res.meta.get("relu6_leak", 0.0),
            "p_target": float(res.p_target), "p_source": float(res.p_source), "seconds": float(res.seconds),
            "patch_path": str(out_path), "target": target, "target_label": class_names()[target],
            "source": res.source, "source_label": class_names()[res.source], "loc": list(loc), "x": loc[1],

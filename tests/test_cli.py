@@ -85,6 +85,7 @@ def test_attack_json_and_patch_reapplied(capsys, tmp_path, fast_models):
     assert 0 <= res["iterations"] <= 3 and 0 <= res["p_target"] <= 1 and 0 <= res["p_source"] <= 1
     assert res["seconds"] >= 0 and res["target"] == 859 and res["loc"] == [0, 0]
     assert res["size"] == attack.train.default_patch_size(224) and res["cached"] is False
+    assert res["loss"] == attack.train.default_loss(res["size"], 224)  # "auto" resolved: the loss that trained
     assert Path(res["patch_path"]) == out_file and out_file.is_file()
     patch = attack.load_patch(out_file, model_name="efficientnet-lite0", input_size=224)
     assert patch.loc == (0, 0) and patch.target == 859
