@@ -423,6 +423,31 @@ def budget_markdown(cells: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def best_of_runs(rows: list[dict], size: int, input_size: int = 224, many: int = 5) -> list[dict]:
+    """Per domain: on how many configs (seed, config) at least one run of any variant and budget reached p >= 0.9, a
+    corner patch of side ``size`` (rows of a patch moved in from its corner, ``margin`` > 0, are another geometry and
+    left out). ``many``: the same count on the configs with at least that many runs. The runs per config and the
+    evaluations they spent together say how much search the figure stands on."""
+    by: dict[str, dict[tuple, list[dict]]] = {}
+    for r in rows:
+        if int(r["size"]) == size and int(r["input_size"]) == input_size and r.get("margin", "0") in ("0", "", "0.0"):
+            by.setdefault(r["domain"], {}).setdefault((int(r["seed"]), int(r["config"])), []).append(r)
+    out = []
+    for dom, cfgs in sorted(by.items()):
+        won = {k for k, rs in cfgs.items() if any(r["success"] == "1" for r in rs)}
+        runs = sorted(len(rs) for rs in cfgs.values())
+        wide = [k for k, rs in cfgs.items() if len(rs) >= many]
+        out.append(dict(domain=dom, size=size, input_size=input_size, configs=len(cfgs), won=len(won),
+                        runs_min=runs[0], runs_max=runs[-1], many=many, configs_many=len(wide),
+                        won_many=len(won.intersection(wide)),
+                        seeds=sorted({s for s, _ in cfgs}),
+                        median_evaluations=_median([sum(int(r["evaluations"]) for r in rs)
+                                                    for rs in cfgs.values()]),
+                        best_failed=sorted((round(max(float(r["p_target"]) for r in rs), 2)
+                                            for k, rs in cfgs.items() if k not in won), reverse=True)))
+    return out
+
+
 DEFAULT_AREAS = (0.02, 0.035, 0.05, 0.08)  # bench/area_table.py's areas: the rows of the defaults' area table
 
 

@@ -25,3 +25,16 @@ def test_budget_curves_count_successes_by_evaluations_and_pair_the_short_run():
     # the short run counts only where it ran every config of the long one
     (c2,) = tables.budget_curves(rows[:5])
     assert c2["short"] == {}
+
+
+def test_best_of_runs_counts_a_config_won_by_any_run_and_leaves_moved_patches_out():
+    rows = [_row("v", 2000, 1, 0, False, 2000, p=0.5), _row("w", 10000, 1, 0, True, 3000),  # won by one of two
+            _row("v", 2000, 1, 1, False, 2000, p=0.7), _row("w", 2000, 1, 1, False, 2000, p=0.8),
+            _row("v", 2000, 2, 0, False, 2000, p=0.2),
+            dict(_row("m", 2000, 2, 0, True, 500), margin="8"),  # a patch moved in from its corner: not counted
+            dict(_row("v", 2000, 1, 0, True, 100), size="50")]  # another size
+    (c,) = tables.best_of_runs(rows, 42, many=2)
+    assert (c["domain"], c["configs"], c["won"], c["runs_min"], c["runs_max"]) == ("image", 3, 1, 1, 2)
+    assert (c["configs_many"], c["won_many"], c["seeds"]) == (2, 1, [1, 2])
+    assert c["best_failed"] == [0.8, 0.2] and c["median_evaluations"] == 4000
+    assert tables.best_of_runs(rows, 32) == []
