@@ -13,8 +13,8 @@ backward; ``-cos``: Adam's step decayed by a cosine over each halving stage; ``-
 last stage stalls for 50 steps; ``-m<px>``: the patch that many pixels in from its corner; ``-lk<percent>``:
 ReLU6 backward leaking that share of the gradient through both clips, e.g. ``-lk10`` = 0.1; ``-lk<percent>a``:
 the same but the last halving stage follows the true gradient; ``-lrx<k>``: the rule's default step size times k, e.g.
-``-lrx2``; ``-sd<tau×10>``: with a leak, units outside ReLU6's range also pass exp(−distance/tau) of the gradient,
-e.g. ``-sd10`` = tau 1, ``-sd3a`` = tau 0.3 before the last halving stage only; ``-pt<k>``: Adam halves a restart's
+``-lrx2``, ``-lrx0p5`` (p for the decimal point); ``-sd<tau×10>``: with a leak, units outside ReLU6's range
+also pass exp(−distance/tau) of the gradient, e.g. ``-sd10`` = tau 1, ``-sd3a`` = tau 0.3 before the last halving stage only; ``-pt<k>``: Adam halves a restart's
 step and returns it to its best point after k steps without a better p(target)), e.g. ``apgd-r8`` (APGD-style
 signed steps, 8 restarts halved 8 → 2 → 1, the rule's default loss and mixed initialisation) or
 ``adam-r1-logprob-random`` (today's default). Defaults per rule: adam → loss logprob, sgd → logprob,
@@ -82,7 +82,7 @@ def parse_variant(name: str) -> dict:
     flags = {v: 0 for v in FLAGS.values()}
     flags["margin"], flags["leak"], flags["leak_last"], flags["lr_scale"], flags["tau"] = 0, 0.0, 1, 1.0, 0.0
     flags["tau_last"], flags["patience"] = 1, 0
-    while parts and (parts[-1] in FLAGS or re.fullmatch(r"m\d+|lk\d+a?|lrx\d+|sd\d+a?|pt\d+", parts[-1])):
+    while parts and (parts[-1] in FLAGS or re.fullmatch(r"m\d+|lk\d+a?|lrx\d+(?:p\d+)?|sd\d+a?|pt\d+", parts[-1])):
         flag = parts.pop()
         if flag.startswith("pt"):
             flags["patience"] = int(flag[2:])
@@ -90,7 +90,7 @@ def parse_variant(name: str) -> dict:
             flags["tau"] = int(flag[2:].rstrip("a")) / 10
             flags["tau_last"] = 0 if flag.endswith("a") else 1
         elif flag.startswith("lrx"):
-            flags["lr_scale"] = float(flag[3:])
+            flags["lr_scale"] = float(flag[3:].replace("p", "."))
         elif flag in FLAGS:
             flags[FLAGS[flag]] = 1
         elif flag.startswith("lk"):

@@ -71,6 +71,7 @@ def test_ablation_variant_names_parse_the_step_size_flag():
     v = mod.parse_variant("adam-r8-lk5-lrx2")
     assert (v["restarts"], v["leak"], v["lr_scale"]) == (8, 0.05, 2.0)
     assert mod.parse_variant("adam-r8")["lr_scale"] == 1.0
+    assert mod.parse_variant("adam-r8-margin_ce-mixed-lk5-lrx0p5")["lr_scale"] == 0.5
     assert "lr" in mod.FIELDS and "tau" in mod.FIELDS
     assert (mod.parse_variant("adam-r8-margin_ce-mixed-lk5-sd3")["tau"], mod.parse_variant("adam-r8")["tau"]) == (0.3, 0)
     assert [mod.parse_variant(f"adam-r8-lk5-{f}")["tau_last"] for f in ("sd3", "sd3a")] == [1, 0]
