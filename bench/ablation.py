@@ -17,8 +17,8 @@ the same but the last halving stage follows the true gradient; ``-lrx<k>``: the 
 also pass exp(−distance/tau) of the gradient, e.g. ``-sd10`` = tau 1, ``-sd3a`` = tau 0.3 before the last
 halving stage only; ``-pt<k>``: Adam halves a restart's step and returns it to its best point after k steps
 without a better p(target)), e.g. ``apgd-r8`` (APGD-style signed steps, 8 restarts halved 8 → 2 → 1, the rule's
-default loss and mixed initialisation) or ``adam-r1-logprob-random`` (today's default). Defaults per rule: adam → loss logprob, sgd → logprob,
-sign/apgd → target_ce; init mixed when r > 1.
+default loss and mixed initialisation) or ``adam-r1-logprob-random`` (today's default). Defaults per rule:
+adam → loss logprob, sgd → logprob, sign/apgd → target_ce; init mixed when r > 1.
 """
 from __future__ import annotations
 
