@@ -430,7 +430,7 @@ def best_of_runs(rows: list[dict], size: int, input_size: int = 224, many: int =
     evaluations they spent together say how much search the figure stands on."""
     by: dict[str, dict[tuple, list[dict]]] = {}
     for r in rows:
-        if int(r["size"]) == size and int(r["input_size"]) == input_size and r.get("margin", "0") in ("0", "", "0.0"):
+        if int(r["size"]) == size and int(r["input_size"]) == input_size and not int(r.get("margin") or 0):
             by.setdefault(r["domain"], {}).setdefault((int(r["seed"]), int(r["config"])), []).append(r)
     out = []
     for dom, cfgs in sorted(by.items()):
