@@ -52,7 +52,7 @@ test: setup browser photos
 # Rewrite the generated blocks of README.md, docs/BENCHMARKS.md and reports/*.md from the committed data
 # (idempotent; tests/test_docs.py fails while a document is stale).
 docs: setup
-	$(PY) -m attack docs
+	$(PY) -m lab docs
 
 clean:
 	rm -rf $(VENV) .lavan-cache .lavan-photos test-artifacts .pytest_cache

@@ -5,10 +5,7 @@ Run with ``make run`` (``streamlit run app.py``). Pages are listed with ``st.nav
 """
 from __future__ import annotations
 
-import importlib.util
-import sys
 import time
-from pathlib import Path
 
 _T0 = time.perf_counter()
 
@@ -34,17 +31,10 @@ PAGES = {
 
 
 def _findings():
-    """``attack.findings`` (json and math only) without importing the ``attack`` package, whose ``__init__``
-    imports torch: a fresh server's Home draws before torch is loaded."""
-    if "attack.findings" in sys.modules or not boot.cold():
-        from attack import findings
-        return findings
-    if "_lavan_findings" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("_lavan_findings", Path(__file__).parent / "attack" / "findings.py")
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules["_lavan_findings"] = mod
-        spec.loader.exec_module(mod)
-    return sys.modules["_lavan_findings"]
+    """:mod:`lab.findings` (json and math only; ``lab`` imports neither torch nor ``attack`` on import): a fresh
+    server's Home draws before torch is loaded."""
+    from lab import findings
+    return findings
 
 
 @st.fragment(run_every=0.5)

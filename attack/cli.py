@@ -1,6 +1,7 @@
 """``python -m attack <command>``: the library from the command line. Every command has ``--help`` and ``--json``.
 
-Commands: models, classify, attack, fragility, transfer, universal, saliency, photos, reproduce, docs.
+Commands: models, classify, attack, fragility, transfer, universal, saliency, photos. ``lavan`` (:mod:`lab.cli`)
+offers these and the lab's ``reproduce`` and ``docs``.
 Progress bars go to stderr; with ``--json`` stdout holds exactly one JSON object.
 """
 from __future__ import annotations
@@ -416,16 +417,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rcc", default=None, help="folder of .rcc bundles (default /usr/share/gcompris-qt/rcc)")
     p.set_defaults(func=cmd_photos)
 
-    from .docs import add_parser as add_docs
-    from .reproduce import add_parser as add_reproduce
-
-    add_reproduce(sub)
-    add_docs(sub)
     return ap
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None = None) -> int:
+    """Parse ``argv`` with ``parser`` (default :func:`build_parser`; ``lavan`` passes one with the lab's commands
+    added) and run the chosen command."""
+    parser = parser or build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "threads", None):
         torch.set_num_threads(max(1, args.threads))

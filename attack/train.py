@@ -19,7 +19,7 @@ from .results import PatchResult
 
 __all__ = ["train_patch", "train_patches", "StepInfo", "Cancelled", "OPTIMIZERS", "DEFAULT_AREA",
            "default_patch_size", "default_lr", "default_param", "default_restarts", "RESTARTS_SMALL",
-           "default_relu6_leak", "default_loss", "resolve_loss", "LOSS_SMALL", "default_fields", "default_fields_by_area", "resolve_relu6_leak", "resolve_leak_last", "leak_fields", "LEAK_SMALL", "is_cancelled", "start_params", "single_row_rule", "check_options", "DEFAULTS", "INITS"]
+           "default_relu6_leak", "default_loss", "resolve_loss", "LOSS_SMALL", "default_fields", "resolve_relu6_leak", "resolve_leak_last", "leak_fields", "LEAK_SMALL", "is_cancelled", "start_params", "single_row_rule", "check_options", "DEFAULTS", "INITS"]
 
 OPTIMIZERS = RULES
 # Default patch area for the app and CLI, chosen by measurement (README: smallest area where >= 80% of random
@@ -69,20 +69,11 @@ def resolve_loss(loss: str | None, size: int, input_size: int) -> str:
 
 def default_fields(size: int, input_size: int) -> dict:
     """What a training with default options uses at this patch side: ``restarts``, ReLU6 ``leak``, the ``loss`` and
-    Adam's step size per domain, ``lr`` (the area table of the defaults, :func:`attack.tables.default_area_cells`,
+    Adam's step size per domain, ``lr`` (the area table of the defaults, :func:`lab.tables.default_area_cells`,
     reads rows trained with exactly these)."""
     return dict(restarts=default_restarts(size, input_size), leak=default_relu6_leak(size, input_size),
                 loss=default_loss(size, input_size),
                 lr={d: default_lr(DEFAULTS["optimizer"], d) for d in ("image", "network")})
-
-
-def default_fields_by_area(input_size: int) -> dict[int, dict]:
-    """:func:`default_fields` for the patch side of each of the area tables' areas (``attack.tables.DEFAULT_AREAS``):
-    the ``defaults`` argument of :func:`attack.tables.default_area_cells`."""
-    from .patch import size_for_area
-    from .tables import DEFAULT_AREAS
-
-    return {s: default_fields(s, input_size) for s in (size_for_area(a, input_size) for a in DEFAULT_AREAS)}
 
 
 def resolve_relu6_leak(relu6_leak, size: int, input_size: int) -> float:

@@ -36,7 +36,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as `python bench/x.py`
 
 import attack  # noqa: E402
-from attack import tables  # noqa: E402
+from lab import tables  # noqa: E402
 from attack.losses import LOSSES  # noqa: E402
 from attack.optim import RULES  # noqa: E402
 from attack.patch import corner_loc  # noqa: E402
@@ -50,7 +50,7 @@ FIELDS = ["variant", "rule", "restarts", "loss", "init", "domain", "size", "inpu
 
 
 def read_rows(path: Path = OUT) -> list[dict]:
-    """Finished rows (attack.tables.read_ablation: the one reader the README's table uses too)."""
+    """Finished rows (lab.tables.read_ablation: the one reader the README's table uses too)."""
     return tables.read_ablation(path)
 
 
@@ -198,7 +198,7 @@ def run(args) -> None:
 
 
 def report(path: Path = OUT) -> str:
-    """The README's ablation table (attack.tables), with the area table's one-patch Adam rows as the baseline."""
+    """The README's ablation table (lab.tables), with the area table's one-patch Adam rows as the baseline."""
     return tables.ablation_markdown(tables.summarise_ablation(read_rows(path),
                                                               tables.read_rows(OUT.parent / "area_table.csv")))
 

@@ -22,7 +22,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as `python bench/x.py`
 
 import attack  # noqa: E402
-from attack import tables  # noqa: E402
+from lab import tables  # noqa: E402
 from attack.patch import CORNERS, corner_loc, size_for_area
 
 AREAS = (0.02, 0.035, 0.05, 0.08)
@@ -88,7 +88,7 @@ def run(args) -> None:
               f"{time.time() - t:.0f}s", flush=True)
 
 
-# The readers and summaries live in attack.tables, shared with the app's "Paper vs us" page and `make docs`.
+# The readers and summaries live in lab.tables, shared with the app's "Paper vs us" page and `make docs`.
 def read_rows(path: Path = OUT, max_iter: int | None = None) -> list[dict]:
     return tables.read_rows(path, max_iter)
 

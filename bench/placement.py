@@ -9,7 +9,7 @@ budget at every location; a config stops at p(target) >= 0.9. Each finished conf
 stopped.
 
     .venv/bin/python bench/placement.py --configs 20 --threads 1     # run / resume
-    .venv/bin/python bench/placement.py --report                    # markdown table (attack.tables)
+    .venv/bin/python bench/placement.py --report                    # markdown table (lab.tables)
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as `python bench/x.py`
 
 import attack  # noqa: E402
-from attack import tables  # noqa: E402
+from lab import tables  # noqa: E402
 from attack.defend import vulnerability_map  # noqa: E402
 from attack.train import default_patch_size  # noqa: E402
 from attack.patch import CORNERS, corner_loc  # noqa: E402

@@ -44,7 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as `python bench/x.py`
 
 import attack  # noqa: E402
-from attack import tables  # noqa: E402
+from lab import tables  # noqa: E402
 from attack.patch import corner_loc, patched_logits  # noqa: E402
 from attack.train import default_lr, default_patch_size  # noqa: E402
 from bench.area_table import draw_configs  # noqa: E402
@@ -183,7 +183,7 @@ def run(args) -> None:
                       f"p={r['p_target']:.3f}", flush=True)
 
 
-# ---------------------------------------------------------------- the report (attack.tables, shared with `make docs`)
+# ---------------------------------------------------------------- the report (lab.tables, shared with `make docs`)
 def report(args) -> str:
     rows = tables.read_rows(args.out, args.max_iter)
     if not rows:

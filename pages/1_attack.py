@@ -5,7 +5,7 @@ import streamlit as st
 import torch
 
 import attack
-import attack.findings
+import lab.findings
 from ui import boot, cache, charts, jobs, widgets
 
 PAGE, JOB = "attack", "attack"
@@ -18,7 +18,7 @@ st.markdown(
     "Pick a photo, a target class and where the square goes. **Train** optimises only the pixels inside the "
     "square until the classifier is ≥ 90% sure the photo shows the target (the paper's criterion) — the rest of "
     "the image is untouched. In the paper, a 42×42 patch (2% of a 299×299 image) reached p ≥ 0.9 on "
-    f"{attack.findings.PAPER['single']['success_0_9']:.0%} of images within 10,000 iterations on Inception v3; this "
+    f"{lab.findings.PAPER['single']['success_0_9']:.0%} of images within 10,000 iterations on Inception v3; this "
     "model (EfficientNet-Lite0) needs a larger patch or restarts for the same share (README, *Attack strength*).")
 
 model = widgets.current_model()

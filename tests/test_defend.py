@@ -122,7 +122,7 @@ def test_vulnerability_map_best_cell_is_the_argmax_of_its_grid(model, photo):
 
 
 def test_defend_report_summary_is_a_pure_function_of_rows():
-    from attack.reproduce.defend import summarise
+    from lab.reproduce.defend import summarise
 
     def row(kind, **kw):
         base = {"config": f"{kind}-{len(kw)}", "kind": kind, "variant": "app-network" if kind == "patch" else "clean",
@@ -146,11 +146,11 @@ def test_defend_report_summary_is_a_pure_function_of_rows():
 
 
 def test_placement_summary_from_hand_made_rows(tmp_path):
-    """bench/placement.py's rows -> attack.tables.summarise_placement: successes and medians per place, a config
+    """bench/placement.py's rows -> lab.tables.summarise_placement: successes and medians per place, a config
     counted only once all six of its rows exist (a run stopped mid-write leaves none behind)."""
     import csv
 
-    from attack import tables
+    from lab import tables
 
     fields = ["config", "seed", "kind", "stride", "map_steps", "budget", "size", "domain", "success", "p_target",
               "evaluations", "cpu_s", "best_is_corner", "cells"]

@@ -1,4 +1,4 @@
-"""Figures come from data: the committed Markdown equals what `python -m attack docs` writes from the committed
+"""Figures come from data: the committed Markdown equals what `python -m lab docs` writes from the committed
 results, and the generator is idempotent and strict about its markers."""
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from attack import docs, findings, tables
-from attack.reproduce import resummary
+from lab import docs, findings, tables
+from lab.reproduce import resummary
 
 ROOT = Path(__file__).resolve().parents[1]
 

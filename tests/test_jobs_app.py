@@ -101,7 +101,7 @@ def test_an_error_in_a_page_shows_an_id_and_logs_the_traceback(monkeypatch, capl
 
 
 def test_an_error_in_the_home_page_shows_an_id(monkeypatch, caplog):
-    from attack import findings
+    from lab import findings
 
     monkeypatch.setattr(findings, "home_rows", lambda: 1 / 0)
     at = app()

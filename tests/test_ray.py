@@ -10,7 +10,7 @@ import time
 
 import torch
 
-from attack.cli import main
+from lab.cli import main
 
 
 def _rows(path):
@@ -23,7 +23,7 @@ def _same(rows):  # everything but the wall time of each config
 
 
 def test_attack_imports_without_ray():
-    code = ("import sys, attack, attack.cli, attack.reproduce, attack.reproduce.engine; "
+    code = ("import sys, attack, attack.cli, lab.cli, lab.reproduce, lab.reproduce.engine; "
             "assert 'ray' not in sys.modules, 'ray imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
 
@@ -45,7 +45,7 @@ def test_address_needs_engine_ray(tmp_path, capsys):
 
 
 def test_a_chunk_delivered_twice_is_written_once(tmp_path, monkeypatch, capsys):
-    from attack.reproduce import engine
+    from lab.reproduce import engine
 
     class Twice(engine.LocalEngine):  # what a retried Ray task whose first result also arrived would look like
         name = "twice"

@@ -1,4 +1,4 @@
-"""`python -m attack reproduce <name> --quick`: every experiment writes its CSV/MD/PNG/JSON, resumes, and the
+"""`python -m lab reproduce <name> --quick`: every experiment writes its CSV/MD/PNG/JSON, resumes, and the
 acceptance command prints the documented JSON keys. Quick runs: 1–2 configs, 10 iterations, batched."""
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from attack.cli import main
+from lab.cli import main
 from attack.eot import EOTParams, eot_paste, random_eot_params
 from attack.patch import paste
-from attack.reproduce import EXPERIMENTS, load_report
+from lab.reproduce import EXPERIMENTS, load_report
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -45,7 +45,7 @@ def test_single_acceptance_command_resumes_and_prints_json(out):
     # exactly the acceptance command, run where its default --out (reports/quick) is our temp folder
     before = _rows(out / "single.csv")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run([sys.executable, "-m", "attack", "reproduce", "single", "--quick", "--json"],
+    proc = subprocess.run([sys.executable, "-m", "lab", "reproduce", "single", "--quick", "--json"],
                           cwd=out.parent.parent, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     obj = json.loads(proc.stdout)
@@ -68,7 +68,7 @@ def test_experiment_quick_writes_report(out, capsys, name):
     for ext in ("csv", "md", "png", "json"):
         assert (out / f"{name}.{ext}").is_file(), ext
     md = (out / f"{name}.md").read_text()
-    assert "| | paper | ours |" in md and "Command: `python -m attack reproduce" in md and "Machine:" in md
+    assert "| | paper | ours |" in md and "Command: `python -m lab reproduce" in md and "Machine:" in md
     rep = load_report(name, out)
     assert rep["summary"]["configs"] == summary["configs"] and rep["table"]
 
@@ -105,7 +105,7 @@ def _counting_clock(monkeypatch):
     known read whatever the machine's speed."""
     import itertools
 
-    import attack.reproduce.runner as rp
+    import lab.reproduce.runner as rp
 
     ticks = itertools.count()
     monkeypatch.setattr(rp, "_clock", lambda: float(next(ticks)))
@@ -139,7 +139,7 @@ def test_time_budget_cuts_universal_and_records_steps(tmp_path, capsys, monkeypa
 
 
 def test_cap_text_names_the_rows_a_time_budget_cut_short():
-    from attack.reproduce import _cap_text
+    from lab.reproduce import _cap_text
 
     rows = [{"max_steps": "5000", "t": "volcano"}, {"max_steps": "3691", "t": "baseball"}]
     assert _cap_text(rows, "max_steps", "t") == "5000; cut by --time-budget at 3691 for baseball"

@@ -1,7 +1,7 @@
 """The area table of the trainer's defaults (README "Attack strength", issue 12 item 4)."""
 from __future__ import annotations
 
-from attack import tables
+from lab import tables
 
 DEFAULTS = {42: dict(restarts=8, leak=0.05), 63: dict(restarts=1, leak=0.0)}
 

@@ -1,7 +1,7 @@
 """The success-vs-budget table read from the ablation's long runs (README "Attack strength")."""
 from __future__ import annotations
 
-from attack import tables
+from lab import tables
 
 
 def _row(variant, budget, seed, config, success, evaluations, p=0.9):

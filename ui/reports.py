@@ -1,15 +1,15 @@
 """The "Paper vs us" page's data: the reproduce runner's ``reports/`` and the README's area table, read defensively.
 
-``python -m attack reproduce <name>`` writes ``<name>.json/.csv/.md/.png`` (see :mod:`attack.reproduce`). Here each
+``python -m lab reproduce <name>`` writes ``<name>.json/.csv/.md/.png`` (see :mod:`lab.reproduce`). Here each
 experiment becomes a :class:`ReportView`: the paper-vs-ours table, the run facts (command, model, seed, machine,
 wall time, scale against the full scale) and a plotly figure redrawn from the CSV (or the summary JSON), falling
 back to the committed PNG. Nothing here raises on a missing, partial or malformed file: the view says ``missing``
 or ``broken`` and carries the message the page shows as a warning. No streamlit import: the page draws.
 
 The folder is ``reports/`` next to app.py, or ``$LAVAN_REPORTS_DIR``; the area table is
-``bench/results/area_table.csv`` or ``$LAVAN_AREA_TABLE`` (summarised by :func:`attack.tables.summarise_area`, the
+``bench/results/area_table.csv`` or ``$LAVAN_AREA_TABLE`` (summarised by :func:`lab.tables.summarise_area`, the
 same code that writes the README's table); the area table of today's defaults reads ``bench/results/ablation.csv``
-or ``$LAVAN_ABLATION`` (:func:`attack.tables.default_area_cells`, as the README's).
+or ``$LAVAN_ABLATION`` (:func:`lab.tables.default_area_cells`, as the README's).
 """
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ from pathlib import Path
 
 import plotly.graph_objects as go
 
-from attack import reproduce, tables
-from attack.reproduce import stats
+from lab import reproduce, tables
+from lab.reproduce import stats
 
 ROOT = Path(__file__).resolve().parent.parent
 EXPERIMENTS: tuple[str, ...] = tuple(reproduce.EXPERIMENTS)
@@ -63,7 +63,7 @@ def area_table_path() -> Path:
 
 
 def run_command(name: str) -> str:
-    return f"python -m attack reproduce {name}"
+    return f"python -m lab reproduce {name}"
 
 
 def model_label(name: str | None) -> str:
@@ -406,13 +406,11 @@ def default_area_table(path: str | Path | None = None, input_size: int = 224) ->
 
 
 def _default_area_table(path: Path, input_size: int) -> tuple[list[dict], str | None]:
-    from attack.train import default_fields_by_area
-
     if not path.is_file():
         return [], f"`{shown(path)}` does not exist yet: run `.venv/bin/python bench/ablation.py`."
     try:
         cells = tables.default_area_cells(tables.read_ablation(path), tables.read_rows(area_table_path()),
-                                          default_fields_by_area(input_size), input_size=input_size)
+                                          tables.default_fields_by_area(input_size), input_size=input_size)
     except Exception as e:  # noqa: BLE001
         return [], f"`{shown(path)}` could not be summarised ({type(e).__name__}: {e})."
     rows = []

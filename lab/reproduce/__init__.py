@@ -1,4 +1,4 @@
-"""``python -m attack reproduce <name>``: the paper's experiments as resumable runs with committed reports.
+"""``python -m lab reproduce <name>``: the paper's experiments as resumable runs with committed reports.
 
 Each experiment draws its configs deterministically from ``--seed``, trains them in batches with
 :func:`attack.train_patches` (or the universal trainers), and appends every finished config to
@@ -62,7 +62,7 @@ def run_experiment(opts: Options) -> dict:
     opts.out = Path(opts.out)
     opts.out.mkdir(parents=True, exist_ok=True)
     if not opts.command:
-        opts.command = f"python -m attack reproduce {opts.name}" + (" --quick" if opts.quick else "")
+        opts.command = f"python -m lab reproduce {opts.name}" + (" --quick" if opts.quick else "")
     t0 = time.perf_counter()
     ctx = Ctx(opts)
     if ctx.engine.name != "local" and opts.name not in ENGINE_EXPERIMENTS:

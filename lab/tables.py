@@ -1,7 +1,7 @@
 """Readers and summaries of the committed benchmark results (``bench/results/``), as data and as Markdown.
 
 The bench scripts write the rows; this module is the one place that turns them into the tables that README.md,
-docs/BENCHMARKS.md (:mod:`attack.docs`), the app's "Paper vs us" page (``ui/reports.py``) and the scripts' own
+docs/BENCHMARKS.md (:mod:`lab.docs`), the app's "Paper vs us" page (``ui/reports.py``) and the scripts' own
 ``--report`` show. Pure functions of rows: no torch, no model, no streamlit.
 
 Example: >>> cells = summarise_area(read_rows("bench/results/area_table.csv", max_iter=2000))
@@ -449,6 +449,15 @@ def best_of_runs(rows: list[dict], size: int, input_size: int = 224, many: int =
 
 
 DEFAULT_AREAS = (0.02, 0.035, 0.05, 0.08)  # bench/area_table.py's areas: the rows of the defaults' area table
+
+
+def default_fields_by_area(input_size: int) -> dict[int, dict]:
+    """:func:`attack.train.default_fields` for the patch side of each of :data:`DEFAULT_AREAS`: the ``defaults``
+    argument of :func:`default_area_cells`."""
+    from attack.patch import size_for_area
+    from attack.train import default_fields
+
+    return {s: default_fields(s, input_size) for s in (size_for_area(a, input_size) for a in DEFAULT_AREAS)}
 
 
 def _is_default(row: dict, fields: dict) -> bool:

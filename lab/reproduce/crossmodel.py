@@ -10,9 +10,9 @@ from .training import TRAIN_FIELDS, draw_configs, train_job, train_many
 
 
 def run(ctx: Ctx) -> dict:
-    from ..evaluate import cross_model_eval
-    from ..io import load_patch
-    from ..train import default_patch_size
+    from attack.evaluate import cross_model_eval
+    from attack.io import load_patch
+    from attack.train import default_patch_size
 
     opts = ctx.opts
     n = opts.pick(opts.configs, 1, 10)

@@ -10,8 +10,8 @@ from .training import pending_single_patches, single_rows
 
 
 def run(ctx: Ctx) -> dict:
-    from ..patch import apply_patch, patch_mask
-    from ..saliency import ATTRIBUTION_METHODS, attribution_map, mass_in_patch
+    from attack.patch import apply_patch, patch_mask
+    from attack.saliency import ATTRIBUTION_METHODS, attribution_map, mass_in_patch
 
     opts = ctx.opts
     src, fallback = successful(single_rows(ctx), opts.quick)

@@ -14,13 +14,13 @@ from .universal import HELD_OUT
 
 def brown(ctx: Ctx) -> dict:
     """LaVAN universal patch vs Brown et al.'s EOT patch, at the app's area and at 10%, on the same held-out photos."""
-    from ..eot import eot_paste, random_eot_params, train_brown
-    from ..evaluate import evaluate_patch, success
-    from ..io import save_patch
-    from ..models import predict
-    from ..patch import area_fraction, random_locs, size_for_area
-    from ..train import default_patch_size
-    from ..universal import train_universal
+    from attack.eot import eot_paste, random_eot_params, train_brown
+    from attack.evaluate import evaluate_patch, success
+    from attack.io import save_patch
+    from attack.models import predict
+    from attack.patch import area_fraction, random_locs, size_for_area
+    from attack.train import default_patch_size
+    from attack.universal import train_universal
 
     opts = ctx.opts
     model = ctx.model()

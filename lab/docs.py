@@ -1,4 +1,4 @@
-"""``python -m attack docs`` (``make docs``): every figure in the Markdown comes from committed data, by code.
+"""``python -m lab docs`` (``make docs``): every figure in the Markdown comes from committed data, by code.
 
 A generated block in README.md or docs/BENCHMARKS.md is a marker pair with the text between them::
 
@@ -8,17 +8,17 @@ A generated block in README.md or docs/BENCHMARKS.md is a marker pair with the t
 
 (indented as the BEGIN marker is, so a block can sit inside a list item)
 
-``python -m attack docs`` rewrites every such block from the data (``bench/results/*``, ``reports/*.json|csv``),
-recomputes each report's summary, table and notes from its CSV rows (:mod:`attack.reproduce.resummary`; the run's
+``python -m lab docs`` rewrites every such block from the data (``bench/results/*``, ``reports/*.json|csv``),
+recomputes each report's summary, table and notes from its CSV rows (:mod:`lab.reproduce.resummary`; the run's
 record of commands, machines and wall time stays) and re-renders ``reports/<name>.md`` from it
-(:mod:`attack.reproduce.report`); text outside the markers is left alone. Running it twice changes nothing.
-``python -m attack docs --check`` changes nothing and exits 1 naming each document that differs from what its data
+(:mod:`lab.reproduce.report`); text outside the markers is left alone. Running it twice changes nothing.
+``python -m lab docs --check`` changes nothing and exits 1 naming each document that differs from what its data
 gives; ``tests/test_docs.py`` runs the same check in ``make test``, so drift cannot land.
 
 To add a block (e.g. an ablation table) — for a bench script's saved Markdown printout, one entry in
 ``PRINTED_TABLES`` is all it takes; otherwise:
   1. write ``def _ablation(root: Path) -> str`` below that reads its committed raw file and returns Markdown, decorated with
-     ``@block("ablation")`` (put the reader/summary in :mod:`attack.tables` if a bench script or the app shows it too);
+     ``@block("ablation")`` (put the reader/summary in :mod:`lab.tables` if a bench script or the app shows it too);
   2. put ``<!-- BEGIN gen:ablation -->`` and ``<!-- END gen:ablation -->`` where it goes in README.md or
      docs/BENCHMARKS.md (the same block may stand in several files), and run ``make docs``.
 A marker whose NAME has no function is an error, so a typo cannot silently leave stale text.
@@ -213,10 +213,9 @@ def _placement_reading(root: Path) -> str:
 
 
 def _default_area_cells(root: Path) -> list[dict]:
-    from .train import default_fields_by_area
-
     return tables.default_area_cells(tables.read_ablation(root / RESULTS / "ablation.csv"),
-                                     tables.read_rows(root / RESULTS / "area_table.csv"), default_fields_by_area(224))
+                                     tables.read_rows(root / RESULTS / "area_table.csv"),
+                                     tables.default_fields_by_area(224))
 
 
 @block("area-default")
@@ -227,7 +226,7 @@ def _area_default(root: Path) -> str:
 def _default_patch_line(root: Path) -> str:
     """Issue 12's rule for the default patch, read from the default-training area table: the smallest side whose
     default training reaches p >= 0.9 on >= 80% of configs within 2,000 evaluations in every domain measured."""
-    from .train import default_patch_size
+    from attack.train import default_patch_size
 
     cells = _default_area_cells(root)
     by_size: dict[int, list[dict]] = {}
@@ -438,7 +437,7 @@ def _vs_art_smoke(root: Path) -> str:
 
 @block("tune-lr")
 def _tune_lr(root: Path) -> str:
-    from .train import default_lr
+    from attack.train import default_lr
 
     cells = tables.summarise_tune_lr(tables.read_rows(root / RESULTS / "tune_lr.csv"))
 
@@ -468,7 +467,7 @@ def _single_paper_geometry(root: Path) -> str:
     s = findings.load("single", root / "reports")
     d = (s or {}).get("by_variant", {}).get("paper-network")
     if not d:
-        return "The `single` experiment has not been run yet (`python -m attack reproduce single`)."
+        return "The `single` experiment has not been run yet (`python -m lab reproduce single`)."
     ok = round(d["success_0_9"] * d["configs"])
     return (f"at 299 our `single` experiment's 42×42 paper patch (network domain) reached p ≥ 0.9 on {ok}/"
             f"{d['configs']} configs within its cap of {d['iteration_cap']:,} iterations (`reports/single.md`).")
@@ -479,7 +478,7 @@ def _single_run(root: Path) -> str:
     """How `single` was run (configs, devices, --time-budget, caps) and how many patches the later rows reuse."""
     rep = _report(root, "single")
     if not rep:
-        return "`single` has not been run yet (`python -m attack reproduce single`)."
+        return "`single` has not been run yet (`python -m lab reproduce single`)."
     s = rep["summary"]
     per = sorted({d["configs"] for d in s["by_variant"].values()})
     budgets = sorted({float(m.group(1)) for c in rep["commands"] for m in [re.search(r"--time-budget ([\d.]+)", c)]

@@ -1,6 +1,6 @@
 """Every report's summary, paper-vs-ours table and notes recomputed from its committed CSV rows, without a model,
 a photo or a GPU: the pure ``summarise*`` function of its experiment, fed the rows and the run's parameters (which
-the report's JSON records). ``python -m attack docs`` rewrites a report whose JSON or Markdown differs from this, and
+the report's JSON records). ``python -m lab docs`` rewrites a report whose JSON or Markdown differs from this, and
 ``tests/test_docs.py`` fails on it, so a report's figures can only come from its rows.
 """
 from __future__ import annotations

@@ -34,7 +34,7 @@ class Options:
     report_only: bool = False
     time_budget: float | None = None  # seconds of training this run may spend (None: no limit)
     restarts: int | None = None  # patches per config (None: the trainer's "auto")
-    engine: str = "local"  # where chunks of configs train: "local" (this process) or "ray" (attack.reproduce.engine)
+    engine: str = "local"  # where chunks of configs train: "local" (this process) or "ray" (lab.reproduce.engine)
     address: str | None = None  # --engine ray: the cluster to join (None: start a local Ray instance)
     command: str = ""
     log: Callable[[str], None] = field(default=lambda msg: print(msg, file=sys.stderr, flush=True))
@@ -47,7 +47,7 @@ class Ctx:
     """Model and image caches for one run (models are loaded once per (name, size)), and its engine."""
 
     def __init__(self, opts: Options):
-        from ..images import sample_images
+        from attack.images import sample_images
         from .engine import make_engine
 
         self.opts = opts
@@ -73,7 +73,7 @@ class Ctx:
         return self.deadline is not None and _clock() >= self.deadline
 
     def model(self, name: str | None = None, size: int | None = None):
-        from ..models import load_model
+        from attack.models import load_model
 
         key = (name or self.opts.model, size)
         if key not in self._models:
@@ -81,7 +81,7 @@ class Ctx:
         return self._models[key]
 
     def image(self, photo: str, size: int) -> torch.Tensor:
-        from ..images import load_image
+        from attack.images import load_image
 
         key = (photo, size)
         if key not in self._images:
@@ -101,7 +101,7 @@ class Ctx:
         """Train/held-out photos for the universal experiments (:func:`attack.images.universal_split`, shuffled by
         the seed): the paper's 100/100 when at least 200 sample photos are at hand (ai-benchmark + package photos +
         gcompris-qt-data's), else half and half; 4/4 for --quick."""
-        from ..images import sample_images, universal_split
+        from attack.images import sample_images, universal_split
 
         photos = sample_images()
         n = 4 if self.opts.quick else (100 if len(photos) >= 200 else (len(photos) + 1) // 2)

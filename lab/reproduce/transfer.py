@@ -14,7 +14,7 @@ from .training import pending_single_patches, single_rows
 
 def transfer(ctx: Ctx) -> dict:
     """Each successful single patch, with a border of its source photo, pasted onto other photos."""
-    from ..transfer import border_transfer
+    from attack.transfer import border_transfer
 
     opts = ctx.opts
     src, fallback = successful(single_rows(ctx), opts.quick)

@@ -1,5 +1,5 @@
 """The report writer: ``<out>/<name>.json`` (the summary, the paper-vs-ours table, notes and every session that ran)
-and ``<out>/<name>.md``, which :func:`render_markdown` draws from that JSON alone, so ``python -m attack docs`` can
+and ``<out>/<name>.md``, which :func:`render_markdown` draws from that JSON alone, so ``python -m lab docs`` can
 re-render it and the drift test can check it."""
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ def trained_sessions(sessions: list[dict]) -> list[dict]:
 
 def write_report(opts, out: dict, wall: float, device: str) -> dict:
     """Write ``<name>.json`` and ``<name>.md`` for the summary ``out`` (with its ``_table`` and ``_notes``)."""
-    from .. import train as train_mod
+    from attack import train as train_mod
 
     path_json = opts.out / f"{opts.name}.json"
     sessions = []
@@ -123,7 +123,7 @@ def load_report(name: str, out: str | Path = "reports") -> dict:
     Example: >>> rep = load_report("single"); rep["summary"]["success_0_9"]"""
     path = Path(out) / f"{name}.json"
     if not path.is_file():
-        raise FileNotFoundError(f"no report for {name!r} in {out}: run `python -m attack reproduce {name}`")
+        raise FileNotFoundError(f"no report for {name!r} in {out}: run `python -m lab reproduce {name}`")
     rep = json.loads(path.read_text())
     base = Path(out)
     rep["md_path"] = str(base / f"{name}.md")

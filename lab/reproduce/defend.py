@@ -29,10 +29,10 @@ def _cpu(fn, *a, **kw):
 
 
 def run(ctx: Ctx) -> dict:
-    from ..defend import double_masking, occlusion_defence
-    from ..io import load_patch
-    from ..patch import apply_patch, size_for_area
-    from ..train import default_patch_size
+    from attack.defend import double_masking, occlusion_defence
+    from attack.io import load_patch
+    from attack.patch import apply_patch, size_for_area
+    from attack.train import default_patch_size
 
     opts = ctx.opts
     k = 2 if opts.quick else K

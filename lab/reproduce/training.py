@@ -25,14 +25,14 @@ def chunks(items: list, n: int) -> Iterator[list]:
 
 
 def label(i: int) -> str:
-    from ..models import class_names
+    from attack.models import class_names
 
     return class_names()[int(i)]
 
 
 def draw_configs(ctx: Ctx, n: int, salt: int = 0, photos=None) -> list[dict]:
     """n (photo, target, corner) draws from the seed; the i-th draw is the same whatever n is."""
-    from ..patch import CORNERS
+    from attack.patch import CORNERS
 
     photos = photos or ctx.photos
     out = []
@@ -99,10 +99,10 @@ def train_many(ctx: Ctx, table: Table, plans: list[tuple[TrainJob, list[dict]]])
 def train_chunk(ctx: Ctx, job: TrainJob, chunk: list[dict]) -> list[dict]:
     """Train one chunk of configs as one batch, save each patch under ``ctx.opts.out`` and return their rows.
     The generator is seeded from the chunk's first config key, so the same chunk gives the same rows anywhere."""
-    from ..images import image_hash
-    from ..io import save_patch
-    from ..patch import area_fraction, corner_loc
-    from ..train import default_patch_size, train_patches
+    from attack.images import image_hash
+    from attack.io import save_patch
+    from attack.patch import area_fraction, corner_loc
+    from attack.train import default_patch_size, train_patches
 
     opts = ctx.opts
     model = ctx.model(job.model_name, job.input_size)
@@ -151,7 +151,7 @@ def single_rows(ctx: Ctx) -> list[dict]:
 def pending_single_patches(ctx: Ctx, src: list[dict], table: Table):
     """Yield (row, patch result, model) for each single-image patch in ``src`` whose rows are not yet in ``table``
     (nothing on a --report-only pass): the resumable loop head of fragility, transfer and saliency."""
-    from ..io import load_patch
+    from attack.io import load_patch
 
     for r in src:
         if r["config"] in table.done or ctx.opts.report_only:

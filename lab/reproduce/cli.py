@@ -1,4 +1,4 @@
-"""The ``reproduce`` sub-command of ``python -m attack``: arguments to :class:`Options`, one run per experiment."""
+"""The ``reproduce`` sub-command of ``lavan`` (``python -m lab``): arguments to :class:`Options`, one run per experiment."""
 from __future__ import annotations
 
 import argparse
@@ -17,7 +17,7 @@ def _doc() -> str:
 
 
 def _command(args) -> str:
-    parts = ["python -m attack reproduce", args.name]
+    parts = ["python -m lab reproduce", args.name]
     for flag, val in (("--quick", args.quick), ("--out", args.out), ("--seed", args.seed), ("--model", args.model),
                       ("--device", args.device), ("--max-iter", args.max_iter), ("--configs", args.configs),
                       ("--batch", args.batch), ("--targets", args.targets), ("--threads", args.threads),
@@ -59,7 +59,7 @@ def cmd_reproduce(args) -> int:
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    """Register ``reproduce`` on the ``python -m attack`` sub-command parser."""
+    """Register ``reproduce`` on the ``lavan`` sub-command parser."""
     p = subparsers.add_parser("reproduce", help="run (or resume) one of the paper's experiments and write its report",
                               description=_doc(), formatter_class=argparse.RawDescriptionHelpFormatter)
     from . import EXPERIMENTS

@@ -31,7 +31,7 @@ def run(ctx: Ctx) -> dict:
 
 
 def summarise(rows: list[dict], targets: list[int], per: int, planned: int) -> dict:
-    from ..train import default_patch_size
+    from attack.train import default_patch_size
 
     cap = max([int(f(r["max_iter"])) for r in rows] or [0])
     by = {}

@@ -1,6 +1,6 @@
 """The paper's findings beside ours, each read from a committed report (``reports/<name>.json``).
 
-One list, :func:`findings`, feeds the README's "Paper vs us" table (:mod:`attack.docs`) and the app's Home page,
+One list, :func:`findings`, feeds the README's "Paper vs us" table (:mod:`lab.docs`) and the app's Home page,
 so a number can only change where its report changes. Every "ours" text is computed from the report's summary;
 a report that is missing gives "not run yet" instead of a number.
 
@@ -179,7 +179,7 @@ def findings(out: str | Path | None = None) -> list[Finding]:
 
     def ours(name, fn):
         if rep[name] is None:
-            return f"not run yet (`python -m attack reproduce {name}`)"
+            return f"not run yet (`python -m lab reproduce {name}`)"
         try:
             return fn(rep[name])
         except (KeyError, TypeError, ValueError, ZeroDivisionError) as e:

@@ -7,7 +7,7 @@ each chunk's rows as the chunk arrives and drops rows whose ``config`` is alread
 a restarted run never writes a row twice. A Ray task returns its rows and the files it wrote (patches) instead of
 writing on its node, so a multi-node cluster needs no shared disk.
 
-Ray is imported only here, inside :class:`RayEngine`: ``attack`` and the app never need it.
+Ray is imported only here, inside :class:`RayEngine`: ``attack``, ``lab`` and the app never need it.
 """
 from __future__ import annotations
 
@@ -81,13 +81,14 @@ class RayEngine:
 
         if not ray.is_initialized():
             import attack
-            from ..images import photos_dir
+            import lab
+            from attack.images import photos_dir
 
-            # The nodes get this checkout's attack/ (not the rest of it) and the LAVAN_* settings; the photos folder
-            # is named by its path here, which is where a one-node cluster (or a shared disk) has it.
+            # The nodes get this checkout's attack/ and lab/ (not the rest of it) and the LAVAN_* settings; the photos
+            # folder is named by its path here, which is where a one-node cluster (or a shared disk) has it.
             env_vars = {"LAVAN_PHOTOS_DIR": str(photos_dir().resolve()),
                         **{k: v for k, v in os.environ.items() if k.startswith("LAVAN_")}}
-            env = {"py_modules": [str(Path(attack.__file__).parent)], "env_vars": env_vars}
+            env = {"py_modules": [str(Path(m.__file__).parent) for m in (attack, lab)], "env_vars": env_vars}
             if self.address:  # an existing cluster (or ray:// for Ray Client) keeps its own resources and settings
                 ray.init(address=self.address, runtime_env=env)
             else:  # a new local instance ("local": never a cluster found via RAY_ADDRESS or `ray start`), no

@@ -16,7 +16,7 @@ CRITERIA = ("confident", "argmax", "not_source")
 
 def fragility(ctx: Ctx) -> dict:
     """The successful single patches moved by 1, 2 and 5 px (axis-aligned shifts that stay inside the image)."""
-    from ..fragility import shift_map
+    from attack.fragility import shift_map
 
     opts = ctx.opts
     src, fallback = successful(single_rows(ctx), opts.quick)

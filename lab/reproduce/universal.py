@@ -20,11 +20,11 @@ def _collections(photos) -> str:
 
 def universal(ctx: Ctx) -> dict:
     """Image-domain universal patches for several targets; held-out photos at random locations."""
-    from ..evaluate import evaluate_patch
-    from ..io import save_patch
-    from ..patch import area_fraction, random_locs
-    from ..train import default_patch_size
-    from ..universal import train_universal
+    from attack.evaluate import evaluate_patch
+    from attack.io import save_patch
+    from attack.patch import area_fraction, random_locs
+    from attack.train import default_patch_size
+    from attack.universal import train_universal
 
     opts = ctx.opts
     model = ctx.model()

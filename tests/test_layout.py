@@ -1,0 +1,43 @@
+"""The library and the lab: ``attack/`` never imports ``lab/`` (nor the app's ``ui``/``pages``), and ``lavan`` offers
+the library's commands plus the lab's."""
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _imported(path: Path) -> set[str]:
+    """Top-level package names that ``path`` imports (absolute imports only; relative ones stay in the package)."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            names.update(a.name.split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def test_attack_never_imports_lab_or_the_app():
+    bad = {str(p.relative_to(ROOT)): sorted(_imported(p) & {"lab", "ui", "pages", "streamlit"})
+           for p in sorted((ROOT / "attack").rglob("*.py"))}
+    assert not {k: v for k, v in bad.items() if v}
+
+
+def test_importing_attack_loads_no_lab_module():
+    code = "import sys, attack, attack.cli; assert not [m for m in sys.modules if m.split('.')[0] == 'lab'], 'lab'"
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
+
+
+def test_lavan_offers_the_library_commands_and_the_lab_commands():
+    from attack.cli import build_parser as attack_parser
+    from lab.cli import build_parser as lab_parser
+
+    def commands(ap):
+        return set(next(a for a in ap._actions if a.dest == "command").choices)
+
+    assert not {"reproduce", "docs"} & commands(attack_parser())
+    assert commands(lab_parser()) == commands(attack_parser()) | {"reproduce", "docs"}
