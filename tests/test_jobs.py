@@ -1,6 +1,6 @@
-"""The training pool of ui/jobs.py as a classroom uses it: several browser sessions, played in one thread through
-the module's two seams (``_state``: the session's state, ``_session_id``), with stand-in trainings that sleep per
-iteration (so the CPU load of the machine barely changes their speed) — no model, no Streamlit server.
+"""The training pool of ui/jobs/ as a classroom uses it: several browser sessions, played in one thread
+through ui/jobs/session.py's two seams (``_state``: the session's state, ``_session_id``), with stand-in trainings
+that sleep per iteration (so the CPU load of the machine barely changes their speed) — no model, no Streamlit server.
 
 Proves: one session holds at most one slot and does not hold back other sessions; queued trainings know their
 place and an estimated wait, which comes true within a factor of two; a session that disappears gives its slot
@@ -25,8 +25,8 @@ class Sessions:
     def __init__(self, monkeypatch):
         self.states: dict[str, dict] = {}
         self.current: str | None = None
-        monkeypatch.setattr(jobs, "_state", lambda: self.states.setdefault(self.current, {}))
-        monkeypatch.setattr(jobs, "_session_id", lambda: self.current)
+        monkeypatch.setattr(jobs.session, "_state", lambda: self.states.setdefault(self.current, {}))
+        monkeypatch.setattr(jobs.session, "_session_id", lambda: self.current)
 
     @contextlib.contextmanager
     def __call__(self, name: str):
@@ -39,10 +39,10 @@ class Sessions:
 
 @pytest.fixture
 def sessions(monkeypatch):
-    monkeypatch.setattr(jobs, "MAX_JOBS", 2)
+    monkeypatch.setattr(jobs.pool, "MAX_JOBS", 2)
     monkeypatch.setenv("LAVAN_START_INTERVAL_S", "0")
     alive: dict[str, bool] = {}
-    monkeypatch.setattr(jobs, "_session_alive", lambda sid: alive.get(sid, True))
+    monkeypatch.setattr(jobs.watchdog, "_session_alive", lambda sid: alive.get(sid, True))
     s = Sessions(monkeypatch)
     s.alive = alive
     started: list[jobs.Job] = []
@@ -60,7 +60,7 @@ def sessions(monkeypatch):
     for j in started:
         if j.thread is not None:
             j.thread.join(10)
-    jobs._history.clear()
+    jobs.pool._history.clear()
 
 
 def fake_train(steps: int, *, per_step: float = 0.02, gate: threading.Event | None = None, callback=None,
@@ -185,13 +185,13 @@ def test_no_estimate_before_anything_is_measured_and_history_is_used(sessions):
     assert jobs.estimate_wait(c) is None  # nothing reported yet
     assert any("No wait estimate yet" in t for _, t in jobs.status_lines(c))
     # a history of trainings that stopped after ~10 iterations (p >= 0.9) shortens the expected remainder
-    jobs._history["attack"] = __import__("collections").deque([(10, 1.0), (12, 1.2), (8, 0.8)])
+    jobs.pool._history["attack"] = __import__("collections").deque([(10, 1.0), (12, 1.2), (8, 0.8)])
     (text,) = [t for _, t in jobs.status_lines(c) if "queue" in t]
     assert "median that the last 3 finished" in text and "at most" not in text, text
     assert jobs.estimate_wait(c) == pytest.approx(10 * 0.1, rel=0.01)  # 10 iterations at the history's 0.1 s each
     gate.set()
     until(lambda: a.work_done() >= 2, what="progress")
-    assert jobs._expected_work(a) == 10
+    assert jobs.estimates._expected_work(a) == 10
 
 
 def test_a_closed_tab_gives_its_slot_back_before_its_iteration_ends(sessions):
@@ -303,7 +303,7 @@ def test_a_training_thread_runs_below_the_page_threads(sessions, monkeypatch, en
 
 
 def test_pages_poll_slower_while_queued_or_when_the_server_is_busy(sessions, monkeypatch):
-    monkeypatch.setattr(jobs, "BUSY", 2)
+    monkeypatch.setattr(jobs.view, "BUSY", 2)
     gate = threading.Event()
     with sessions("A"):
         a = jobs.start("attack", fake_train, 1000, gate=gate)

@@ -1,7 +1,7 @@
-"""ui/jobs.py with $LAVAN_SHARED_BATCH: the attack page's eligible trainings of several browser sessions join one
+"""ui/jobs/ with $LAVAN_SHARED_BATCH: the attack page's eligible trainings of several browser sessions join one
 attack.scheduler.SharedBatch instead of waiting for a pool slot (issue 14).
 
-Sessions are played in one thread through the module's seams, as in tests/test_jobs.py; the trainings are real
+Sessions are played in one thread through ui/jobs/session.py's seams, as in tests/test_jobs.py; the trainings are real
 (the session's model, a 32 px patch, a few evaluations, stop_at=1.0 so every run spends its whole budget).
 Proves: three sessions' trainings run at once with one pool slot, none queued, each ending with the result and the
 per-step payloads of a solo ``train_patch`` with the same seed; Stop and a closed tab cancel only their config; an
@@ -29,12 +29,12 @@ SMALL = dict(size=SIZE, restarts=1, relu6_leak=0, stop_at=1.0)  # below the defa
 
 @pytest.fixture
 def sessions(monkeypatch):
-    monkeypatch.setattr(jobs, "MAX_JOBS", 1)
+    monkeypatch.setattr(jobs.pool, "MAX_JOBS", 1)
     monkeypatch.setenv("LAVAN_MAX_JOBS", "1")
     monkeypatch.setenv("LAVAN_SHARED_BATCH", "1")
     monkeypatch.setenv("LAVAN_START_INTERVAL_S", "0")
     alive: dict[str, bool] = {}
-    monkeypatch.setattr(jobs, "_session_alive", lambda sid: alive.get(sid, True))
+    monkeypatch.setattr(jobs.watchdog, "_session_alive", lambda sid: alive.get(sid, True))
     s = Sessions(monkeypatch)
     s.alive, s.started = alive, []
     real_start = jobs.start
@@ -51,8 +51,8 @@ def sessions(monkeypatch):
     for j in s.started:
         if j.thread is not None:
             j.thread.join(60)
-    until(lambda: jobs.shared_configs() == 0 and not jobs._shared, what="the shared batches to empty")
-    jobs._history.clear()
+    until(lambda: jobs.shared_configs() == 0 and not jobs.shared._batches, what="the shared batches to empty")
+    jobs.pool._history.clear()
 
 
 @pytest.fixture
@@ -140,7 +140,7 @@ def test_a_job_nobody_polls_leaves_the_batch_and_a_polled_one_goes_on(sessions, 
     assert a.shared and b.shared
     gate.set()
     until(lambda: all(len(j.progress) >= 1 for j in (a, b)), what="a first step of both configs")
-    monkeypatch.setattr(jobs, "HEARTBEAT_S", 0.5)
+    monkeypatch.setattr(jobs.watchdog, "HEARTBEAT_S", 0.5)
 
     def b_gone():
         a.touch()  # A's page still polls

@@ -13,7 +13,7 @@ def test_gil_table_attributes_samples(tmp_path):
     raw = tmp_path / "gil.raw"
     raw.write_text(
         "thread (1): MainThread;run (asyncio/base_events.py:600);_run (asyncio/events.py:80) 6\n"
-        "thread (2): ScriptRunner.scriptThread;_run_script (streamlit/runtime/x.py:1);_live (ui/jobs.py:510);"
+        "thread (2): ScriptRunner.scriptThread;_run_script (streamlit/runtime/x.py:1);_live (ui/jobs/view.py:100);"
         "_draw (1_attack.py:128);confidence_curve (ui/charts.py:90);"
         "to_scalar_or_list (_plotly_utils/basevalidators.py:41) 3\n"
         "thread (3): lavan-attack-1;train_patches (attack/train.py:340);grad (torch/autograd/__init__.py:5) 1\n"
