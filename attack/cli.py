@@ -35,8 +35,25 @@ def _emit(args, obj: dict, text: str) -> None:
 def _model(args):
     from .models import load_model
 
+    progress = None
+    if getattr(args, "download", False):
+        from tqdm import tqdm
+
+        bar = tqdm(unit="B", unit_scale=True, desc=f"downloading {args.model}", file=sys.stderr)
+
+        def progress(done: int, total: int) -> None:
+            bar.total = total or None
+            bar.update(done - bar.n)
     return load_model(args.model, weights=getattr(args, "weights", None), device=args.device,
-                      input_size=getattr(args, "input_size", None), channels_last=True)
+                      input_size=getattr(args, "input_size", None), channels_last=True,
+                      download=getattr(args, "download", False), progress=progress)
+
+
+def _image(model, name: str) -> torch.Tensor:
+    """A photo (path or sample name) as the model sees it: its input size, after its own resize and centre crop."""
+    from .images import load_image
+
+    return load_image(_resolve_image(name), model.input_size, resize=model.resize_size)
 
 
 def _resolve_image(spec: str) -> str:
@@ -60,7 +77,7 @@ def _patch_on_image(args):
 
     model = _model(args)
     res = load_patch(args.patch, model_name=model.name, input_size=model.input_size)
-    img = load_image(_resolve_image(args.image), model.input_size)
+    img = _image(model, args.image)
     loc = _loc(args, model.input_size, res.size, fallback=res.loc)
     return model, res, img, loc
 
@@ -71,8 +88,16 @@ def _common(p: argparse.ArgumentParser, model=True) -> None:
     p.add_argument("--threads", type=int, default=None,
                    help="CPU threads for torch (default: torch's choice; 1 is faster on a busy small machine)")
     if model:
-        p.add_argument("--model", default="efficientnet-lite0", help="model name (see `models`)")
-        p.add_argument("--weights", default=None, help="weights file (required for inception-v3)")
+        p.add_argument("--model", default="efficientnet-lite0",
+                       help="efficientnet-lite0/1/2 (embedded), torchvision:<name> (any torchvision classifier, "
+                            "e.g. torchvision:inception_v3, the paper's model; weights from the torch hub cache), "
+                            "or inception-v3 with --weights (see `models`)")
+        p.add_argument("--weights", default=None,
+                       help="a local state-dict file (.pth, read with weights_only=True, or .safetensors); required "
+                            "for inception-v3, optional for torchvision:<name>")
+        p.add_argument("--download", action="store_true",
+                       help="torchvision:<name>: download the weights into the torch hub cache if they are not "
+                            "there (nothing is downloaded without this flag)")
         p.add_argument("--input-size", type=int, default=None, help="input side in px (default: the model's)")
 
 
@@ -105,19 +130,35 @@ def _topk(probs: torch.Tensor, k: int = 5) -> list[dict]:
 # ---------------------------------------------------------------- commands
 def cmd_models(args) -> int:
     from .images import sample_images
-    from .models import MODELS
+    from .models import MODELS, model_spec
+    from .sources import cached_torchvision_models, checkpoints_dir, torchvision_info, torchvision_names
 
-    rows = []
-    for spec in MODELS.values():
-        rows.append({"name": spec.name, "native_size": spec.native_size, "default_size": spec.default_size,
-                     "mean": spec.mean, "std": spec.std, "weights_available": spec.weights_available(),
-                     "needs_weights_file": spec.needs_weights_file, "description": spec.description})
-    out = {"models": rows, "default": "efficientnet-lite0"}
+    def row(spec, available: bool) -> dict:
+        return {"name": spec.name, "source": spec.source, "native_size": spec.native_size,
+                "default_size": spec.default_size, "mean": spec.mean, "std": spec.std,
+                "weights_available": available, "needs_weights_file": spec.needs_weights_file,
+                "description": spec.description}
+
+    rows = [row(spec, spec.weights_available()) for spec in MODELS.values()]
+    cached = set(cached_torchvision_models())
+    names = [f"torchvision:{n}" for n in torchvision_names()] if args.all else sorted(cached)
+    rows += [row(model_spec(n), n in cached) for n in names]
+    out = {"models": rows, "default": "efficientnet-lite0", "torchvision_cache": str(checkpoints_dir()),
+           "torchvision_cached": sorted(cached)}
+    if args.all:
+        for r in rows[len(MODELS):]:
+            r["weights_file"] = torchvision_info(r["name"]).file_name
     if args.samples:
         out["samples"] = [{"name": s.name, "path": str(s.path), "label": list(s.label)} for s in sample_images()]
-    text = "\n".join(f"{r['name']:20s} {r['native_size']}px  weights: "
-                     f"{'installed' if r['weights_available'] else ('user file' if r['needs_weights_file'] else 'missing')}"
-                     f"  {r['description']}" for r in rows)
+
+    def state(r: dict) -> str:
+        if r["weights_available"]:
+            return "cached" if r["source"] == "torchvision" else "installed"
+        return "user file" if r["needs_weights_file"] else ("not cached" if r["source"] == "torchvision" else "missing")
+    text = "\n".join(f"{r['name']:32s} {r['native_size']}px  {state(r):10s}  {r['description']}" for r in rows)
+    if not args.all:
+        text += (f"\n\n{len(cached)} torchvision model(s) in {out['torchvision_cache']}; `models --all` lists all "
+                 f"{len(torchvision_names())} (use one with --model torchvision:<name> [--download])")
     if args.samples:
         text += "\n\nsample images:\n" + "\n".join(f"  {s['name']}" for s in out["samples"])
     _emit(args, out, text)
@@ -131,7 +172,7 @@ def cmd_classify(args) -> int:
     from .patch import patched_logits
 
     model = _model(args)
-    img = load_image(_resolve_image(args.image), model.input_size)
+    img = _image(model, args.image)
     out: dict = {"model": model.name, "input_size": model.input_size, "image": args.image}
     if args.patch:
         res = load_patch(args.patch, model_name=model.name, input_size=model.input_size)
@@ -163,7 +204,7 @@ def cmd_attack(args) -> int:
                         train_patch)
 
     model = _model(args)
-    img = load_image(_resolve_image(args.image), model.input_size)
+    img = _image(model, args.image)
     target = class_index(args.target)
     size = args.size or (size_for_area(args.area, model.input_size) if args.area else default_patch_size(model.input_size))
     loc = _loc(args, model.input_size, size)
@@ -238,8 +279,8 @@ def cmd_transfer(args) -> int:
     res = load_patch(args.patch, model_name=model.name, input_size=model.input_size)
     if res.loc is None:
         raise ValueError("transfer needs a patch trained at one location (not a universal patch)")
-    src = load_image(_resolve_image(args.src), model.input_size)
-    dst = torch.stack([load_image(_resolve_image(d), model.input_size) for d in args.dst])
+    src = _image(model, args.src)
+    dst = torch.stack([_image(model, d) for d in args.dst])
     out = border_transfer(model, src, dst, res.patch, res.loc, res.target, borders=args.borders, domain=res.domain)
     text = "border  area   p>=0.9  argmax  not_source  mean p(target)\n" + "\n".join(
         f"{b:5.2f}  {a:5.3f}  {c:6.2f}  {m:6.2f}  {n:10.2f}  {p:.3f}" for b, a, c, m, n, p in
@@ -263,8 +304,8 @@ def cmd_universal(args) -> int:
     target = class_index(args.target)
     g = torch.Generator().manual_seed(args.seed)
     train_p, test_p = universal_split(sample_images(("ai-benchmark",)), args.train, args.test, g)
-    train = torch.stack([load_image(p.path, model.input_size) for p in train_p])
-    test = torch.stack([load_image(p.path, model.input_size) for p in test_p])
+    train = torch.stack([load_image(p.path, model.input_size, resize=model.resize_size) for p in train_p])
+    test = torch.stack([load_image(p.path, model.input_size, resize=model.resize_size) for p in test_p])
     size = args.size or (size_for_area(args.area, model.input_size) if args.area else default_patch_size(model.input_size))
     bar = tqdm(total=args.max_steps, desc=f"universal {class_names()[target]}", unit="it", file=sys.stderr,
                disable=args.quiet)
@@ -350,6 +391,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("models", help="list models and whether their weights are available")
     _common(p, model=False)
     p.add_argument("--samples", action="store_true", help="also list the sample photos")
+    p.add_argument("--all", action="store_true",
+                   help="list every torchvision classifier, cached or not (the file name torchvision expects)")
     p.set_defaults(func=cmd_models)
 
     _patch_on_image_parser(sub, "classify", "top-5 for an image, optionally with a patch file applied",

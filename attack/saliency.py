@@ -60,6 +60,10 @@ def attribution_map(model, images: torch.Tensor, target, method: str = "saliency
         # Captum hooks the layer of the model it is given, and a hook sees every forward of that module: on the
         # app's shared model a training thread's forward would land in this Grad-CAM's hook ("tensor not used in
         # the graph"). A private copy (18 MB, tens of ms) keeps the hooks to this call.
+        if getattr(model, "cam_layer", None) is None:
+            raise ValueError(f"Grad-CAM is not available for {getattr(model, 'name', type(model).__name__)}: it has "
+                             "no convolutional map to read (ViT's last layer is a sequence of tokens); use saliency, "
+                             "integrated_gradients or occlusion")
         own = copy.deepcopy(model)
         cam = LayerGradCam(_Forward(own, domain), own.cam_layer).attribute(x, target=tgt, relu_attributions=True)
         heat = F.interpolate(cam, size=(h, w), mode="bilinear", align_corners=False)[:, 0]

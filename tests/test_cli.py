@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from functools import lru_cache
@@ -34,16 +35,18 @@ def fast_models(monkeypatch):
     real = attack.models.load_model
 
     @lru_cache(maxsize=4)
-    def cached(name="efficientnet-lite0", weights=None, device=None, input_size=None, channels_last=False):
+    def cached(name="efficientnet-lite0", weights=None, device=None, input_size=None, channels_last=False,
+               download=False, progress=None):
         return real(name, weights=weights, device=device, input_size=input_size, channels_last=channels_last)
 
     monkeypatch.setattr(attack.models, "load_model", cached)
     return cached
 
 
-def test_models_json_subprocess():
+def test_models_json_subprocess(tmp_path):
+    env = {**os.environ, "TORCH_HOME": str(tmp_path)}  # no torchvision weights cached
     proc = subprocess.run([sys.executable, "-m", "attack", "models", "--json"], cwd=ROOT, capture_output=True,
-                          text=True, timeout=300)
+                          text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     models = {m["name"]: m for m in out["models"]}
