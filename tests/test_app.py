@@ -16,7 +16,7 @@ from streamlit.testing.v1 import AppTest
 from streamlit.testing.v1.element_tree import UnknownElement
 
 import attack
-import lab.reproduce
+import lab.experiments
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "app.py")
@@ -498,7 +498,7 @@ def test_paper_page_renders_the_committed_reports(monkeypatch):
     body = texts(at)
     assert "EfficientNet-Lite0" in body and "Inception v3" in body
     overview = _frame(at, "status")
-    assert len(overview) == len(lab.reproduce.EXPERIMENTS)
+    assert len(overview) == len(lab.experiments.EXPERIMENTS)
     for name in committed:  # each committed report: its table, command, scale, and a redrawn plot
         rep = json.loads((ROOT / "reports" / f"{name}.json").read_text())
         table = _frame(at, "measure", measure=[r["what"] for r in rep["table"]])
@@ -522,7 +522,7 @@ def test_paper_page_says_not_run_yet_with_the_command(tmp_path, monkeypatch):
     infos = [i.value for i in at.info]
     assert "Not run yet — command: `python -m lab reproduce brown`" in infos
     assert "Not run yet — command: `python -m lab reproduce single`" not in infos
-    assert len(infos) == len(lab.reproduce.EXPERIMENTS) - 1
+    assert len(infos) == len(lab.experiments.EXPERIMENTS) - 1
     assert _frame(at, "status")["status"].tolist().count("run") == 1
 
 

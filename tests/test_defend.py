@@ -122,7 +122,7 @@ def test_vulnerability_map_best_cell_is_the_argmax_of_its_grid(model, photo):
 
 
 def test_defend_report_summary_is_a_pure_function_of_rows():
-    from lab.reproduce.defend import summarise
+    from lab.experiments.defend import summarise
 
     def row(kind, **kw):
         base = {"config": f"{kind}-{len(kw)}", "kind": kind, "variant": "app-network" if kind == "patch" else "clean",

@@ -15,7 +15,8 @@ import torch
 from lab.cli import main
 from attack.eot import EOTParams, eot_paste, random_eot_params
 from attack.patch import paste
-from lab.reproduce import EXPERIMENTS, load_report
+from lab.experiments import EXPERIMENTS
+from lab.reproduce import load_report
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -139,7 +140,7 @@ def test_time_budget_cuts_universal_and_records_steps(tmp_path, capsys, monkeypa
 
 
 def test_cap_text_names_the_rows_a_time_budget_cut_short():
-    from lab.reproduce import _cap_text
+    from lab.reproduce.stats import cap_text as _cap_text
 
     rows = [{"max_steps": "5000", "t": "volcano"}, {"max_steps": "3691", "t": "baseball"}]
     assert _cap_text(rows, "max_steps", "t") == "5000; cut by --time-budget at 3691 for baseball"

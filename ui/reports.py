@@ -22,10 +22,11 @@ from pathlib import Path
 import plotly.graph_objects as go
 
 from lab import reproduce, tables
+from lab.experiments import EXPERIMENTS as _EXPERIMENTS
 from lab.reproduce import stats
 
 ROOT = Path(__file__).resolve().parent.parent
-EXPERIMENTS: tuple[str, ...] = tuple(reproduce.EXPERIMENTS)
+EXPERIMENTS: tuple[str, ...] = tuple(_EXPERIMENTS)
 MODEL_NAMES = {"efficientnet-lite0": "EfficientNet-Lite0", "efficientnet-lite1": "EfficientNet-Lite1",
                "efficientnet-lite2": "EfficientNet-Lite2", "inception-v3": "Inception v3"}
 

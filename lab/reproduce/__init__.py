@@ -18,43 +18,32 @@ Experiments (Karmon et al. 2018, arXiv:1801.02608, unless noted):
   brown       LaVAN's objective vs Brown et al.'s EOT patch (arXiv:1712.09665) at equal area and at 10% area
   defend      beyond the paper: PatchCleanser double masking and occlusion against the single patches and on clean photos
 
-Modules: ``runner`` (options and the per-run context), ``table`` (the resumable CSV), ``training`` (config draws,
-batched single-image training, the single patches later experiments reuse), ``engine`` (where chunks of configs
-train: this process, or Ray tasks with ``--engine ray``; docs/SCALE.md), one module per experiment (``single``,
-``fragility``, ``transfer``, ``universal``, ``brown``, ``classes``, ``saliency``, ``crossmodel``) whose
-``summarise*`` functions are pure functions of rows, ``stats`` (shared pure helpers), ``report`` (JSON + Markdown),
-``resummary`` (a report recomputed from its committed rows), ``plots`` (PNG) and ``cli`` (the sub-command).
+The experiments themselves are :mod:`lab.experiments` (``<name>.py`` with ``run(ctx)`` and a pure ``summarise``).
+Modules here: ``runner`` (options and the per-run context), ``table`` (the resumable CSV), ``training`` (config
+draws, batched single-image training, the single patches later experiments reuse), ``engine`` (where chunks of
+configs train: this process, or Ray tasks with ``--engine ray``; docs/SCALE.md), ``stats`` (shared pure helpers),
+``report`` (JSON + Markdown), ``resummary`` (a report recomputed from its committed rows), ``plots`` (PNG) and
+``cli`` (the sub-command).
 """
 from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Callable
 
 import torch
 
 from ..findings import PAPER
-from . import brown, classes, crossmodel, defend, fragility, saliency, single, transfer, universal
+from .cli import add_parser
 from .report import TITLES, load_report, trained_sessions, write_report
 from .runner import Ctx, Options
-from .single import VARIANTS as SINGLE_VARIANTS  # noqa: F401
-from .stats import cap_text as _cap_text  # noqa: F401  (tests)
 
-__all__ = ["EXPERIMENTS", "PAPER", "TITLES", "Options", "run_experiment", "load_report", "add_parser",
-           "trained_sessions"]
-
-EXPERIMENTS: dict[str, Callable[[Ctx], dict]] = {
-    "single": single.run, "fragility": fragility.fragility, "transfer": transfer.transfer,
-    "universal": universal.universal, "classes": classes.run, "saliency": saliency.run, "crossmodel": crossmodel.run,
-    "brown": brown.brown, "defend": defend.run,
-}
-# The experiments whose configs train through training.train_many, i.e. on the run's engine (--engine ray sends
-# their chunks to a Ray cluster; the others always run in this process).
-ENGINE_EXPERIMENTS = ("single", "classes", "crossmodel")
+__all__ = ["PAPER", "TITLES", "Options", "run_experiment", "load_report", "add_parser", "trained_sessions"]
 
 
 def run_experiment(opts: Options) -> dict:
     """Run (or resume) one experiment, write its CSV/MD/PNG/JSON into ``opts.out`` and return the summary dict."""
+    from ..experiments import ENGINE_EXPERIMENTS, EXPERIMENTS
+
     if opts.name not in EXPERIMENTS:
         raise ValueError(f"unknown experiment {opts.name!r}; choose one of {', '.join(EXPERIMENTS)}")
     if opts.threads:
@@ -75,5 +64,3 @@ def run_experiment(opts: Options) -> dict:
     report = write_report(opts, out, time.perf_counter() - t0, ctx.device)
     return report["summary"]
 
-
-from .cli import add_parser  # noqa: E402  (needs EXPERIMENTS)

@@ -7,7 +7,6 @@ import shlex
 from pathlib import Path
 
 from .runner import Options
-from .single import VARIANTS
 
 
 def _doc() -> str:
@@ -39,7 +38,8 @@ def cmd_reproduce(args) -> int:
         args.out = str(Path("reports") / "quick") if args.quick else "reports"
     if args.address and args.engine != "ray":
         raise ValueError("--address names a Ray cluster: use it with --engine ray")
-    from . import EXPERIMENTS, run_experiment
+    from ..experiments import EXPERIMENTS
+    from . import run_experiment
 
     names = list(EXPERIMENTS) if args.name == "all" else [args.name]
     results = {}
@@ -62,7 +62,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register ``reproduce`` on the ``lavan`` sub-command parser."""
     p = subparsers.add_parser("reproduce", help="run (or resume) one of the paper's experiments and write its report",
                               description=_doc(), formatter_class=argparse.RawDescriptionHelpFormatter)
-    from . import EXPERIMENTS
+    from ..experiments import EXPERIMENTS
+    from ..experiments.single import VARIANTS
 
     p.add_argument("name", choices=list(EXPERIMENTS) + ["all"])
     p.add_argument("--quick", action="store_true", help="tiny version for the test suite (2 configs, 10 iterations)")

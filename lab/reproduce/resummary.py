@@ -9,7 +9,7 @@ import json
 import re
 from pathlib import Path
 
-from . import brown, classes, crossmodel, defend, fragility, saliency, single, transfer, universal
+from ..experiments import brown, classes, crossmodel, defend, fragility, saliency, single, transfer, universal
 from .stats import b
 from .table import Table
 from .training import TRAIN_FIELDS
@@ -37,10 +37,9 @@ def summarise(name: str, out: str | Path, rep: dict) -> dict:
         keep = {r["config"] for r in _single_sources(out, s)}
         rows = [r for r in rows if r["config"] in keep]
         if name == "fragility":
-            return fragility.summarise_fragility(rows, s["planned"], s["fallback_unsuccessful_patches"])
+            return fragility.summarise(rows, s["planned"], s["fallback_unsuccessful_patches"])
         if name == "transfer":
-            return transfer.summarise_transfer(rows, s["planned"], s["dst_photos_per_patch"],
-                                            s["fallback_unsuccessful_patches"])
+            return transfer.summarise(rows, s["planned"], s["dst_photos_per_patch"], s["fallback_unsuccessful_patches"])
         return saliency.summarise(rows, list(s["by_method"]), s["planned"], 4 if rep.get("quick") else 32,
                                   s["fallback_unsuccessful_patches"])
     if name == "classes":
@@ -53,10 +52,9 @@ def summarise(name: str, out: str | Path, rep: dict) -> dict:
     if name == "universal":
         collections = s.get("collections") or re.search(r"from the (.*) photos at hand", rep["notes"][0]).group(1)
         side = round(s["size"] / s["area"] ** 0.5)
-        return universal.summarise_universal(rows, s["planned"], s["size"], side, s["max_steps"], collections)
+        return universal.summarise(rows, s["planned"], s["size"], side, s["max_steps"], collections)
     if name == "brown":
-        return brown.summarise_brown(rows, s["planned"], s["sizes"], s["max_steps"], s["train_photos"],
-                                         s["test_photos"])
+        return brown.summarise(rows, s["planned"], s["sizes"], s["max_steps"], s["train_photos"], s["test_photos"])
     if name == "defend":
         return defend.summarise(rows, s["planned_patches"], s["planned_photos"], s["sizes"], s["k"],
                                 s["fallback_unsuccessful_patches"])

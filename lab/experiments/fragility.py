@@ -1,20 +1,20 @@
-"""``fragility``: the successful single patches moved by a few pixels. :func:`summarise_fragility` is a pure function
+"""``fragility``: the successful single patches moved by a few pixels. :func:`summarise` is a pure function
 of the CSV rows."""
 from __future__ import annotations
 
 import math
 
-from .plots import plot_lines
-from .runner import Ctx
-from .stats import f, mean, pct, successful
-from .table import Table
-from .training import pending_single_patches, single_rows
+from ..reproduce.plots import plot_lines
+from ..reproduce.runner import Ctx
+from ..reproduce.stats import f, mean, pct, successful
+from ..reproduce.table import Table
+from ..reproduce.training import pending_single_patches, single_rows
 
 DISTS = (1, 2, 5)
 CRITERIA = ("confident", "argmax", "not_source")
 
 
-def fragility(ctx: Ctx) -> dict:
+def run(ctx: Ctx) -> dict:
     """The successful single patches moved by 1, 2 and 5 px (axis-aligned shifts that stay inside the image)."""
     from attack.fragility import shift_map
 
@@ -48,7 +48,7 @@ def fragility(ctx: Ctx) -> dict:
                                for line in maps["p_target"].tolist()]
         table.add([row])
     rows = [r for r in table.rows if r["config"] in {s["config"] for s in src}]
-    out = summarise_fragility(rows, len(src), fallback)
+    out = summarise(rows, len(src), fallback)
     plot_lines(opts.out, "fragility", [0] + list(DISTS),
                {k: [out["centre_confident"] if k == "confident" else None] + [out[f"shift{d}_{k}"] for d in DISTS]
                 for k in CRITERIA},
@@ -56,7 +56,7 @@ def fragility(ctx: Ctx) -> dict:
     return out
 
 
-def summarise_fragility(rows: list[dict], planned: int, fallback: bool = False) -> dict:
+def summarise(rows: list[dict], planned: int, fallback: bool = False) -> dict:
     out = {"configs": len(rows), "planned": planned, "fallback_unsuccessful_patches": fallback,
            "centre_confident": mean([f(r["centre_p_target"]) >= 0.9 for r in rows])}
     for d in DISTS:

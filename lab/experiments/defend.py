@@ -7,11 +7,11 @@ import time
 
 import torch
 
-from .plots import plot_bars
-from .runner import Ctx
-from .stats import b, f, mean, median, pct, successful
-from .table import Table
-from .training import single_rows
+from ..reproduce.plots import plot_bars
+from ..reproduce.runner import Ctx
+from ..reproduce.stats import b, f, mean, median, pct, successful
+from ..reproduce.table import Table
+from ..reproduce.training import single_rows
 
 K = 4  # masks per side in the full run: the paper's 6 × 6 costs ~2.5× more forwards per image (see notes)
 # The first rows were run with k = 6 (the paper's ImageNet setting) before the run was switched to k = 4 for

@@ -2,11 +2,11 @@
 patches. :func:`summarise` is a pure function of the CSV rows."""
 from __future__ import annotations
 
-from .plots import plot_scatter
-from .runner import Ctx
-from .stats import f, mean, median, num, pct, successful
-from .table import Table
-from .training import pending_single_patches, single_rows
+from ..reproduce.plots import plot_scatter
+from ..reproduce.runner import Ctx
+from ..reproduce.stats import f, mean, median, num, pct, successful
+from ..reproduce.table import Table
+from ..reproduce.training import pending_single_patches, single_rows
 
 
 def run(ctx: Ctx) -> dict:

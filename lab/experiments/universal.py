@@ -1,15 +1,15 @@
 """``universal``: LaVAN universal image-domain patches for several targets, trained on one photo split and scored on
-its held-out photos at random places. :func:`summarise_universal` is a pure function of the rows."""
+its held-out photos at random places. :func:`summarise` is a pure function of the rows."""
 from __future__ import annotations
 
 from collections import Counter
 
 from ..findings import PAPER
-from .plots import plot_bars
-from .runner import Ctx
-from .stats import cap_text, f, mean, pct
-from .table import Table
-from .training import label
+from ..reproduce.plots import plot_bars
+from ..reproduce.runner import Ctx
+from ..reproduce.stats import cap_text, f, mean, pct
+from ..reproduce.table import Table
+from ..reproduce.training import label
 
 HELD_OUT = ("n", "confident", "argmax", "not_source", "mean_p_target")
 
@@ -18,7 +18,7 @@ def _collections(photos) -> str:
     return " + ".join(f"{n} {name}" for name, n in Counter(p.collection for p in photos).most_common())
 
 
-def universal(ctx: Ctx) -> dict:
+def run(ctx: Ctx) -> dict:
     """Image-domain universal patches for several targets; held-out photos at random locations."""
     from attack.evaluate import evaluate_patch
     from attack.io import save_patch
@@ -57,14 +57,14 @@ def universal(ctx: Ctx) -> dict:
                     "patch": rel}])
         opts.log(f"[universal] {label(t)}: {res.steps} steps, held-out p>=0.9 {ev['confident']:.0%}")
     rows = [r for r in table.rows if int(r["target"]) in targets]
-    out = summarise_universal(rows, len(targets), size, s, max_steps, _collections(train_p + test_p))
+    out = summarise(rows, len(targets), size, s, max_steps, _collections(train_p + test_p))
     plot_bars(opts.out, "universal", list(out["by_target"]),
               {k: [d[k] for d in out["by_target"].values()] for k in ("confident", "argmax", "not_source")},
               "held-out fraction", "Universal patches on held-out photos")
     return out
 
 
-def summarise_universal(rows: list[dict], planned: int, size: int, s: int, max_steps, collections: str) -> dict:
+def summarise(rows: list[dict], planned: int, size: int, s: int, max_steps, collections: str) -> dict:
     """``collections``: where the split's photos came from ("59 ai-benchmark + 137 gcompris + …")."""
     if rows:  # the caps the rows actually ran under (a --time-budget cut records the step it reached)
         caps = sorted({int(f(r["max_steps"])) for r in rows})

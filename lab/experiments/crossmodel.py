@@ -2,11 +2,11 @@
 :func:`attack.evaluate.cross_model_eval` (the Models page's definition too). :func:`summarise` is pure."""
 from __future__ import annotations
 
-from .plots import plot_matrix
-from .runner import LITE_MODELS, Ctx
-from .stats import b, frac, pct
-from .table import Table
-from .training import TRAIN_FIELDS, draw_configs, train_job, train_many
+from ..reproduce.plots import plot_matrix
+from ..reproduce.runner import LITE_MODELS, Ctx
+from ..reproduce.stats import b, frac, pct
+from ..reproduce.table import Table
+from ..reproduce.training import TRAIN_FIELDS, draw_configs, train_job, train_many
 
 
 def run(ctx: Ctx) -> dict:

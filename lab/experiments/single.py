@@ -3,11 +3,11 @@ and the iterations to p ≥ 0.9. :func:`summarise` is a pure function of the CSV
 from __future__ import annotations
 
 from ..findings import PAPER
-from .plots import plot_single
-from .runner import Ctx
-from .stats import criteria, f, num, pct, success_curve
-from .table import Table
-from .training import TRAIN_FIELDS, draw_configs, train_job, train_many
+from ..reproduce.plots import plot_single
+from ..reproduce.runner import Ctx
+from ..reproduce.stats import criteria, f, num, pct, success_curve
+from ..reproduce.table import Table
+from ..reproduce.training import TRAIN_FIELDS, draw_configs, train_job, train_many
 
 VARIANTS = {
     # name: (input size, patch size or None for the app default, domain)

@@ -1,18 +1,18 @@
 """``transfer``: the successful single patches, with a border of their source photo, on other photos.
-:func:`summarise_transfer` is a pure function of the CSV rows."""
+:func:`summarise` is a pure function of the CSV rows."""
 from __future__ import annotations
 
 import torch
 
 from .fragility import CRITERIA
-from .plots import plot_lines
-from .runner import Ctx
-from .stats import f, mean, pct, successful
-from .table import Table
-from .training import pending_single_patches, single_rows
+from ..reproduce.plots import plot_lines
+from ..reproduce.runner import Ctx
+from ..reproduce.stats import f, mean, pct, successful
+from ..reproduce.table import Table
+from ..reproduce.training import pending_single_patches, single_rows
 
 
-def transfer(ctx: Ctx) -> dict:
+def run(ctx: Ctx) -> dict:
     """Each successful single patch, with a border of its source photo, pasted onto other photos."""
     from attack.transfer import border_transfer
 
@@ -38,14 +38,14 @@ def transfer(ctx: Ctx) -> dict:
                    for b, a, c, m, ns, p in zip(tr["borders"], tr["area"], tr["confident"], tr["argmax"],
                                                 tr["not_source"], tr["mean_p_target"])])
     keep = {s["config"] for s in src}
-    out = summarise_transfer([r for r in table.rows if r["config"] in keep], len(src), n_dst, fallback)
+    out = summarise([r for r in table.rows if r["config"] in keep], len(src), n_dst, fallback)
     plot_lines(opts.out, "transfer", out["borders"], {k: out[k] for k in CRITERIA},
                "border per side (fraction of image side)", "fraction of other photos",
                "Transfer: patch + border of its source photo on other photos")
     return out
 
 
-def summarise_transfer(rows: list[dict], planned: int, n_dst: int, fallback: bool = False) -> dict:
+def summarise(rows: list[dict], planned: int, n_dst: int, fallback: bool = False) -> dict:
     bs = sorted({f(r["border"]) for r in rows})
     curve = {k: [mean([f(r[k]) for r in rows if f(r["border"]) == b]) for b in bs]
              for k in ("confident", "argmax", "not_source", "mean_p_target", "area")}

@@ -1,18 +1,18 @@
 """``brown``: LaVAN's universal patch beside Brown et al.'s EOT patch (arXiv:1712.09665), at the app's area and at
-10%, trained on the ``universal`` split and scored on its held-out photos. :func:`summarise_brown` is pure."""
+10%, trained on the ``universal`` split and scored on its held-out photos. :func:`summarise` is pure."""
 from __future__ import annotations
 
 import torch
 
-from .plots import plot_bars
-from .runner import Ctx
-from .stats import f, mean, pct
-from .table import Table
-from .training import label
+from ..reproduce.plots import plot_bars
+from ..reproduce.runner import Ctx
+from ..reproduce.stats import f, mean, pct
+from ..reproduce.table import Table
+from ..reproduce.training import label
 from .universal import HELD_OUT
 
 
-def brown(ctx: Ctx) -> dict:
+def run(ctx: Ctx) -> dict:
     """LaVAN universal patch vs Brown et al.'s EOT patch, at the app's area and at 10%, on the same held-out photos."""
     from attack.eot import eot_paste, random_eot_params, train_brown
     from attack.evaluate import evaluate_patch, success
@@ -64,7 +64,7 @@ def brown(ctx: Ctx) -> dict:
                             **{f"eot_{k}": float(v.float().mean()) for k, v in c.items()}, "patch": rel}])
                 opts.log(f"[brown] {cid}: {res.steps} steps, held-out p>=0.9 {ev['confident']:.0%}")
     planned = {f"{m}-{tag}-t{t}" for t in targets for tag in sizes for m in ("lavan", "brown")}
-    out = summarise_brown([r for r in table.rows if r["config"] in planned], len(planned), sizes, steps,
+    out = summarise([r for r in table.rows if r["config"] in planned], len(planned), sizes, steps,
                           len(train_p), len(test_p))
     plot_bars(opts.out, "brown", list(out["by_condition"]),
               {k: [d[k] for d in out["by_condition"].values()] for k in ("confident", "eot_confident")},
@@ -72,7 +72,7 @@ def brown(ctx: Ctx) -> dict:
     return out
 
 
-def summarise_brown(rows: list[dict], planned: int, sizes: dict, steps: int, n_train: int, n_test: int) -> dict:
+def summarise(rows: list[dict], planned: int, sizes: dict, steps: int, n_train: int, n_test: int) -> dict:
     by = {}
     for tag in sizes:
         for method in ("lavan", "brown"):

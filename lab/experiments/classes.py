@@ -2,11 +2,11 @@
 pure function of the CSV rows; classes that tie share a rank."""
 from __future__ import annotations
 
-from .plots import plot_bars
-from .runner import Ctx
-from .stats import b, criteria, f, frac, mean, median, num, pct, ranks
-from .table import Table
-from .training import TRAIN_FIELDS, draw_configs, label, train_rows
+from ..reproduce.plots import plot_bars
+from ..reproduce.runner import Ctx
+from ..reproduce.stats import b, criteria, f, frac, mean, median, num, pct, ranks
+from ..reproduce.table import Table
+from ..reproduce.training import TRAIN_FIELDS, draw_configs, label, train_rows
 
 PAPER_SAYS = {980: "harder (global)", 429: "easier (local)"}
 
