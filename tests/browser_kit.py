@@ -1,12 +1,16 @@
-"""What the browser tests share: a fresh ``streamlit run app.py`` server, the Chromium flags, page helpers.
+"""What the browser tests share: a fresh ``streamlit run app.py`` server (the ``server`` fixture of every browser
+test file: :func:`server_fixture`), the Chromium flags and check, page helpers.
 
 Not a test module (no ``test_`` prefix); the browser test files import it.
 """
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
+
+import pytest
 
 from ui import devserver
 
@@ -21,6 +25,33 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-f
 def streamlit_server(cache_dir: Path, log: Path, **env: str):
     """``ui.devserver.streamlit_server`` (shared with bench/load.py) with the tests' defaults: 2 torch threads."""
     return devserver.streamlit_server(cache_dir, log, start_timeout=90, **{"OMP_NUM_THREADS": "2", **env})
+
+
+def require_chromium() -> None:
+    """Skip the calling browser test module when there is no Chromium (call it at module level)."""
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"no chromium at {CHROMIUM} (run `make browser`)", allow_module_level=True)
+
+
+def server_fixture(log_name: str, metrics: dict | None = None, metrics_file: str | None = None, **env: str):
+    """The module-scoped ``server`` fixture of a browser test file (``server = server_fixture("streamlit-x.log")``):
+    a fresh server with its own patch cache (:func:`streamlit_server`), its log in test-artifacts/<log_name> and
+    ``env`` in its environment. With ``metrics``, the dict gets the seconds the server took to answer its health
+    check (``server_health_s``) and is written to test-artifacts/<metrics_file> when the module's tests are done."""
+
+    @pytest.fixture(scope="module", name="server")
+    def server(tmp_path_factory):
+        """{"url", "t0", "proc", "log"} of this module's fresh server (browser_kit.server_fixture)."""
+        with streamlit_server(tmp_path_factory.mktemp("lavan-cache"), ARTIFACTS / log_name, **env) as srv:
+            if metrics is not None:
+                metrics["server_health_s"] = round(time.perf_counter() - srv["t0"], 2)
+            try:
+                yield srv
+            finally:
+                if metrics is not None:
+                    (ARTIFACTS / metrics_file).write_text(json.dumps(metrics, indent=2))
+
+    return server
 
 
 def idle(pg, quiet_ms: int = 800, timeout_s: float = 120) -> None:

@@ -8,34 +8,21 @@ Tests run in file order and share one browser session (the session state carries
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
 from pathlib import Path
 
 import pytest
-from browser_kit import (ARGS, ARTIFACTS, CHROMIUM, healthy, idle, num, sample_path, set_num, streamlit_server,
-                         wait_for)
+from browser_kit import (ARGS, ARTIFACTS, CHROMIUM, healthy, idle, num, require_chromium, sample_path, server_fixture,
+                         set_num, wait_for)
 
 pytestmark = pytest.mark.browser
 
 SHOTS = ARTIFACTS / "screenshots"
 METRICS: dict[str, float] = {}
-
-if not Path(CHROMIUM).exists():
-    pytest.skip(f"no chromium at {CHROMIUM} (run `make browser`)", allow_module_level=True)
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    with streamlit_server(tmp_path_factory.mktemp("lavan-cache"), ARTIFACTS / "streamlit-server.log") as srv:
-        METRICS["server_health_s"] = round(time.perf_counter() - srv["t0"], 2)
-        os.environ["LAVAN_TEST_URL"] = srv["url"]
-        try:
-            yield srv
-        finally:
-            (ARTIFACTS / "metrics.json").write_text(json.dumps(METRICS, indent=2))
+require_chromium()
+server = server_fixture("streamlit-server.log", METRICS, "metrics.json")
 
 
 @pytest.fixture(autouse=True)
@@ -52,6 +39,7 @@ def _screenshot_on_failure(request):
 def tab(server):
     from playwright.sync_api import sync_playwright
 
+    os.environ["LAVAN_TEST_URL"] = server["url"]  # for nav() in a test run on its own
     SHOTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
@@ -62,8 +50,6 @@ def tab(server):
 
 
 # ------------------------------------------------------------------------------------------------ helpers
-
-
 
 
 def shot(pg, name: str) -> Path:
@@ -89,8 +75,6 @@ def nav(pg, label: str, title: str) -> None:
     pg.get_by_role("heading", name=title).first.wait_for(timeout=120_000)
     idle(pg)
     healthy(pg)
-
-
 
 
 def xy(pg) -> tuple[int, int]:

@@ -9,19 +9,13 @@ from __future__ import annotations
 import re
 
 import pytest
-from browser_kit import ARGS, ARTIFACTS, CHROMIUM, healthy, idle, num, set_num, streamlit_server, wait_for
+from browser_kit import (ARGS, ARTIFACTS, CHROMIUM, healthy, idle, num, require_chromium, server_fixture, set_num,
+                         wait_for)
 
 pytestmark = pytest.mark.browser
 SHOTS = ARTIFACTS / "screenshots"
-
-if not __import__("pathlib").Path(CHROMIUM).exists():
-    pytest.skip(f"no chromium at {CHROMIUM} (run `make browser`)", allow_module_level=True)
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    with streamlit_server(tmp_path_factory.mktemp("lavan-cache"), ARTIFACTS / "streamlit-defend.log") as srv:
-        yield srv
+require_chromium()
+server = server_fixture("streamlit-defend.log")
 
 
 @pytest.fixture

@@ -10,21 +10,14 @@ import json
 import time
 
 import pytest
-from browser_kit import ARGS, ARTIFACTS, CHROMIUM, healthy, idle, num, streamlit_server, wait_for
+from browser_kit import ARGS, ARTIFACTS, CHROMIUM, healthy, idle, num, require_chromium, server_fixture, wait_for
 
 from bench.lesson import STEPS, VIEWPORT, walk_lesson
 
 pytestmark = pytest.mark.browser
 SHOTS = ARTIFACTS / "screenshots"
-
-if not __import__("pathlib").Path(CHROMIUM).exists():
-    pytest.skip(f"no chromium at {CHROMIUM} (run `make browser`)", allow_module_level=True)
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    with streamlit_server(tmp_path_factory.mktemp("lavan-cache"), ARTIFACTS / "streamlit-lesson.log") as srv:
-        yield srv
+require_chromium()
+server = server_fixture("streamlit-lesson.log")
 
 
 @pytest.fixture(scope="module")

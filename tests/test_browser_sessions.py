@@ -9,18 +9,16 @@ everybody. And the server refuses a file upload without Streamlit's XSRF token (
 """
 from __future__ import annotations
 
-import json
 import re
 import time
 from pathlib import Path
 
 import pytest
-from browser_kit import ARGS, ARTIFACTS, CHROMIUM, healthy, idle, num, set_num, wait_for
+from browser_kit import (ARGS, ARTIFACTS, CHROMIUM, healthy, idle, num, require_chromium, server_fixture, set_num,
+                         wait_for)
 
 pytestmark = pytest.mark.browser
-
-if not Path(CHROMIUM).exists():
-    pytest.skip(f"no chromium at {CHROMIUM} (run `make browser`)", allow_module_level=True)
+require_chromium()
 
 # (target shown on its suggestion button, patch x, max evaluations, patch side): A and B run long (they are stopped /
 # closed) with an 8-px patch, which cannot reach p(target) 0.9 and end on its own before the Stop (a 63-px network
@@ -32,16 +30,7 @@ JOB_LINE = re.compile(r"lavan job (\d+) attack (\w+) \((.*?); ([\d.]+) s, (\d+) 
                       r"(?:, ended ([\d.]+) s after the stop)?(?:, slot freed [\d.]+ s after the stop at ([\d.]+))?"
                       r"\) at ([\d.]+)")
 METRICS: dict[str, float] = {}
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    from browser_kit import streamlit_server
-
-    with streamlit_server(tmp_path_factory.mktemp("lavan-cache"), ARTIFACTS / "streamlit-sessions.log",
-                          LAVAN_MAX_JOBS="2") as srv:
-        yield srv
-    (ARTIFACTS / "metrics-sessions.json").write_text(json.dumps(METRICS, indent=2))
+server = server_fixture("streamlit-sessions.log", METRICS, "metrics-sessions.json", LAVAN_MAX_JOBS="2")
 
 
 @pytest.fixture(scope="module")
