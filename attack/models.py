@@ -46,6 +46,9 @@ class ModelSpec:
     source: str = "embedded"  # "embedded" (PyPI), "torchvision" (hub cache), "file" (user file), "custom" (wrap)
     resize_size: int | None = None  # short side before the centre crop (None: the crop side, no margin)
     fixed_size: bool = False  # runs only at native_size (ViT's position embeddings)
+    # Default patch area: None = the library's measured default (attack.train.DEFAULT_AREA, chosen on
+    # EfficientNet-Lite0); models it was not measured on use the paper's geometry, 42x42 on 299x299.
+    default_area: float | None = None
 
     def weights_path(self) -> Path | None:
         """Path of the weights file, or None when the package is not installed / not applicable."""
@@ -69,6 +72,7 @@ class ModelSpec:
         return int(round(input_size * self.resize_size / self.native_size))
 
 
+PAPER_AREA = 42 * 42 / 299 ** 2  # the paper's patch: 42x42 on Inception v3's 299x299 input (1.97%)
 _HALF = (0.5, 0.5, 0.5)
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -91,7 +95,7 @@ MODELS: dict[str, ModelSpec] = {
         "Inception v3 (torchvision architecture, the paper's model) from a weights file "
         "(.pth state_dict loaded with weights_only=True, or .safetensors); torchvision:inception_v3 takes "
         "torchvision's own weights", needs_weights_file=True, aliases=("inception", "inceptionv3"),
-        source="file", resize_size=342),
+        source="file", resize_size=342, default_area=PAPER_AREA),
 }
 DEFAULT_MODEL = "efficientnet-lite0"
 
@@ -119,7 +123,7 @@ def model_spec(name: str) -> ModelSpec:
     info = sources.torchvision_info(key)
     return ModelSpec(sources.PREFIX + info.name, info.input_size, info.input_size, info.mean, info.std,
                      info.description(), source="torchvision", resize_size=info.resize_size,
-                     fixed_size=info.fixed_size)
+                     fixed_size=info.fixed_size, default_area=PAPER_AREA)
 
 
 def default_device() -> str:
@@ -282,7 +286,7 @@ def wrap(net: nn.Module, mean=_IMAGENET_MEAN, std=_IMAGENET_STD, input_size: int
     if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
         raise ModelError("mean and std need three values each, std > 0")
     spec = ModelSpec(name, int(input_size), int(input_size), mean, std, f"{name} (a network wrapped with wrap())",
-                     source="custom", resize_size=resize_size)
+                     source="custom", resize_size=resize_size, default_area=PAPER_AREA)
     return _freeze(net, spec, int(input_size), cam_layer, device or next(
         (p.device.type for p in net.parameters()), "cpu"), False)
 
