@@ -72,9 +72,9 @@ def save_patch(path: str | Path, result: PatchResult) -> Path:
     return path
 
 
-def patch_from_bytes(data: bytes, name: str = "patch file", model_name: str | None = None,
-                     input_size: int | None = None) -> PatchResult:
-    """Parse and validate safetensors bytes into a PatchResult (see :func:`load_patch`)."""
+def _read_safetensors(data: bytes, name: str) -> tuple[dict, dict]:
+    """(tensors, metadata) of a LaVAN patch file's bytes; PatchFileError for anything else (pickles are refused
+    before any parsing)."""
     from safetensors import SafetensorError
     from safetensors.torch import load
 
@@ -101,26 +101,28 @@ def patch_from_bytes(data: bytes, name: str = "patch file", model_name: str | No
         raise PatchFileError(f"{name}: safetensors file without LaVAN patch metadata (lavan_format={FORMAT!r})")
     if set(tensors) != {"patch"}:
         raise PatchFileError(f"{name}: expected exactly one tensor named 'patch', found {sorted(tensors)[:5]}")
-    patch = tensors["patch"]
-    if patch.dtype not in (torch.float32, torch.float16, torch.bfloat16, torch.float64):
-        raise PatchFileError(f"{name}: patch dtype {patch.dtype} is not a float type")
-    patch = patch.float()
+    return tensors, meta
+
+
+def _parse_meta(meta: dict, name: str) -> dict:
+    """The typed fields of a patch file's metadata (PatchFileError when one is missing or malformed)."""
     try:
-        size = int(meta["size"])
-        isz = int(meta["input_size"])
-        target = int(meta["target"])
-        domain = meta["domain"]
-        loc = json.loads(meta.get("loc", "null"))
-        success = json.loads(meta.get("success", "{}"))
-        extra = json.loads(meta.get("extra", "{}"))
-        steps = int(meta.get("steps", "0") or 0)
-        evaluations = int(meta.get("evaluations", "0") or 0)
+        out = dict(size=int(meta["size"]), isz=int(meta["input_size"]), target=int(meta["target"]),
+                   domain=meta["domain"], loc=json.loads(meta.get("loc", "null")),
+                   success=json.loads(meta.get("success", "{}")), extra=json.loads(meta.get("extra", "{}")),
+                   steps=int(meta.get("steps", "0") or 0), evaluations=int(meta.get("evaluations", "0") or 0))
+        loc = out["loc"]
         if loc is not None and not (isinstance(loc, list) and all(type(v) is int for v in loc)):
             raise ValueError(f"loc must be a list of integers, got {str(loc)[:40]!r}")
-        if not isinstance(success, dict) or not isinstance(extra, dict):
+        if not isinstance(out["success"], dict) or not isinstance(out["extra"], dict):
             raise ValueError("'success' and 'extra' must be JSON objects")
     except (KeyError, ValueError, TypeError) as exc:
         raise PatchFileError(f"{name}: metadata is incomplete or malformed ({exc})") from None
+    return out
+
+
+def _check_patch(patch: torch.Tensor, m: dict, name: str) -> None:
+    size, isz, domain, loc = m["size"], m["isz"], m["domain"], m["loc"]
     if patch.dim() != 3 or patch.shape[0] != 3 or patch.shape[1] != patch.shape[2] or patch.shape[1] != size:
         raise PatchFileError(f"{name}: patch has shape {tuple(patch.shape)}, expected (3,{size},{size})")
     if not 1 <= size <= isz:
@@ -131,29 +133,46 @@ def patch_from_bytes(data: bytes, name: str = "patch file", model_name: str | No
         raise PatchFileError(f"{name}: unknown domain {domain!r}")
     if domain == "image" and (patch.min() < -1e-6 or patch.max() > 1 + 1e-6):
         raise PatchFileError(f"{name}: image-domain patch has values outside [0,1]")
-    if not 0 <= target < 1000:
-        raise PatchFileError(f"{name}: target {target} is not an ImageNet class id")
+    if not 0 <= m["target"] < 1000:
+        raise PatchFileError(f"{name}: target {m['target']} is not an ImageNet class id")
     if loc is not None and (len(loc) != 2 or not all(0 <= int(v) <= isz - size for v in loc)):
         raise PatchFileError(f"{name}: location {loc} does not fit a {isz}x{isz} input")
+
+
+def _finite(meta: dict, key: str) -> float:
+    try:
+        v = float(meta.get(key, "nan"))
+        return v if math.isfinite(v) else float("nan")
+    except ValueError:
+        return float("nan")
+
+
+def patch_from_bytes(data: bytes, name: str = "patch file", model_name: str | None = None,
+                     input_size: int | None = None) -> PatchResult:
+    """Parse and validate safetensors bytes into a PatchResult (see :func:`load_patch`)."""
+    tensors, meta = _read_safetensors(data, name)
+    patch = tensors["patch"]
+    if patch.dtype not in (torch.float32, torch.float16, torch.bfloat16, torch.float64):
+        raise PatchFileError(f"{name}: patch dtype {patch.dtype} is not a float type")
+    patch = patch.float()
+    m = _parse_meta(meta, name)
+    _check_patch(patch, m, name)
     if model_name is not None and meta.get("model") != model_name:
         raise PatchFileError(f"{name}: patch was trained on {meta.get('model')!r}, not on {model_name!r} "
                              "(open it on the Models page to test it across models)")
-    if input_size is not None and isz != input_size:
-        raise PatchFileError(f"{name}: patch was trained at {isz}x{isz}, the model runs at {input_size}x{input_size}")
+    if input_size is not None and m["isz"] != input_size:
+        raise PatchFileError(f"{name}: patch was trained at {m['isz']}x{m['isz']}, the model runs at "
+                             f"{input_size}x{input_size}")
+    extra = m["extra"]
     extra["image_hash"] = meta.get("image_hash", "")
-    def _f(key: str) -> float:
-        try:
-            v = float(meta.get(key, "nan"))
-            return v if math.isfinite(v) else float("nan")
-        except ValueError:
-            return float("nan")
-    return PatchResult(patch=patch, loc=tuple(int(v) for v in loc) if loc is not None else None, target=target,
+    loc = m["loc"]
+    return PatchResult(patch=patch, loc=tuple(int(v) for v in loc) if loc is not None else None, target=m["target"],
                        source=int(meta["source"]) if re.fullmatch(r"[0-9]+", meta.get("source", "")) else None,
-                       domain=domain,
-                       size=size, steps=steps, success=success,
-                       p_target=_f("p_target"), p_source=_f("p_source"), seconds=_f("seconds"),
-                       model_name=meta.get("model", ""), input_size=isz, loss=meta.get("loss", ""),
-                       stop_at=_f("stop_at"), evaluations=evaluations, meta=extra)
+                       domain=m["domain"], size=m["size"], steps=m["steps"], success=m["success"],
+                       p_target=_finite(meta, "p_target"), p_source=_finite(meta, "p_source"),
+                       seconds=_finite(meta, "seconds"), model_name=meta.get("model", ""), input_size=m["isz"],
+                       loss=meta.get("loss", ""), stop_at=_finite(meta, "stop_at"), evaluations=m["evaluations"],
+                       meta=extra)
 
 
 def load_patch(path: str | Path, model_name: str | None = None, input_size: int | None = None) -> PatchResult:
