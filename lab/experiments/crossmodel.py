@@ -1,5 +1,6 @@
-"""``crossmodel``: image-domain patches trained on each Lite model, shown to every Lite model through
-:func:`attack.evaluate.cross_model_eval` (the Models page's definition too). :func:`summarise` is pure."""
+"""``crossmodel``: image-domain patches trained on each model of the matrix (``--models``; default the three Lite
+models), shown to every other one through :func:`attack.evaluate.cross_model_eval` (the Models page's definition
+too). :func:`summarise` is pure."""
 from __future__ import annotations
 
 from ..reproduce.plots import plot_matrix
@@ -18,24 +19,25 @@ def run(ctx: Ctx) -> dict:
     n = opts.pick(opts.configs, 1, 10)
     cap = opts.pick(opts.max_iter, 5, 1000)
     draws = draw_configs(ctx, n, salt=17)
+    models = tuple(opts.models or LITE_MODELS)
     trained = Table(opts.out / "crossmodel_train.csv", TRAIN_FIELDS)
     train_many(ctx, trained, [(train_job(ctx, model_name=m, input_size=None, size=None, domain="image",
                                          patch_dir="crossmodel", max_iter=cap),
                                [{**d, "config": f"{m}-{d['i']:03d}", "variant": m} for d in draws])
-                              for m in LITE_MODELS])  # the three models' chunks side by side on Ray
+                              for m in models])  # every model's chunks side by side on Ray
     fields = ["config", "train_model", "eval_model", "same", "trained_ok", "size", "top", "left", "p_target",
               "confident", "argmax", "not_source"]
     table = Table(opts.out / "crossmodel.csv", fields)
-    planned = {f"{m}-{d['i']:03d}" for m in LITE_MODELS for d in draws}
+    planned = {f"{m}-{d['i']:03d}" for m in models for d in draws}
     for r in trained.rows:
         if r["config"] not in planned or r["config"] in table.done or opts.report_only:
             continue
         res = load_patch(opts.out / r["patch"])
         rows = []
-        for m in LITE_MODELS:
+        for m in models:
             model = ctx.model(m)
             s = model.input_size
-            ev = cross_model_eval(model, ctx.image(r["photo"], s), res.patch, res.loc, res.target,
+            ev = cross_model_eval(model, ctx.image(r["photo"], s, m), res.patch, res.loc, res.target,
                                   from_size=int(r["input_size"]), size=default_patch_size(s))
             rows.append({"config": r["config"], "train_model": r["model"], "eval_model": m,
                          "same": m == r["model"], "trained_ok": r["success_0_9"], "size": ev["size"],
@@ -44,17 +46,20 @@ def run(ctx: Ctx) -> dict:
         table.add(rows)
     out = summarise([r for r in table.rows if r["config"] in planned],
                     len({r["config"] for r in trained.rows if r["config"] in planned}), len(planned), cap,
-                    opts.quick)
+                    opts.quick, models)
     plot_matrix(opts.out, out["matrix_confident"])
     return out
 
 
-def summarise(rows: list[dict], trained: int, planned: int, cap: int, quick: bool = False) -> dict:
+def summarise(rows: list[dict], trained: int, planned: int, cap: int, quick: bool = False,
+              models: tuple[str, ...] = LITE_MODELS) -> dict:
+    from attack.models import model_spec
+
     ok_rows = [r for r in rows if b(r["trained_ok"])]
     fallback = quick and not ok_rows
     use = rows if fallback else ok_rows
     matrix = {a: {m: frac([r for r in use if r["train_model"] == a and r["eval_model"] == m], "confident")
-                  for m in LITE_MODELS} for a in LITE_MODELS}
+                  for m in models} for a in models}
     off = [r for r in use if not b(r["same"])]
     diag = [r for r in use if b(r["same"])]
     out = {"configs": len({r["config"] for r in rows}), "planned": planned,
@@ -69,7 +74,8 @@ def summarise(rows: list[dict], trained: int, planned: int, cap: int, quick: boo
                      ("other models: source not top-1", "—", pct(out["off_diagonal_not_source"]))]
     out["_notes"] = [
         "Patches: image domain (pixels in [0,1], so they mean the same to every model), the app's default area "
-        "at each model's native size (Lite0 224, Lite1 240, Lite2 260), trained at a random corner.",
+        "at each model's native size (" + ", ".join(f"{m} {model_spec(m).native_size}" for m in models)
+        + "), trained at a random corner.",
         "Geometry on another model (attack.evaluate.cross_model_eval, also the Models page's): the photo is loaded "
         "at that model's size; the patch is resized (bilinear, antialiased) to that model's default patch side "
         "(same area share) and placed at the same fraction of the free range (a corner patch stays in its corner).",

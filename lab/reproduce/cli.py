@@ -30,6 +30,8 @@ def _command(args) -> str:
             parts.append(f"{flag} {shlex.quote(str(val))}")
     if args.variants:
         parts.append("--variants " + " ".join(args.variants))
+    if getattr(args, "models", None):
+        parts.append("--models " + " ".join(shlex.quote(m) for m in args.models))
     return " ".join(parts)
 
 
@@ -49,7 +51,8 @@ def cmd_reproduce(args) -> int:
                        device=args.device, max_iter=args.max_iter, configs=args.configs, batch=args.batch,
                        variants=tuple(args.variants) if args.variants else None, targets=args.targets,
                        threads=args.threads, report_only=args.report_only, time_budget=args.time_budget,
-                       restarts=args.restarts, engine=args.engine, address=args.address, command=_command(sub))
+                       restarts=args.restarts, engine=args.engine, address=args.address, command=_command(sub),
+                       models=tuple(args.models) if args.models else None)
         results[name] = run_experiment(opts)
         if not args.json:
             print(f"{name}: wrote {Path(args.out) / (name + '.md')}")
@@ -71,7 +74,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="folder for <name>.csv/.md/.png/.json (default: reports, or reports/quick with --quick)")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--model", default="efficientnet-lite0")
+    p.add_argument("--model", default="efficientnet-lite0",
+                   help="the model every experiment but crossmodel attacks: efficientnet-lite0/1/2 or torchvision:<name> "
+                        "(e.g. torchvision:inception_v3, the paper's; weights from the torch hub cache, see "
+                        "`python -m attack models`)")
+    p.add_argument("--models", nargs="+", default=None, metavar="MODEL",
+                   help="crossmodel: the models of the matrix (default: efficientnet-lite0 lite1 lite2)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--max-iter", type=int, default=None,
                    help="iteration cap per config / step cap for universal patches (default 1000, quick 10; paper 10,000)")

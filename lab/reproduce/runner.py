@@ -34,6 +34,7 @@ class Options:
     report_only: bool = False
     time_budget: float | None = None  # seconds of training this run may spend (None: no limit)
     restarts: int | None = None  # patches per config (None: the trainer's "auto")
+    models: tuple[str, ...] | None = None  # crossmodel: the models of the matrix (None: the three Lite models)
     engine: str = "local"  # where chunks of configs train: "local" (this process) or "ray" (lab.reproduce.engine)
     address: str | None = None  # --engine ray: the cluster to join (None: start a local Ray instance)
     command: str = ""
@@ -80,16 +81,19 @@ class Ctx:
             self._models[key] = load_model(key[0], device=self.device, input_size=size, channels_last=True)
         return self._models[key]
 
-    def image(self, photo: str, size: int) -> torch.Tensor:
+    def image(self, photo: str, size: int, model: str | None = None) -> torch.Tensor:
+        """The photo as ``model`` (default: the run's) sees it at ``size``: its own resize, then the centre crop."""
         from attack.images import load_image
+        from attack.models import model_spec
 
-        key = (photo, size)
+        resize = model_spec(model or self.opts.model).resize_for(size)
+        key = (photo, size, resize)
         if key not in self._images:
-            self._images[key] = load_image(self.by_name[photo].path, size)
+            self._images[key] = load_image(self.by_name[photo].path, size, resize=resize)
         return self._images[key]
 
-    def images(self, photos, size: int) -> torch.Tensor:
-        return torch.stack([self.image(p.name, size) for p in photos])
+    def images(self, photos, size: int, model: str | None = None) -> torch.Tensor:
+        return torch.stack([self.image(p.name, size, model) for p in photos])
 
     def gen(self, *salt: int) -> torch.Generator:
         seed = self.opts.seed

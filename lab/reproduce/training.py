@@ -108,7 +108,7 @@ def train_chunk(ctx: Ctx, job: TrainJob, chunk: list[dict]) -> list[dict]:
     model = ctx.model(job.model_name, job.input_size)
     s = model.input_size
     size = int(job.size or default_patch_size(s))
-    imgs = torch.stack([ctx.image(c["photo"], s) for c in chunk])
+    imgs = torch.stack([ctx.image(c["photo"], s, job.model_name) for c in chunk])
     locs = [corner_loc(c["corner"], s, size) for c in chunk]
     results = train_patches(model, imgs, [c["target"] for c in chunk], locs, size=size, domain=job.domain,
                             loss=job.loss, steps=job.max_iter,
