@@ -214,3 +214,4 @@ def test_grad_cam_layers_per_family(tv_home):
     assert heat.shape == (1, 224, 224)
     with pytest.raises(ModelError, match="runs only at 224"):
         attack.load_model("torchvision:vit_b_16", input_size=256, device="cpu")
+

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -180,15 +181,23 @@ def load_all(out: str | Path | None = None) -> list[ReportView]:
 
 
 # ---------------------------------------------------------------- run facts
+def public_command(cmd: str) -> str:
+    """A stored command as a visitor may see and rerun it: an absolute ``--out`` folder (a temporary directory of
+    the machine that ran it) reads ``--out reports``, and ``python -m attack reproduce`` (the entry point before the
+    experiments moved to lab/) reads ``python -m lab reproduce``. No server path is shown."""
+    cmd = re.sub(r"--out\s+/\S+", "--out reports", cmd)
+    return cmd.replace("python -m attack reproduce", "python -m lab reproduce")
+
+
 def _facts(name: str, rep: dict, out: Path) -> list[tuple[str, str]]:
     sessions = [s for s in rep.get("sessions") or [] if isinstance(s, dict)]
     wall = rep.get("wall_s_total", rep.get("wall_s"))
     wall_txt = _duration(wall) + (f" over {len(sessions)} session(s)" if sessions else "")
     if sessions and sessions[-1].get("date"):
         wall_txt += f", last {sessions[-1]['date']}"
-    commands = [c for c in rep.get("commands") or [] if isinstance(c, str)]
+    commands = [public_command(c) for c in rep.get("commands") or [] if isinstance(c, str)]
     facts = [("Commands that trained these rows", "; ".join(f"`{c}`" for c in commands)) if len(commands) > 1 else
-             ("Command", f"`{rep.get('command') or run_command(name)}`"),
+             ("Command", f"`{public_command(rep.get('command') or run_command(name))}`"),
              ("Model", f"{model_label(rep.get('model'))} (`{rep.get('model')}`)" + _sizes(rep)),
              ("Seed", str(rep.get("seed", "—"))),
              ("Device / machine", f"{rep.get('device', '—')} · {rep.get('machine', '—')}"),
@@ -422,8 +431,8 @@ def _default_area_table(path: Path, input_size: int) -> tuple[list[dict], str | 
                      f"p ≥ 0.9 within {c['budget']:,} evaluations": (
                          f"{c['successes']}/{n} ({c['successes'] / n:.0%})" if n else "not measured yet"),
                      "target top-1": f"{c['argmax']}/{n}" if n else "–",
-                     "median evaluations (successes)": tables._fmt(c["median_evaluations"]),
-                     "median CPU s (successes)": tables._fmt(c["median_seconds"])})
+                     "median evaluations (successes)": tables.fmt(c["median_evaluations"]),
+                     "median CPU s (successes)": tables.fmt(c["median_seconds"])})
     return rows, None
 
 
