@@ -193,7 +193,7 @@ def _placement_reading(root: Path) -> str:
     c = max(cells, key=lambda c: c["configs"])
     n, runs = c["configs"], c["corner_runs"]
     best, corner = c["best_ok"] / n, c["corner_ok"] / runs if runs else 0.0
-    med = (f"median {tables._fmt(c['best_median'])} vs {tables._fmt(c['corner_median'])} evaluations over the "
+    med = (f"median {tables.fmt(c['best_median'])} vs {tables.fmt(c['corner_median'])} evaluations over the "
            "successes")
     gap = 100 * (best - corner)
     cost = (f"a corner costs the attacker {gap:.0f} percentage points of success" if gap >= 0.5 else
@@ -205,9 +205,9 @@ def _placement_reading(root: Path) -> str:
             f"At this budget {cost} against the map's pick; an attacker who tries all four corners (4× the budget) "
             f"succeeds on {c['any_corner_ok']}/{n} ({c['any_corner_ok'] / n:.0%}). The map's best cell was itself a "
             f"corner in {c['best_is_corner']}/{n} configs (that corner's run then repeats the best cell's). The map "
-            f"cost a median {tables._fmt(c['map_evals'])} evaluations, {tables._fmt(c['map_cpu_s'])} CPU s (1 "
-            f"thread; at most {tables._fmt(c['map_cpu_max'])} s) on top of the attack; its short runs leave "
-            f"p(target) near the floor (median {tables._fmt(c['map_p_median'], 3)} at the best cell), so its argmax is "
+            f"cost a median {tables.fmt(c['map_evals'])} evaluations, {tables.fmt(c['map_cpu_s'])} CPU s (1 "
+            f"thread; at most {tables.fmt(c['map_cpu_max'])} s) on top of the attack; its short runs leave "
+            f"p(target) near the floor (median {tables.fmt(c['map_p_median'], 3)} at the best cell), so its argmax is "
             f"a cheap, noisy guess. Measured at these small, CPU-sized budgets only, not at the paper's 10,000 "
             f"iterations.")
 
@@ -277,8 +277,8 @@ def _attack_strength(root: Path) -> str:
                       f"{sum(base[(int(r['seed']), int(r['config']))]['argmax'] == '1' for r in both)}/{len(both)}.")
         lines.append(f"- **42×42 on 224 (3.5%), ≥ 80% p ≥ 0.9 within 2,000 evaluations**: best of the most widely measured variants "
                      f"`{best['variant']}` reaches {best['successes']}/{best['configs']} ({share:.0%}; {best['domain']} domain, "
-                     f"seeds {', '.join(map(str, best['seeds']))}), median {tables._fmt(best['median_evaluations'])} "
-                     f"evaluations and {tables._fmt(best['median_seconds'])} CPU s per success. "
+                     f"seeds {', '.join(map(str, best['seeds']))}), median {tables.fmt(best['median_evaluations'])} "
+                     f"evaluations and {tables.fmt(best['median_seconds'])} CPU s per success. "
                      + ("**Goal met.**" if share >= 0.8 else
                         f"**Missed by {round((0.8 - share) * 100)} percentage points**: {len(near)} of the {len(best['p_failed'])} failures "
                         f"stopped between p 0.5 and 0.9 (target already top-1 or close), the others at p ≤ "
@@ -290,7 +290,7 @@ def _attack_strength(root: Path) -> str:
             n, top = c["configs"], c["budget"]
             lines.append(f"- Given {top:,} evaluations (`{c['variant']}`, {n} configs): "
                          f"{c['within'][top]}/{n} ({c['within'][top] / n:.0%}) reach p ≥ 0.9, median "
-                         f"{tables._fmt(c['median_evaluations'])} evaluations per success; the failures plateau at p "
+                         f"{tables.fmt(c['median_evaluations'])} evaluations per success; the failures plateau at p "
                          f"{', '.join(map(str, c['p_failed'])) or '–'}. Five times the budget does not reach 80% "
                          "either (curve below).")
         lines.append(_best_of_runs_line(rows))
@@ -367,12 +367,12 @@ def _paper_geometry_line(root: Path) -> str:
                 "GPU: `reproduce single --variants paper-network --max-iter 10000` (restarts are automatic below the "
                 "default area).")
     n = max(len([r for r in new if r["variant"] == v]) for v in ("paper-network", "paper-image"))
-    secs = tables._median([float(r["seconds"]) for r in new])
+    secs = tables.median([float(r["seconds"]) for r in new])
     how = ", ".join(sorted({f"{r.get('restarts') or 1} restarts, loss {r.get('loss') or 'logprob'}" for r in new}))
     return (head + f"not measured at 10,000 (a lent GPU's job). Today's trainer ({how}, ReLU6 leak below the default "
             f"area) on "
             f"the first {n} configs of `reproduce single`'s draw (`reproduce single --variants paper-network "
-            f"paper-image --configs {n} --max-iter 2000`, one CPU thread, median {tables._fmt(secs)} s per config; "
+            f"paper-image --configs {n} --max-iter 2000`, one CPU thread, median {tables.fmt(secs)} s per config; "
             "rows in `bench/results/single299.csv`): "
             + "; ".join(parts) + (f". Over all {len(paper)} configs, {committed}." if committed else "."))
 
