@@ -13,6 +13,8 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from .fmt import pct
+
 ROOT = Path(__file__).resolve().parent.parent
 
 # The paper's figures (Karmon et al. 2018, arXiv:1801.02608), and the issue's reading of its qualitative claims.
@@ -38,15 +40,13 @@ PAPER = {
 _P = PAPER
 
 
-def pct(v, digits: int = 0) -> str:
-    """0.205 -> "20.5" at digits=1 (no % sign); None/NaN -> "—"."""
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "—"
-    return f"{100 * v:.{digits}f}"
+def _p(v, digits: int = 0) -> str:
+    """A share as a bare percentage for the findings' "a / b %" cells: 0.205 -> "21" ("20.5" at digits=1)."""
+    return pct(v, digits, "")
 
 
 def _trio(d: dict, keys=("success_0_9", "argmax_target", "not_source"), digits: int = 0) -> str:
-    return " / ".join(pct(d.get(k), digits) for k in keys) + " %"
+    return " / ".join(_p(d.get(k), digits) for k in keys) + " %"
 
 
 def _cap(c) -> str:
@@ -89,13 +89,13 @@ def _single(s: dict) -> list[tuple[str, str, str]]:
 
 
 def _fragility(s: dict) -> str:
-    return (f"{pct(s['shift1_confident'])} % / {pct(s['shift1_argmax'])} % ({s['configs']} patches; 2 px: "
-            f"{pct(s['shift2_confident'])} / {pct(s['shift2_argmax'], 1)} %, 5 px: {pct(s['shift5_confident'])} / "
-            f"{pct(s['shift5_argmax'])} %)")
+    return (f"{_p(s['shift1_confident'])} % / {_p(s['shift1_argmax'])} % ({s['configs']} patches; 2 px: "
+            f"{_p(s['shift2_confident'])} / {_p(s['shift2_argmax'], 1)} %, 5 px: {_p(s['shift5_confident'])} / "
+            f"{_p(s['shift5_argmax'])} %)")
 
 
 def _transfer(s: dict) -> str:
-    parts = [f"{b:.0%}: {pct(c, 1)} / {pct(a, 1)} %" for b, c, a in zip(s["borders"], s["confident"], s["argmax"])
+    parts = [f"{b:.0%}: {_p(c, 1)} / {_p(a, 1)} %" for b, c, a in zip(s["borders"], s["confident"], s["argmax"])
              if round(b, 2) in (0.0, 0.1, 0.25, 0.5)]
     parts = [f"**{p}**" if p.startswith("25%") else p for p in parts]
     return f"{', '.join(parts)} ({s['configs']} patches × {s['dst_photos_per_patch']} photos)"
@@ -109,13 +109,13 @@ def _saliency(s: dict) -> str:
 
 
 def _universal(s: dict) -> str:
-    return (f"{pct(s['confident'], 1)} / {pct(s['argmax'], 1)} / {pct(s['not_source'], 1)} % "
+    return (f"{_p(s['confident'], 1)} / {_p(s['argmax'], 1)} / {_p(s['not_source'], 1)} % "
             f"({s['size']}×{s['size']} on 224, {s['configs']} targets, cap {_cap(s['max_steps'])} steps)")
 
 
 def _universal_lg(s: dict) -> str:
     by = s["by_target"]
-    return ", ".join(f"{t} {pct(by[t]['confident'])} / {pct(by[t]['argmax'])} %" for t in ("baseball", "volcano")
+    return ", ".join(f"{t} {_p(by[t]['confident'])} / {_p(by[t]['argmax'])} %" for t in ("baseball", "volcano")
                      if t in by)
 
 
@@ -147,10 +147,10 @@ def _classes(s: dict) -> str:
 def _crossmodel(s: dict) -> str:
     n = s["patches_successful"]
     total = s["configs"]
-    return (f"own model {pct(s['diagonal_confident'])} % by construction (only the {n} of {total} patches that "
+    return (f"own model {_p(s['diagonal_confident'])} % by construction (only the {n} of {total} patches that "
             f"reached p≥0.9 on their own model within {_cap(s['iteration_cap'])} it are scored); other models "
-            f"{pct(s['off_diagonal_confident'])} % p≥0.9, {pct(s['off_diagonal_argmax'])} % top-1, "
-            f"{pct(s['off_diagonal_not_source'], 1)} % source lost")
+            f"{_p(s['off_diagonal_confident'])} % p≥0.9, {_p(s['off_diagonal_argmax'])} % top-1, "
+            f"{_p(s['off_diagonal_not_source'], 1)} % source lost")
 
 
 def _brown(s: dict) -> str:
@@ -159,17 +159,17 @@ def _brown(s: dict) -> str:
     for tag in ("app-area", "10pct"):
         la, br = by.get(f"lavan-{tag}"), by.get(f"brown-{tag}")
         if la and br:
-            out.append(f"{la['area']:.1%} area: LaVAN {pct(la['confident'], 1)} [{pct(la['eot_confident'], 1)}] %, "
-                       f"Brown {pct(br['confident'], 1)} [{pct(br['eot_confident'], 1)}] %")
+            out.append(f"{la['area']:.1%} area: LaVAN {_p(la['confident'], 1)} [{_p(la['eot_confident'], 1)}] %, "
+                       f"Brown {_p(br['confident'], 1)} [{_p(br['eot_confident'], 1)}] %")
     return "; ".join(out)
 
 
 def _defend(s: dict) -> str:
-    clean = "; ".join(f"clean photos, {size} px: {pct(s[f'clean_{size}']['agree'])} % keep their label, "
-                      f"{pct(s[f'clean_{size}']['certified'])} % certified (n={s[f'clean_{size}']['n']}, median "
+    clean = "; ".join(f"clean photos, {size} px: {_p(s[f'clean_{size}']['agree'])} % keep their label, "
+                      f"{_p(s[f'clean_{size}']['certified'])} % certified (n={s[f'clean_{size}']['n']}, median "
                       f"{s[f'clean_{size}']['median_forwards']:.0f} forwards)" for size in s["sizes"])
-    return (f"{s['k']}×{s['k']} masks: source recovered on {pct(s['recovered'])} % of {s['patches']} successful "
-            f"patches (occlusion heuristic {pct(s['occlusion_recovered'])} %); {clean}")
+    return (f"{s['k']}×{s['k']} masks: source recovered on {_p(s['recovered'])} % of {s['patches']} successful "
+            f"patches (occlusion heuristic {_p(s['occlusion_recovered'])} %); {clean}")
 
 
 def findings(out: str | Path | None = None) -> list[Finding]:
@@ -201,8 +201,8 @@ def findings(out: str | Path | None = None) -> list[Finding]:
         Finding("attribution mass inside the patch / its area share (median over patches)", "not localised",
                 ours("saliency", _saliency), "saliency", "gradients"),
         Finding("universal image-domain patch, 100 train / 100 held-out photos: p≥0.9 / argmax / source "
-                "misclassified", f"{pct(_P['universal']['confident'], 1)} / {pct(_P['universal']['argmax'], 1)} / "
-                f"{pct(_P['universal']['not_source'], 1)} %", ours("universal", _universal), "universal", "universal"),
+                "misclassified", f"{_p(_P['universal']['confident'], 1)} / {_p(_P['universal']['argmax'], 1)} / "
+                f"{_p(_P['universal']['not_source'], 1)} %", ours("universal", _universal), "universal", "universal"),
         Finding("universal, local vs global target (held-out p≥0.9 / argmax)", "volcano harder than baseball",
                 ours("universal", _universal_lg), "universal", "universal"),
         Finding("target difficulty, 20 classes × 3 (photo, corner) draws (63×63 on 224, network, cap 1,000)",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 import statistics
+
+from ..fmt import pct  # noqa: F401  (re-exported: the experiments' tables)
 from typing import Iterable
 
 
@@ -82,12 +84,6 @@ def cap_text(rows: list[dict], key: str, label: str) -> str:
 def ranks(keys: dict) -> dict:
     """Competition ranks (1, 1, 3, …) of sortable keys, smallest first: equal keys share a rank."""
     return {k: 1 + sum(1 for o in keys.values() if o < v) for k, v in keys.items()}
-
-
-def pct(v) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "—"
-    return f"{100 * v:.1f}%"
 
 
 def num(v, digits: int = 0) -> str:
