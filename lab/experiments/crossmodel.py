@@ -74,7 +74,7 @@ def summarise(rows: list[dict], trained: int, planned: int, cap: int, quick: boo
                      ("other models: source not top-1", "—", pct(out["off_diagonal_not_source"]))]
     out["_notes"] = [
         "Patches: image domain (pixels in [0,1], so they mean the same to every model), the app's default area "
-        "at each model's native size (" + ", ".join(f"{m} {model_spec(m).native_size}" for m in models)
+        "at each model's native size (" + ", ".join(f"{m.replace('efficientnet-lite', 'Lite')} {model_spec(m).native_size}" for m in models)
         + "), trained at a random corner.",
         "Geometry on another model (attack.evaluate.cross_model_eval, also the Models page's): the photo is loaded "
         "at that model's size; the patch is resized (bilinear, antialiased) to that model's default patch side "

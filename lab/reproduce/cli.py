@@ -15,9 +15,23 @@ def _doc() -> str:
     return doc
 
 
+def _out_for_record(out) -> str | None:
+    """``--out`` as a report records it: relative to the working folder (the repository) when inside it, else
+    ``OUT`` — a stored command never carries a path of the machine that ran it (reports are shown to visitors)."""
+    if out is None:
+        return None
+    path = Path(out)
+    if not path.is_absolute():
+        return str(out)
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return "OUT"
+
+
 def _command(args) -> str:
     parts = ["python -m lab reproduce", args.name]
-    for flag, val in (("--quick", args.quick), ("--out", args.out), ("--seed", args.seed), ("--model", args.model),
+    for flag, val in (("--quick", args.quick), ("--out", _out_for_record(args.out)), ("--seed", args.seed), ("--model", args.model),
                       ("--device", args.device), ("--max-iter", args.max_iter), ("--configs", args.configs),
                       ("--batch", args.batch), ("--targets", args.targets), ("--threads", args.threads),
                       ("--time-budget", args.time_budget), ("--report-only", args.report_only),
