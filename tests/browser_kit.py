@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from pathlib import Path
 
@@ -65,9 +66,18 @@ def idle(pg, quiet_ms: int = 800, timeout_s: float = 120) -> None:
     raise AssertionError("the app never became idle")
 
 
+# An absolute path of the server machine: a temporary folder, a home directory, the repository root or any other
+# system folder. Nothing a visitor sees may name one (every browser test checks every page it draws).
+SERVER_PATH = re.compile(r"(?<![\w.:/])/(?:tmp|home|root|var|srv|work|usr|opt|etc|mnt|proc)/|"
+                         + re.escape(str(Path(__file__).resolve().parents[1])))
+
+
 def healthy(pg) -> None:
     assert pg.locator('[data-testid="stException"]').count() == 0, pg.locator('[data-testid="stException"]').first.inner_text()
     assert pg.get_by_text("Page not found").count() == 0
+    text = pg.locator("body").inner_text()
+    hit = SERVER_PATH.search(text)
+    assert hit is None, f"a server path is shown: …{text[max(0, hit.start() - 60):hit.end() + 60]}…"
 
 
 def num(pg, label: str):
