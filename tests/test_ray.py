@@ -85,3 +85,22 @@ def test_ray_engine_gives_the_in_process_rows(tmp_path, monkeypatch, capsys):
     assert main([*args, "--engine", "ray", "--out", str(tmp_path / "ray")]) == 0
     assert len(_rows(tmp_path / "ray" / "single.csv")) == 2
     print(f"ray engine run: {wall:.1f}s wall")
+
+
+def test_ray_engine_runs_a_torchvision_model_from_the_hub_cache(tmp_path, monkeypatch):
+    """The cross-model matrix on an embedded and a torchvision model, trained by Ray tasks that load the
+    torchvision model from the same hub cache (TORCH_HOME) as the driver."""
+    from test_sources import _write
+
+    _write(tmp_path / "torch_home", "mobilenet_v3_small")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    monkeypatch.setenv("LAVAN_RAY_CPUS", "2")
+    monkeypatch.setenv("LAVAN_RAY_STORE_MB", "100")
+    models = ["efficientnet-lite0", "torchvision:mobilenet_v3_small"]
+    assert main(["reproduce", "crossmodel", "--quick", "--max-iter", "2", "--threads", "1", "--engine", "ray",
+                 "--models", *models, "--out", str(tmp_path / "ray")]) == 0
+    trained = _rows(tmp_path / "ray" / "crossmodel_train.csv")
+    assert sorted(r["model"] for r in trained) == models
+    scored = _rows(tmp_path / "ray" / "crossmodel.csv")
+    assert {(r["train_model"], r["eval_model"]) for r in scored} == {(a, b) for a in models for b in models}
+    assert "--models efficientnet-lite0 torchvision:mobilenet_v3_small" in (tmp_path / "ray" / "crossmodel.md").read_text()
