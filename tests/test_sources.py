@@ -20,18 +20,12 @@ from torch import nn
 import attack
 from attack import cli, sources
 from attack.models import ModelError, WeightsMissing
+from tv_kit import write_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _write(home: Path, name: str) -> Path:
-    kwargs = {"init_weights": True} if name == "inception_v3" else {}
-    torch.manual_seed(0)
-    net = tvm.get_model(name, weights=None, **kwargs)
-    path = home / "hub" / "checkpoints" / sources.torchvision_info(name).file_name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(net.state_dict(), path)
-    return path
+_write = write_weights  # tests/tv_kit.py, shared with the app's tests
 
 
 @pytest.fixture(scope="module")
