@@ -83,34 +83,59 @@ def home() -> None:
     name = st.session_state.get("model_name") or attack.models.DEFAULT_MODEL
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     st.markdown(
-        f"- Model: **{attack.models.describe(name)}** — {attack.MODELS[name].description}.\n"
+        f"- Model: **{attack.models.describe(name)}** — {attack.model_spec(name).description}.\n"
         f"- Device: **{'GPU (' + gpu + ')' if gpu else 'CPU'}**, {cache.torch_threads()} threads.\n"
         "- The paper attacked **Inception v3** at 299×299. The default here is **EfficientNet-Lite**, a smaller "
         "network that trains patches in seconds on a laptop CPU — *not the paper's model*, so numbers differ. "
-        "Inception v3 becomes available in the model picker when the server is started with "
-        "`LAVAN_INCEPTION_WEIGHTS=/path/to/inception_v3.pth` (no weights can be downloaded here).\n"
+        "The model picker in the sidebar lists every torchvision classifier whose weights are in this server's torch "
+        "hub cache (Inception v3 is `torchvision:inception_v3`) and loads another when you ask for it (downloaded "
+        "once, when the server is online); the operator can also give Inception v3 as a file "
+        "(`LAVAN_INCEPTION_WEIGHTS=/path/to/inception_v3.pth`).\n"
         "- Trained patches are cached on the server; the same configuration again is answered at once. "
         f"Trainings run in the background, at most {jobs.MAX_JOBS} at a time on this server.")
     st.caption(f"Server start to this page: {time.perf_counter() - _T0:.2f} s for this run.")
 
 
-def sidebar() -> None:
+def sidebar():
+    """The model picker (the cached models, and a request for any torchvision model) and the server's load. Returns
+    the slot of the "Loaded models" line, filled after the page has run (the page may load its model)."""
     import attack
     from attack.models import DEFAULT_MODEL
-    from ui import cache, jobs
+    from ui import cache, jobs, widgets
 
     names = cache.available_models()
+    picked = st.session_state.pop(widgets.PICKED, None)  # a model the visitor just loaded (widgets.model_request)
+    if picked in names:
+        st.session_state["model_name"] = picked
     if st.session_state.get("model_name") not in names:
         st.session_state["model_name"] = DEFAULT_MODEL if DEFAULT_MODEL in names else names[0]
     with st.sidebar:
-        st.selectbox("Model", names, key="model_name",
-                     format_func=lambda n: f"{n} ({attack.MODELS[n].default_size}px)",
-                     help="Loaded once per server process and shared by every session.")
+        st.selectbox("Model", names, key="model_name", format_func=cache.model_label,
+                     help="The embedded EfficientNet-Lite models, Inception v3 from the operator's file, and every "
+                          "torchvision model whose weights are in this server's torch hub cache. Loaded once per "
+                          "server process and shared by every session.")
         name = st.session_state["model_name"]  # described from the registry: the page loads the model if it needs it
-        st.caption(f"{attack.models.describe(name)} · EfficientNet-Lite is not the paper's Inception v3"
-                   if name != "inception-v3" else attack.models.describe(name))
+        source = attack.model_spec(name).source
+        paper = name in ("inception-v3", "torchvision:inception_v3")
+        st.caption(attack.models.describe(name) + (" · the paper's model" if paper else
+                                                   " · EfficientNet-Lite is not the paper's Inception v3"
+                                                   if source == "embedded" else " · not the paper's Inception v3"))
+        widgets.model_request(names)
+        memory = st.empty()
         if jobs.running():
             st.caption(f"Trainings running on this server: {jobs.running()} / {jobs.MAX_JOBS}")
+    return memory
+
+
+def loaded_line(slot) -> None:
+    """"Loaded models: 2 (64 MB)": the models in the server's shared cache and what their weights take."""
+    from ui import cache
+
+    n, nbytes = cache.loaded_memory()
+    names = ", ".join(m.name for m in cache.loaded_models())
+    slot.caption(f"Loaded models: {n} ({nbytes / 2**20:.0f} MB)",
+                 help=f"In this server's memory, shared by every session: {names or 'none yet'}. Another model "
+                      "loads beside them only when it is picked or a page is asked to compare networks.")
 
 
 PAGE_OBJECTS = {"home": st.Page(home, title="Home", icon="🏠", url_path="home", default=True)}
@@ -128,6 +153,9 @@ with boot.guard(f"page {page.url_path}"):  # an unexpected error: a short messag
         from ui import deeplink, jobs
 
         deeplink.apply()  # ?photo=…&patch=… (ui/deeplink.py): before the sidebar, which reads the model it may set
-        sidebar()
+        memory = sidebar()
         jobs.leave_page(page.url_path)
-        page.run()
+        try:
+            page.run()
+        finally:  # after the page, which may have loaded its model (also when it stopped early)
+            loaded_line(memory)

@@ -27,6 +27,9 @@ except (OSError, ValueError) as exc:
 step = st.session_state["lesson_step"]
 st.query_params["step"] = str(step)  # a reload (or a bookmark) comes back to this step
 lesson.header(step, _move)
+if st.session_state.get("model_name", m["model"]) != m["model"]:  # the sidebar's model is another one: say so
+    st.caption(f"The lesson runs on {m['model']}, the network its ready-made patches were trained on, whatever the "
+               f"sidebar's model ({st.session_state['model_name']}); the full pages use the sidebar's.")
 left, right = st.columns([1, 1.25], gap="large")
 st.session_state["lesson_shown"] = lesson.STEP_FUNCS[step - 1](m, left, right)
 lesson.prefetch(m)  # step 6's maps, in the background, after this step is drawn

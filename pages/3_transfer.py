@@ -17,9 +17,10 @@ paths = {s[0]: s[1] for s in cache.samples()}
 n_dst = st.slider("Other photos", 2, min(32, len(names)), min(8, len(names)), key="transfer_n",
                   help="The first photos of the ai-benchmark set (the source photo is left out)")
 src_key = attack.image_hash(image)
-dst_names = [nm for nm in names if attack.image_hash(cache.sample_tensor(paths[nm], model.input_size)) != src_key]
+dst_names = [nm for nm in names
+             if attack.image_hash(cache.sample_tensor(paths[nm], model.input_size, model.resize_size)) != src_key]
 dst_names = dst_names[:n_dst]
-dst = torch.stack([cache.sample_tensor(paths[nm], model.input_size) for nm in dst_names])
+dst = torch.stack([cache.sample_tensor(paths[nm], model.input_size, model.resize_size) for nm in dst_names])
 border = st.slider("Border of the source photo, per side (% of image side)", 0, 50, 25, step=5,
                    key="transfer_border") / 100
 

@@ -48,7 +48,7 @@ def _split(n_train: int, n_test: int, seed: int) -> tuple[list[str], list[str]]:
 
 
 def _stack(paths: list[str]) -> torch.Tensor:
-    return torch.stack([cache.sample_tensor(p, model.input_size) for p in paths])
+    return torch.stack([cache.sample_tensor(p, model.input_size, model.resize_size) for p in paths])
 
 
 # -------------------------------------------------------------------------------------------------- choose/train
@@ -68,7 +68,7 @@ with tab_load:
         st.session_state["universal"] = loaded
 with tab_train:
     target = widgets.target_picker("uni_target", default=859)
-    size = widgets.size_picker(model.input_size, "uni_size")
+    size = widgets.size_picker(model.input_size, "uni_size", model=model)
     c1, c2, c3, c4 = st.columns(4)
     domain = c1.radio("Domain", ["image", "network"], key="uni_domain", help="image: a printable patch")
     n_train = int(c2.number_input("Training photos", 2, 60, 20, key="uni_train"))

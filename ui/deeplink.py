@@ -92,9 +92,11 @@ def apply() -> None:
             st.session_state["universal"] = res
         elif photo is not None:
             st.session_state["result"] = res
-            st.session_state["result_image"] = cache.sample_tensor(photo[1], res.input_size)
+            st.session_state["result_image"] = cache.sample_tensor(photo[1], res.input_size,
+                                                                   cache.resize_for(res.model_name, res.input_size))
             # the Attack page's inputs, so that Train there reproduces this patch's configuration
             st.session_state.update({"attack_target": cache.class_options()[res.target], "attack_size": res.size,
+                                     "attack_size_for": res.model_name,  # the size is this model's (size_picker)
                                      "attack_loc_x": res.loc[1], "attack_loc_y": res.loc[0],
                                      "attack_domain": res.domain})
         else:

@@ -296,7 +296,9 @@ def _heat(model_name: str, patch_rel: str, photo_name: str, method: str) -> Futu
     return _pool().submit(work)
 
 
-OTHER_MODELS = ("efficientnet-lite1", "efficientnet-lite2")  # step 7's choice
+# Step 7's choice, whatever the sidebar's model: opening the lesson loads these two beside its own model (prefetch),
+# as the step asks "does the patch fool another network"; they stay loaded and show in the sidebar's memory line.
+OTHER_MODELS = ("efficientnet-lite1", "efficientnet-lite2")
 
 
 @st.cache_resource(show_spinner=False)
@@ -327,13 +329,16 @@ def overlay(image: torch.Tensor, heat: torch.Tensor) -> torch.Tensor:
 def _measured_ratios() -> str:
     """One line from reports/saliency.json: the median mass-in-patch / area of each lesson method, if measured."""
     try:
-        summary = json.loads((ROOT / "reports" / "saliency.json").read_text())["summary"]
+        report = json.loads((ROOT / "reports" / "saliency.json").read_text())
+        summary = report["summary"]
         ratios = {k: float(summary["by_method"][k]["median_ratio"]) for k in METHODS}
         n = int(summary["configs"])
+        on = str(report.get("model") or "efficientnet-lite0")
     except (OSError, ValueError, KeyError, TypeError):
         return ""
     said = ", ".join(f"{METHODS[k].split(' (')[0]} {v:.1f}×" for k, v in ratios.items())
-    return (f"<div class='lesson-small'>Median over {n} trained patches (reports/saliency.md): "
+    return (f"<div class='lesson-small'>Median over {n} patches trained on {html.escape(on)} "
+            "(reports/saliency.md): "
             f"{html.escape(said)}.</div>")
 
 

@@ -28,12 +28,68 @@ CANVAS_PX = 448
 
 
 def current_model() -> attack.Classifier:
+    """The sidebar's model (shared copy, ``ui.cache.get_model``). A model whose weights cannot be read (a file gone
+    from the hub cache, a truncated download) is one line of warning, and the page goes on with the default model."""
     names = cache.available_models()
     name = st.session_state.get("model_name") or DEFAULT_MODEL
     if name not in names:
         name = names[0] if names else DEFAULT_MODEL
-    weights = cache.inception_weights() if name == "inception-v3" else None
-    return cache.get_model(name, weights)
+    try:
+        return cache.get_model(name)
+    except attack.ModelError as exc:
+        if name == DEFAULT_MODEL:
+            raise
+        said = exc.public_message() if isinstance(exc, attack.WeightsMissing) else str(exc)
+        if name == "inception-v3":
+            said = "the operator's weights file does not match Inception v3"  # its message may name the server path
+        st.warning(f"{name} could not be loaded — {said}. This page uses {DEFAULT_MODEL}.")
+        return cache.get_model(DEFAULT_MODEL)
+
+
+PICKED = "_lavan_picked_model"  # a model loaded by model_request: app.py's sidebar selects it on the next run
+
+
+def model_request(available: list[str]) -> None:
+    """The sidebar's request for any torchvision classifier (all of ``torchvision.models.list_models()``): *Load*
+    selects it when its weights are in the hub cache, else downloads them first, with a progress bar. Nothing is
+    downloaded before the visitor presses *Load*. Offline (or any failed download) it is one line, naming no server
+    path (``WeightsMissing.public_message``), and the app goes on with the model it had."""
+    box = st.expander("Another torchvision model", key="model_request_open", on_change="rerun")
+    if not box.open:  # lazy: the list of names imports torchvision (seconds on a cold server)
+        return
+    with box:
+        options = [attack.sources.PREFIX + n for n in attack.sources.torchvision_names()]
+        name = st.selectbox("torchvision classifier", options, index=None, key="model_request",
+                            format_func=cache.model_label, placeholder=f"Type to search {len(options)} models")
+        if name is not None:
+            st.caption(("Weights in the hub cache: loads at once." if name in available else
+                        "Weights not on this server: *Load* downloads them once (the server needs internet).")
+                       + f" {attack.model_spec(name).description}.")
+        if st.button("Load", key="model_request_load", disabled=name is None, width="stretch"):
+            _load_requested(name, available)
+
+
+def _load_requested(name: str, available: list[str]) -> None:
+    if name not in available:
+        bar = st.progress(0.0, text=f"Downloading {name}…")
+
+        def progress(done: int, total: int) -> None:
+            bar.progress(min(done / total, 1.0) if total else 0.0,
+                         text=f"Downloading {name}: {done / 2**20:.0f}" + (f" / {total / 2**20:.0f}" if total else "")
+                              + " MB")
+        try:
+            cache.download_model(name, progress)
+        except attack.WeightsMissing as exc:
+            bar.empty()
+            st.error(exc.public_message())
+            return
+        except attack.ModelError as exc:  # not a torchvision classifier (the list holds only those)
+            bar.empty()
+            st.error(str(exc))
+            return
+        bar.empty()
+    st.session_state[PICKED] = name
+    st.rerun()
 
 
 def to_pil(image: torch.Tensor) -> Image.Image:
@@ -79,12 +135,13 @@ def image_source() -> dict:
     return src
 
 
-def load_source(src: dict, size: int) -> torch.Tensor | None:
+def load_source(src: dict, size: int, resize: int | None = None) -> torch.Tensor | None:
+    """The photo ``src`` at ``size`` (``resize``: the model's short side before the centre crop, ``model.resize_size``)."""
     if not src:
         return None
     if src["kind"] == "sample":
-        return cache.sample_tensor(src["path"], size)
-    return cache.upload_tensor(src["data"], src["name"], size)
+        return cache.sample_tensor(src["path"], size, resize)
+    return cache.upload_tensor(src["data"], src["name"], size, resize)
 
 
 def image_picker(model, key: str = "img", gallery: bool = True) -> tuple[torch.Tensor | None, str]:
@@ -115,7 +172,7 @@ def image_picker(model, key: str = "img", gallery: bool = True) -> tuple[torch.T
     if up is not None:
         data = up.getvalue()
         try:
-            cache.upload_tensor(data, up.name, model.input_size)
+            cache.upload_tensor(data, up.name, model.input_size, model.resize_size)
         except attack.ImageError as exc:
             st.error(f"Upload rejected — {exc}")
         else:
@@ -124,11 +181,12 @@ def image_picker(model, key: str = "img", gallery: bool = True) -> tuple[torch.T
                 st.session_state["image_src"] = {"kind": "upload", "name": up.name, "data": data}
     src = image_source()
     try:
-        image = load_source(src, model.input_size)
+        image = load_source(src, model.input_size, model.resize_size)
     except attack.ImageError as exc:  # a sample that went missing, or a stored upload that no longer decodes
         st.error(str(exc))
         st.session_state.pop("image_src", None)
         return None, ""
+    st.caption(input_note(model))
     return image, src.get("name", "")
 
 
@@ -157,14 +215,45 @@ def paper_size(input_size: int) -> int:
     return attack.size_for_area(PAPER_SIZE ** 2 / PAPER_INPUT ** 2, input_size)
 
 
+def input_note(model) -> str:
+    """One line: the input size the model runs at and how a photo gets there (its own resize, then centre crop)."""
+    n, r = model.input_size, model.resize_size
+    how = (f"resized to {r} px on the short side, then centre-cropped to {n}×{n}" if r > n else
+           f"centre-cropped to a square and resized to {n}×{n}")
+    return f"Input size **{n}×{n}** for {model.name}: photos are {how} (the model's own preprocessing)."
+
+
+def default_patch(model) -> tuple[int, str]:
+    """(side in px, where it comes from) of the model's default patch: the library's default area, measured on
+    EfficientNet-Lite0, for the embedded models; the paper's 42×42-on-299 area for the others (never measured
+    there), i.e. 42 px on Inception v3's 299 and 31 px on 224 (``attack.model_spec(name).default_area``)."""
+    n, area = model.input_size, model.spec.default_area
+    if area is None:
+        return (int(attack.train.default_patch_size(n)),
+                f"the default area {attack.train.DEFAULT_AREA:.2%}, measured on EfficientNet-Lite0 (README)")
+    side = attack.size_for_area(area, n)
+    if abs(area - PAPER_SIZE ** 2 / PAPER_INPUT ** 2) < 1e-9:
+        return side, "the paper's 42×42 on 299×299 (no default was measured on this model)"
+    return side, f"{area:.2%} of the image"
+
+
 def _set_size(key: str, value: int) -> None:
     st.session_state[key] = value
 
 
-def size_picker(input_size: int, key: str = "size", default: int | None = None) -> int:
-    """Patch side in pixels: default from the measured default area, the paper's area one click away."""
+def size_picker(input_size: int, key: str = "size", default: int | None = None, model=None) -> int:
+    """Patch side in pixels, the paper's area one click away. The default is ``default``, else the ``model``'s
+    (:func:`default_patch`), else the measured default area (EfficientNet-Lite0). With ``model``, the value
+    follows a change of the sidebar's model (back to that model's default)."""
+    why = f"the default area {attack.train.DEFAULT_AREA:.2%}, measured on EfficientNet-Lite0 (README)"
+    if model is not None and default is None:
+        default, why = default_patch(model)
     default = int(default or attack.train.default_patch_size(input_size))
     paper = paper_size(input_size)
+    if model is not None:
+        if st.session_state.get(f"{key}_for", model.name) != model.name:
+            st.session_state[key] = default  # the sidebar's model changed: its own default
+        st.session_state[f"{key}_for"] = model.name
     if key in st.session_state and not 4 <= st.session_state[key] <= input_size // 2:
         st.session_state[key] = default  # another model's size
     c1, c2, c3 = st.columns([2, 1, 1])
@@ -178,9 +267,9 @@ def size_picker(input_size: int, key: str = "size", default: int | None = None) 
               help=f"The paper's 42x42 on 299x299 ({PAPER_SIZE**2 / PAPER_INPUT**2:.2%} of the image)",
               width="stretch")
     c3.button(f"Default: {default}px", key=f"{key}_default", on_click=_set_size, args=(key, default),
-              help=f"Measured default area {attack.train.DEFAULT_AREA:.2%} (README)", width="stretch")
+              help=f"This model's default: {why}", width="stretch")
     st.caption(f"**{size}×{size} px = {attack.area_fraction(size, input_size):.2%} of the "
-               f"{input_size}×{input_size} image** (paper: 42×42 on 299×299 = 1.97%)")
+               f"{input_size}×{input_size} image** (paper: 42×42 on 299×299 = 1.97%) · default {default} px: {why}")
     return int(size)
 
 
