@@ -321,8 +321,10 @@ def sample_images(collections: tuple[str, ...] | None = None) -> list[SampleImag
 def universal_split(photos: list, n_train: int, n_test: int, generator: torch.Generator | None = None
                     ) -> tuple[list, list]:
     """Training and held-out photos of a universal patch: ``photos`` shuffled by ``generator``, the first
-    ``n_train`` to train on and the next ``n_test`` held out. One split for ``python -m attack universal``, the
-    Universal page and ``reproduce universal``/``brown``, so the same seed gives the same photos everywhere.
+    ``n_train`` to train on and the next ``n_test`` held out. ``python -m attack universal`` and the Universal page
+    split the ai-benchmark photos with ``torch.Generator().manual_seed(seed)``, so they agree for the same seed; the
+    lab's ``reproduce universal``/``brown`` split every sample collection at hand (100/100 with at least 200 photos,
+    else half and half) with a generator derived from ``--seed``, so their photos differ from the CLI's.
     Example: >>> train, test = universal_split(sample_images(("ai-benchmark",)), 50, 50, torch.Generator().manual_seed(0))"""
     if n_train + n_test > len(photos):
         raise ValueError(f"only {len(photos)} photos available for {n_train}+{n_test}")

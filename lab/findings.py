@@ -9,7 +9,6 @@ Example: >>> [f.ours for f in findings("reports") if f.report == "single"][0]
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -168,8 +167,12 @@ def _defend(s: dict) -> str:
     clean = "; ".join(f"clean photos, {size} px: {_p(s[f'clean_{size}']['agree'])} % keep their label, "
                       f"{_p(s[f'clean_{size}']['certified'])} % certified (n={s[f'clean_{size}']['n']}, median "
                       f"{s[f'clean_{size}']['median_forwards']:.0f} forwards)" for size in s["sizes"])
-    return (f"{s['k']}×{s['k']} masks: source recovered on {_p(s['recovered'])} % of {s['patches']} successful "
-            f"patches (occlusion heuristic {_p(s['occlusion_recovered'])} %); {clean}")
+    of = f" of {s['patches_available']}" if s.get("patches_available") is not None else ""
+    grid = s.get("on_occlusion_grid")
+    on = ("" if grid is None else ", every patch on its window grid" if grid == s.get("patches_placed") else
+          f", {grid} of {s.get('patches_placed')} patches on its window grid")
+    return (f"{s['k']}×{s['k']} masks: source recovered on {_p(s['recovered'])} % of {s['patches']}{of} successful "
+            f"patches (occlusion heuristic {_p(s['occlusion_recovered'])} %{on}); {clean}")
 
 
 def findings(out: str | Path | None = None) -> list[Finding]:

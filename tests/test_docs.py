@@ -105,11 +105,11 @@ def test_paper_geometry_goal_pairs_the_rerun_with_the_committed_rows(tmp_path):
     (tmp_path / "reports" / "single.csv").write_text(
         head + "paper-network-000,paper-network,0,0,0.01,2782,1\npaper-network-001,paper-network,1,1,0.92,2782,1\n"
         "paper-network-002,paper-network,0,1,0.3,2782,1\n")
-    assert "not rerun with restarts" in docs._paper_geometry_line(tmp_path)
-    assert "1/3 within its cap of 2,782" in docs._paper_geometry_line(tmp_path)
+    assert "not rerun with restarts" in docs.strength._paper_geometry_line(tmp_path)
+    assert "1/3 within its cap of 2,782" in docs.strength._paper_geometry_line(tmp_path)
     (tmp_path / "bench" / "results" / "single299.csv").write_text(
         head + "paper-network-000,paper-network,1,1,0.91,2000,100\npaper-network-001,paper-network,0,1,0.85,2000,200\n")
-    line = docs._paper_geometry_line(tmp_path)
+    line = docs.strength._paper_geometry_line(tmp_path)
     assert "first 2 configs" in line and "(1 restarts, loss logprob, ReLU6 leak" in line and "network domain 1/2 within 2,000 evaluations" in line
     assert "target top-1 2/2; failures reached p 0.85" in line and "median 150 s per config" in line
     assert "cap 2,782) reached 1/2 on the same configs (target top-1 1/2)" in line and "Over all 3 configs, the committed" in line

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import torch
 
-from .fragility import CRITERIA
 from ..reproduce.plots import plot_lines
 from ..reproduce.runner import Ctx
 from ..reproduce.stats import f, mean, pct, successful
 from ..reproduce.table import Table
 from ..reproduce.training import pending_single_patches, single_rows
+from .fragility import CRITERIA
 
 
 def run(ctx: Ctx) -> dict:

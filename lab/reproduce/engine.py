@@ -161,7 +161,8 @@ def _run_chunk(fields: dict, fn: ChunkFn, job, chunk: list[dict], deadline: floa
     and every file written there (relative path -> bytes). The seed comes from the chunk, so a retry repeats it."""
     import torch
 
-    from .runner import Ctx, Options, _clock as clock
+    from .runner import Ctx, Options
+    from .runner import _clock as clock
 
     key = repr(sorted(fields.items()))
     if key not in _WORKER_CTX:

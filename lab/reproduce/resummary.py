@@ -57,7 +57,7 @@ def summarise(name: str, out: str | Path, rep: dict) -> dict:
         return brown.summarise(rows, s["planned"], s["sizes"], s["max_steps"], s["train_photos"], s["test_photos"])
     if name == "defend":
         return defend.summarise(rows, s["planned_patches"], s["planned_photos"], s["sizes"], s["k"],
-                                s["fallback_unsuccessful_patches"])
+                                s["fallback_unsuccessful_patches"], singles=_single_sources(out, s))
     raise ValueError(f"unknown report {name!r}")
 
 

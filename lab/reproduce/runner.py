@@ -49,6 +49,7 @@ class Ctx:
 
     def __init__(self, opts: Options):
         from attack.images import sample_images
+
         from .engine import make_engine
 
         self.opts = opts
@@ -102,9 +103,10 @@ class Ctx:
         return torch.Generator().manual_seed(seed)
 
     def split(self) -> tuple[list, list]:
-        """Train/held-out photos for the universal experiments (:func:`attack.images.universal_split`, shuffled by
-        the seed): the paper's 100/100 when at least 200 sample photos are at hand (ai-benchmark + package photos +
-        gcompris-qt-data's), else half and half; 4/4 for --quick."""
+        """Train/held-out photos for the universal experiments: :func:`attack.images.universal_split` of every sample
+        collection at hand (ai-benchmark + package photos + gcompris-qt-data's), shuffled by a generator derived
+        from the seed (not the CLI's ai-benchmark-only split): the paper's 100/100 when at least 200 photos are at
+        hand, else half and half; 4/4 for --quick."""
         from attack.images import sample_images, universal_split
 
         photos = sample_images()

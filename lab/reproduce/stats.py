@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import math
 import statistics
+from typing import Iterable
 
 from ..fmt import pct  # noqa: F401  (re-exported: the experiments' tables)
-from typing import Iterable
 
 
 def f(v) -> float:

@@ -21,13 +21,22 @@ Example: >>> cells = summarise_area(read_rows("bench/results/area_table.csv", ma
 """
 from __future__ import annotations
 
-from .ablation import (ABLATION_DEFAULTS, LEGACY_LR, RULE_NAMES, ablation_groups, ablation_markdown,
-                       describe_variant, paired_ablation, paired_markdown, read_ablation, summarise_ablation)
+from .ablation import (
+                       ABLATION_DEFAULTS,
+                       LEGACY_LR,
+                       RULE_NAMES,
+                       ablation_groups,
+                       ablation_markdown,
+                       describe_variant,
+                       paired_ablation,
+                       paired_markdown,
+                       read_ablation,
+                       summarise_ablation,
+)
 from .area import OPTIMIZER_NAMES, area_markdown, compare_markdown, compare_optimisers, summarise_area
 from .budget import BUDGET_STEPS, LONG_BUDGET, best_of_runs, budget_curves, budget_markdown
 from .ceiling import ceiling_markdown, summarise_ceiling
-from .defaults import (DEFAULT_AREAS, default_area_cells, default_area_markdown, default_fields_by_area,
-                       describe_default)
+from .defaults import DEFAULT_AREAS, default_area_cells, default_area_markdown, default_fields_by_area, describe_default
 from .placement import PLACEMENT_KINDS, placement_markdown, read_placement, summarise_placement
 from .printed import printed_table, printed_tables
 from .rows import RESULTS, ROOT, fmt, median, read_rows

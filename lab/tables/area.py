@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import statistics
 
-from .rows import median
-
 OPTIMIZER_NAMES = {"adam": "Adam (default)", "sgd": "plain gradient (paper)"}
 
 

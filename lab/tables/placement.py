@@ -4,7 +4,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..fmt import pct
-
 from .rows import RESULTS, fmt, median, read_rows
 
 PLACEMENT_KINDS = ("best", "top-left", "top-right", "bottom-left", "bottom-right")
