@@ -18,8 +18,9 @@ st.markdown(
     "Pick a photo, a target class and where the square goes. **Train** optimises only the pixels inside the "
     "square until the classifier is ≥ 90% sure the photo shows the target (the paper's criterion) — the rest of "
     "the image is untouched. In the paper, a 42×42 patch (2% of a 299×299 image) reached p ≥ 0.9 on "
-    f"{lab.findings.PAPER['single']['success_0_9']:.0%} of images within 10,000 iterations on Inception v3; this "
-    "model (EfficientNet-Lite0) needs a larger patch or restarts for the same share (README, *Attack strength*).")
+    f"{lab.findings.PAPER['single']['success_0_9']:.0%} of images within 10,000 iterations on Inception v3; on "
+    "EfficientNet-Lite0, the embedded default, a patch needs a larger area or restarts for the same share (measured: "
+    "README, *Attack strength*).")
 
 model = widgets.current_model()
 with st.expander("Photo", expanded=True):
@@ -35,7 +36,7 @@ with right:
     st.markdown(f"**{image_name}** — the model sees: **{clean_top[0][1]}** ({clean_top[0][2]:.1%})")
     widgets.topk_table(clean_top)
     target = widgets.target_picker("attack_target", exclude=source)
-    size = widgets.size_picker(model.input_size, "attack_size")
+    size = widgets.size_picker(model.input_size, "attack_size", model=model)  # the model's default patch
     leak = attack.train.leak_fields(size, model.input_size)  # the measured default below the default area
     c1, c2 = st.columns(2)
     domain = c1.radio("Domain", ["network", "image"], horizontal=True, key="attack_domain",
