@@ -3,11 +3,17 @@ and incremental inference when only a pasted patch changed (:class:`LocalForward
 network on the full input up to float rounding (tests/test_models_fast.py)."""
 from __future__ import annotations
 
+import hashlib
+import threading
+import weakref
+from collections import OrderedDict
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["FoldedConv", "fold_batchnorm", "LocalForward"]
+__all__ = ["FoldedConv", "fold_batchnorm", "LocalForward", "local_engine", "CLEAN_CACHE"]
 
 class _FrozenConv(torch.autograd.Function):
     """``F.conv2d`` with a frozen weight whose input gradient is one transposed convolution: bit-for-bit the same
@@ -106,105 +112,390 @@ def fold_batchnorm(net: nn.Module) -> nn.Module:
     return net
 
 
-# ---------------------------------------------------------------- incremental inference for a pasted patch
-def _grow(region: tuple[int, int], k: int, s: int, p: int, n_out: int):
-    """Along one axis: the outputs ``[o0, o1)`` of a convolution (kernel k, stride s, ``p`` zeros before) whose
-    window meets the input rows ``region``, and the input window ``[w0, w1)`` (unclipped) they read."""
-    a, b = region
-    o0 = max(0, -(-(a + p - k + 1) // s))  # ceil((a + p - k + 1) / s)
-    o1 = min(n_out, (b - 1 + p) // s + 1)
-    return (o0, o1), (o0 * s - p, (o1 - 1) * s - p + k)
+# ---------------------------------------------------------------- incremental inference for a local change
+class _Geom(NamedTuple):
+    """A square convolution along one axis: kernel, stride, zeros before and after, input and output sides."""
+    k: int
+    s: int
+    before: int
+    after: int
+    n_in: int
+    n_out: int
+
+    @property
+    def n_pad(self) -> int:
+        return self.n_in + self.before + self.after
+
+
+def _geom(conv: FoldedConv, n_in: int) -> _Geom:
+    k, s = conv.weight.shape[-1], conv.stride[0]
+    if conv.weight.shape[-2] != k or conv.stride[1] != s:
+        raise ValueError("LocalForward: square kernels and strides only")
+    if conv.pre_pad is not None:
+        left, right, top, bottom = conv.pre_pad
+        if (left, right) != (top, bottom) or any(conv.padding):
+            raise ValueError("LocalForward: the same padding along both axes only")
+        before, after = top, bottom
+    else:
+        if conv.padding[0] != conv.padding[1]:
+            raise ValueError("LocalForward: the same padding along both axes only")
+        before = after = conv.padding[0]
+    return _Geom(k, s, before, after, n_in, (n_in + before + after - k) // s + 1)
+
+
+def _reach(a: torch.Tensor, r: int, g: _Geom) -> tuple[torch.Tensor, int]:
+    """Along one axis, per row: the outputs of the convolution ``g`` whose window meets the inputs ``[a, a + r)``,
+    as a start ``(N,)`` and one size for every row (the largest; a start moves back where the map ends)."""
+    o0 = torch.div(a + (g.before - g.k + g.s), g.s, rounding_mode="floor").clamp(min=0)  # ceil((a+p-k+1)/s)
+    o1 = (torch.div(a + (r - 1 + g.before), g.s, rounding_mode="floor") + 1).clamp(max=g.n_out)
+    size = int((o1 - o0).max())
+    return o0.clamp(max=g.n_out - size), size
+
+
+def _window(flat: torch.Tensor, side: int, img: torch.Tensor, y0: torch.Tensor, x0: torch.Tensor, hy: int,
+            wx: int) -> torch.Tensor:
+    """Pixel rows ``(N·hy·wx, C)`` of the window ``[y0, y0+hy) × [x0, x0+wx)`` of each row's map: ``flat`` holds
+    square maps of side ``side`` as pixel rows ``(M·side·side, C)``, ``img`` (N,) picks each row's map."""
+    dev = flat.device
+    iy = y0[:, None] + torch.arange(hy, device=dev)
+    ix = x0[:, None] + torch.arange(wx, device=dev)
+    idx = (img[:, None, None] * side + iy[:, :, None]) * side + ix[:, None, :]
+    return flat.index_select(0, idx.reshape(-1))
+
+
+def _paste_(win: torch.Tensor, hy: int, wx: int, oy: torch.Tensor, ox: torch.Tensor, ry: int, rx: int,
+            src: torch.Tensor) -> torch.Tensor:
+    """Write the pixel rows ``src`` (N·ry·rx, C) into the windows ``win`` (N·hy·wx, C) at offsets ``(oy, ox)``."""
+    dev = win.device
+    iy = oy[:, None] + torch.arange(ry, device=dev)
+    ix = ox[:, None] + torch.arange(rx, device=dev)
+    n = torch.arange(oy.shape[0], device=dev)
+    idx = (n[:, None, None] * hy + iy[:, :, None]) * wx + ix[:, None, :]
+    return win.index_copy_(0, idx.reshape(-1), src)
+
+
+def _to_rows(t: torch.Tensor) -> torch.Tensor:
+    return t.permute(0, 2, 3, 1).reshape(-1, t.shape[1])
+
+
+def _to_map(rows: torch.Tensor, n: int, hy: int, wx: int) -> torch.Tensor:
+    return rows.view(n, hy, wx, rows.shape[-1]).permute(0, 3, 1, 2)  # channels_last in memory
+
+
+def _pointwise(conv: FoldedConv, rows: torch.Tensor) -> torch.Tensor:
+    return F.linear(rows, conv.weight.view(conv.weight.shape[0], -1), conv.bias)
+
+
+def _valid_conv(conv: FoldedConv, x: torch.Tensor) -> torch.Tensor:
+    """``conv`` on an already padded window."""
+    if torch.is_grad_enabled() and x.requires_grad:
+        return _FrozenConv.apply(x, conv.weight, conv.bias, conv.stride, (0, 0), conv.groups)
+    return F.conv2d(x, conv.weight, conv.bias, conv.stride, 0, 1, conv.groups)
+
+
+def _digest(image: torch.Tensor) -> bytes:
+    t = image.detach().to("cpu").contiguous()
+    return hashlib.blake2b(t.view(torch.uint8).numpy().tobytes(), digest_size=16).digest() + \
+        repr((tuple(t.shape), t.dtype)).encode()
+
+
+class _CleanCache:
+    """Clean activations per (network, image): least recently used out beyond ``max_bytes``. Thread-safe."""
+
+    def __init__(self, max_bytes: int):
+        self.max_bytes, self.nbytes = int(max_bytes), 0
+        self._entries: OrderedDict = OrderedDict()
+        self._tokens: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self._lock = threading.Lock()
+        self._next = 0
+
+    def token(self, net: nn.Module) -> int:
+        with self._lock:
+            if net not in self._tokens:
+                self._tokens[net], self._next = self._next, self._next + 1
+                weakref.finalize(net, self._drop, self._next - 1)
+            return self._tokens[net]
+
+    def _drop(self, token: int) -> None:
+        with self._lock:
+            for key in [k for k in self._entries if k[0] == token]:
+                self.nbytes -= self._entries.pop(key)[1]
+
+    def get(self, key):
+        with self._lock:
+            hit = self._entries.get(key)
+            if hit is not None:
+                self._entries.move_to_end(key)
+            return None if hit is None else hit[0]
+
+    def put(self, key, entry: list[torch.Tensor]) -> None:
+        size = sum(t.numel() * t.element_size() for t in entry)
+        if size > self.max_bytes:
+            return
+        with self._lock:
+            if key in self._entries:
+                self.nbytes -= self._entries.pop(key)[1]
+            self._entries[key] = (entry, size)
+            self.nbytes += size
+            while self.nbytes > self.max_bytes:
+                self.nbytes -= self._entries.popitem(last=False)[1][1]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self.nbytes = 0
+
+
+# Clean activations of the last images seen (about 11 MiB each for Lite0 at 224), shared by every LocalForward:
+# the trainer's chunks, a page's repeated calls and PatchCleanser's second round reuse them instead of
+# recomputing them. ``CLEAN_CACHE.max_bytes = 0`` turns it off.
+CLEAN_CACHE = _CleanCache(160 * 2 ** 20)
 
 
 class LocalForward:
-    """Logits of images that differ from known clean images only inside a box (a pasted patch), computing the
-    early, high-resolution layers only where the box can reach and reusing the clean images' activations elsewhere
-    (incremental inference, as for occlusion maps: Nakandala et al., SIGMOD 2019). Same values as ``model`` on the
-    full input up to float rounding (tests/test_models_fast.py), in a fraction of the early layers' work.
+    """Logits of images that differ from known clean images only inside a box per row (a pasted patch, a grey
+    mask, an occlusion window, a transplanted region), computing the early, high-resolution layers only where
+    each row's box can reach and reusing the clean images' activations elsewhere (incremental inference, as for
+    occlusion maps: Nakandala et al., SIGMOD 2019). Same values as ``model`` on the full input up to float rounding
+    (tests/test_incremental.py), in a fraction of the early layers' work.
 
-    Folded EfficientNet-Lite only (:func:`fold_batchnorm`). ``images`` (M,3,H,W) in [0,1] are the clean images;
-    ``forward(x, rows, box)`` takes the full network input ``x`` (N,3,H,W) (normalised, the patch pasted, as for
-    ``model.net``), ``rows`` (N,) the clean image of each row, and ``box = (top, bottom, left, right)`` the union of
-    the rows' patch boxes; outside it ``x`` must equal ``model.normalize(images[rows])``. The layers stay local
-    while the box they reach covers less than ``max_share`` of their map; then the rest of the network runs on
-    the full map.
+    Folded EfficientNet-Lite only (:func:`fold_batchnorm`; anything else raises ValueError: see
+    :func:`local_engine` for the silent fall-back). ``images`` (M,3,H,W) are the clean images, in [0,1]
+    (``domain="image"``) or normalised (``"network"``); equal images share one set of activations, and activations
+    are kept across instances (:data:`CLEAN_CACHE`), so a repeated image costs no second forward. ``clean_logits``
+    (M,1000) are the clean images' logits.
+
+    ``lf(x, rows, box)`` takes the changed inputs ``x`` (N,3,H,W) (normalised for ``domain="network"``, as for
+    ``model.net``; [0,1] for ``"image"``, as for ``model``), ``rows`` (N,) the clean image of each row, and ``box``:
+    one ``(top, bottom, left, right)`` for every row, an ``(N,4)`` tensor of them (one box per row: rows are
+    grouped by box size, so mixed locations gain), or None to find each row's box by comparing ``x`` with its
+    clean image (no gradient then). Outside its box a row must equal its clean image; the gradient reaches ``x``
+    inside the boxes only. Layers stay local while a group's region covers at most ``max_share`` of their map.
     Example: >>> lf = LocalForward(model, images); logits = lf(x, torch.arange(len(images)), (0, 63, 0, 63))
     """
 
-    def __init__(self, model: Classifier, images: torch.Tensor, max_share: float = 0.5):
+    def __init__(self, model: Classifier, images: torch.Tensor, max_share: float = 0.5, domain: str = "image",
+                 cache: bool = True):
         net = model.net
         if not isinstance(getattr(net, "_conv_stem", None), FoldedConv):
             raise ValueError("LocalForward needs a folded EfficientNet-Lite (load_model(..., fold=True))")
+        if domain not in ("image", "network"):
+            raise ValueError(f"unknown domain {domain!r}; choose 'image' or 'network'")
+        if images.dim() == 3:
+            images = images.unsqueeze(0)
         self.model, self.net, self.max_share = model, net, float(max_share)
-        with torch.no_grad():
-            h = net._swish(net._conv_stem(model.normalize(images.to(model.device))))
-            self.clean = []  # per block: (input, expanded or None, depthwise output)
-            for blk in net._blocks:
-                e = blk._swish(blk._expand_conv(h)) if blk._block_args.expand_ratio != 1 else h
-                d = blk._swish(blk._depthwise_conv(e))
-                self.clean.append((h, e if blk._block_args.expand_ratio != 1 else None, d))
-                h = blk(h)
-            self.clean.append((h, None, None))  # the last block's output
-
-    @staticmethod
-    def _conv(conv: FoldedConv, src: torch.Tensor, clean: torch.Tensor, reg, rows: torch.Tensor):
-        """``conv`` on the outputs its window from ``reg`` reaches: (dirty output, its region)."""
-        n_in = clean.shape[-1]
-        k = conv.weight.shape[-1]
-        s = conv.stride[0]
-        p = conv.pre_pad[2] if conv.pre_pad is not None else conv.padding[0]
-        n_out = (n_in + (sum(conv.pre_pad[2:]) if conv.pre_pad is not None else 2 * p) - k) // s + 1
-        (oy, wy), (ox, wx) = _grow(reg[:2], k, s, p, n_out), _grow(reg[2:], k, s, p, n_out)
-        cy0, cy1, cx0, cx1 = max(0, wy[0]), min(n_in, wy[1]), max(0, wx[0]), min(n_in, wx[1])
-        win = clean[:, :, cy0:cy1, cx0:cx1][rows].clone()
-        win[:, :, reg[0] - cy0:reg[1] - cy0, reg[2] - cx0:reg[3] - cx0] = src
-        pads = (cx0 - wx[0], wx[1] - cx1, cy0 - wy[0], wy[1] - cy1)
-        if any(pads):
-            win = F.pad(win, pads)
-        if torch.is_grad_enabled() and win.requires_grad:
-            out = _FrozenConv.apply(win, conv.weight, conv.bias, conv.stride, (0, 0), conv.groups)
+        side = images.shape[-1]
+        if images.shape[-2] != side:
+            raise ValueError("LocalForward: square images only")
+        self._plan(side)
+        # one slot per distinct image; rows of equal images share it
+        keys = [(CLEAN_CACHE.token(net), domain, _digest(im)) for im in images]
+        slot_of: dict = {}
+        self.slot = torch.tensor([slot_of.setdefault(k, len(slot_of)) for k in keys], dtype=torch.long)
+        uniq = list(slot_of)
+        first = {k: i for i, k in reversed(list(enumerate(keys)))}
+        entries = [CLEAN_CACHE.get(k) if cache else None for k in uniq]
+        todo = [j for j, e in enumerate(entries) if e is None]
+        dev = model.device
+        if todo:
+            z = images[[first[uniq[j]] for j in todo]].to(dev)
+            z = model.normalize(z) if domain == "image" else z
+            fresh = self._clean(z)
+            for n, j in enumerate(todo):
+                entries[j] = [t[n] for t in fresh]  # views; cloned only for the cache
+                if cache:
+                    CLEAN_CACHE.put(uniq[j], [t[n].clone() for t in fresh])
+        if len(todo) == len(uniq):
+            stacked = fresh
         else:
-            out = F.conv2d(win, conv.weight, conv.bias, conv.stride, 0, 1, conv.groups)
-        return out, (oy[0], oy[1], ox[0], ox[1])
+            stacked = [torch.stack([e[i] for e in entries]) for i in range(len(entries[0]))]
+        self.slot = self.slot.to(dev)
+        self.z = stacked[0]  # (U,3,H,W) normalised clean inputs
+        self._logits = stacked[1]  # (U,C) per slot
+        self.clean_logits = self._logits[self.slot]  # (M,C) in image order
+        self.h = [t.reshape(-1, t.shape[-1]) for t in stacked[2:2 + self.n_h]]  # block inputs, pixel rows
+        self.dw = [t.reshape(-1, t.shape[-1]) for t in stacked[2 + self.n_h:]]  # padded depthwise inputs
 
-    def __call__(self, x: torch.Tensor, rows: torch.Tensor, box: tuple[int, int, int, int],
-                 domain: str = "network") -> torch.Tensor:
-        """Logits ``(N,1000)``; ``domain="image"`` takes ``x`` in [0,1] (as ``model(x)``), ``"network"`` the
-        normalised input (as ``model.net(x)``), like ``attack.patch.domain_logits``."""
+    def _plan(self, side: int) -> None:
+        """Geometry of the stem and of every block's depthwise convolution, and how deep local work can go."""
         net = self.net
+        self.stem = _geom(net._conv_stem, side)
+        n, self.geoms, self.sides = self.stem.n_out, [], []
+        for blk in net._blocks:
+            if getattr(blk, "has_se", False) or not isinstance(blk._depthwise_conv, FoldedConv):
+                raise ValueError("LocalForward: squeeze-excitation or unfolded blocks are not supported")
+            g = _geom(blk._depthwise_conv, n)
+            self.sides.append(n)
+            self.geoms.append(g)
+            n = g.n_out
+        self.sides.append(n)
+        # a one-pixel change reaches at least this much of each block's map: blocks where even that is more than
+        # max_share never run locally, so their clean maps are not kept
+        a, r = torch.tensor([side // 2]), 1
+        a, r = _reach(a, r, self.stem)
+        self.n_local = 0
+        for g, n in zip(self.geoms, self.sides):
+            if r * r > self.max_share * n * n:
+                break
+            a, r = _reach(a, r, g)
+            self.n_local += 1
+        self.n_h = self.n_local + 1  # the switch to the full map may come after the last local block
+
+    @torch.no_grad()
+    def _clean(self, z: torch.Tensor) -> list[torch.Tensor]:
+        """[z, logits, block inputs as (N,n,n,C) for blocks 0..n_local, padded depthwise inputs (N,np,np,C)]."""
+        net = self.net
+        h = net._swish(net._bn0(net._conv_stem(z)))
+        hs, dws = [], []
+        for i, blk in enumerate(net._blocks):
+            if i < self.n_h:
+                hs.append(h.permute(0, 2, 3, 1).contiguous())
+            if i < self.n_local:
+                e = blk._swish(blk._bn0(blk._expand_conv(h))) if blk._block_args.expand_ratio != 1 else h
+                g = self.geoms[i]
+                dws.append(F.pad(e, (g.before, g.after, g.before, g.after)).permute(0, 2, 3, 1).contiguous())
+            h = blk(h)
+        if self.n_h > len(net._blocks):
+            hs.append(h.permute(0, 2, 3, 1).contiguous())
+        return [z, self._head(h), *hs, *dws]
+
+    def _head(self, h: torch.Tensor) -> torch.Tensor:
+        net = self.net
+        h = net._swish(net._bn1(net._conv_head(h)))
+        return net._fc(net._dropout(net._avg_pooling(h).flatten(1)))
+
+    def boxes(self, x: torch.Tensor, rows: torch.Tensor, domain: str = "network") -> torch.Tensor:
+        """``(N,4)`` (top, bottom, left, right) of where each row of ``x`` differs from its clean image (an empty
+        box, top = bottom, where it does not)."""
+        with torch.no_grad():
+            if domain == "image":
+                x = self.model.normalize(x)
+            diff = (x != self.z[self.slot[rows.to(self.slot.device)]]).any(1)  # (N,H,W)
+            return _bounds(diff)
+
+    def __call__(self, x: torch.Tensor, rows, box=None, domain: str = "network") -> torch.Tensor:
+        """Logits ``(N,C)``; ``domain="image"`` takes ``x`` in [0,1] (as ``model(x)``), ``"network"`` the
+        normalised input (as ``model.net(x)``), like ``attack.patch.domain_logits``."""
         if domain == "image":
             x = self.model.normalize(x)
         elif domain != "network":
             raise ValueError(f"unknown domain {domain!r}; choose 'image' or 'network'")
-        rows = torch.as_tensor(rows, dtype=torch.long, device=x.device)
-        t, b, l, r = (int(v) for v in box)
-        # the stem reads the real input; its "clean" map is the input itself
-        stem_in = x[:, :, t:b, l:r]
-        h, reg = self._conv(net._conv_stem, stem_in, x.detach(), (t, b, l, r), torch.arange(len(x), device=x.device))
-        h = net._swish(h)
+        n, side, dev = x.shape[0], x.shape[-1], x.device
+        rows = torch.as_tensor(rows, dtype=torch.long).to(dev)
+        if box is None:
+            if torch.is_grad_enabled() and x.requires_grad:
+                raise ValueError("LocalForward: pass the boxes when differentiating (found boxes carry no gradient)")
+            boxes = self.boxes(x, rows)
+        else:
+            boxes = torch.as_tensor(box, dtype=torch.long).to(dev).reshape(-1, 4).expand(n, 4)
+        boxes = boxes.clamp(0, side)
+        slots = self.slot[rows]
+        hh, ww = (boxes[:, 1] - boxes[:, 0]).clamp(min=0), (boxes[:, 3] - boxes[:, 2]).clamp(min=0)
+        empty = (hh == 0) | (ww == 0)
+        parts, order = [], []
+        if empty.any():
+            idx = empty.nonzero().flatten()
+            parts.append(self._logits[slots[idx]])
+            order.append(idx)
+        for (bh, bw), idx in _groups(hh, ww, empty, side):
+            t = torch.minimum(boxes[idx, 0], torch.full_like(idx, side - bh))
+            l = torch.minimum(boxes[idx, 2], torch.full_like(idx, side - bw))
+            parts.append(self._group(x[idx], slots[idx], t, l, bh, bw))
+            order.append(idx)
+        if len(parts) == 1:
+            return parts[0]
+        inv = torch.empty(n, dtype=torch.long, device=dev)
+        cat = torch.cat(order)
+        inv[cat] = torch.arange(n, device=dev)
+        return torch.cat(parts)[inv]
+
+    def _group(self, x: torch.Tensor, slots: torch.Tensor, t: torch.Tensor, l: torch.Tensor, bh: int,
+               bw: int) -> torch.Tensor:
+        """Logits of rows whose boxes share one size ``bh × bw`` (tops ``t``, lefts ``l``)."""
+        net, n, dev = self.net, x.shape[0], x.device
+        own = torch.arange(n, device=dev)
+        # the stem reads the input itself: its window comes from x (detached outside the box, so the gradient
+        # reaches x inside the box only, where it is exact)
+        g = self.stem
+        (oy, ry), (ox, rx) = _reach(t, bh, g), _reach(l, bw, g)
+        wy, wx = (ry - 1) * g.s + g.k, (rx - 1) * g.s + g.k
+        xp = _to_rows(F.pad(x.detach(), (g.before, g.after, g.before, g.after)))
+        win = _window(xp, g.n_pad, own, oy * g.s, ox * g.s, wy, wx)
+        inside = _to_rows(_crop(x, t, l, bh, bw))
+        win = _paste_(win, wy, wx, t + g.before - oy * g.s, l + g.before - ox * g.s, bh, bw, inside)
+        h = net._swish(net._bn0(_to_rows(_valid_conv(net._conv_stem, _to_map(win, n, wy, wx)))))
         i = 0
         for i, blk in enumerate(net._blocks):
-            h_in_clean, e_clean, _ = self.clean[i]
-            side = h_in_clean.shape[-1]
-            if (reg[1] - reg[0]) * (reg[3] - reg[2]) > self.max_share * side * side:
+            side = self.sides[i]
+            if i >= self.n_local or ry * rx > self.max_share * side * side:
                 break
-            e = blk._swish(blk._expand_conv(h)) if e_clean is not None else h
-            d, reg_out = self._conv(blk._depthwise_conv, e, e_clean if e_clean is not None else h_in_clean,
-                                    reg, rows)
-            out = blk._project_conv(blk._swish(d))
+            e = blk._swish(blk._bn0(_pointwise(blk._expand_conv, h))) if blk._block_args.expand_ratio != 1 else h
+            g = self.geoms[i]
+            (py, qy), (px, qx) = _reach(oy, ry, g), _reach(ox, rx, g)
+            wy, wx = (qy - 1) * g.s + g.k, (qx - 1) * g.s + g.k
+            win = _window(self.dw[i], g.n_pad, slots, py * g.s, px * g.s, wy, wx)
+            win = _paste_(win, wy, wx, oy + g.before - py * g.s, ox + g.before - px * g.s, ry, rx, e)
+            d = blk._swish(blk._bn1(_to_rows(_valid_conv(blk._depthwise_conv, _to_map(win, n, wy, wx)))))
+            out = blk._bn2(_pointwise(blk._project_conv, d))
             a = blk._block_args
             if a.id_skip and a.stride == 1 and a.input_filters == a.output_filters:
-                y0, y1, x0, x1 = reg_out
-                skip = h_in_clean[:, :, y0:y1, x0:x1][rows].clone()
-                skip[:, :, reg[0] - y0:reg[1] - y0, reg[2] - x0:reg[3] - x0] = h
-                out = out + skip
-            h, reg = out, reg_out
+                skip = _window(self.h[i], side, slots, py, px, qy, qx)
+                out = out + _paste_(skip, qy, qx, oy - py, ox - px, ry, rx, h)
+            h, oy, ry, ox, rx = out, py, qy, px, qx
         else:
             i = len(net._blocks)
-        full = self.clean[i][0][rows].clone()
-        full[:, :, reg[0]:reg[1], reg[2]:reg[3]] = h
-        h = full
+        side = self.sides[i]
+        full = _window(self.h[i], side, slots, torch.zeros_like(oy), torch.zeros_like(ox), side, side)
+        h = _to_map(_paste_(full, side, side, oy, ox, ry, rx, h), n, side, side)
         for blk in net._blocks[i:]:
             h = blk(h)
-        h = net._swish(net._bn1(net._conv_head(h)))
-        return net._fc(net._dropout(net._avg_pooling(h).flatten(1)))
+        return self._head(h)
+
+
+def _crop(x: torch.Tensor, t: torch.Tensor, l: torch.Tensor, bh: int, bw: int) -> torch.Tensor:
+    """``x[i, :, t_i:t_i+bh, l_i:l_i+bw]`` for every row (N,C,bh,bw), differentiable."""
+    if bool((t == t[0]).all()) and bool((l == l[0]).all()):
+        t0, l0 = int(t[0]), int(l[0])
+        return x[:, :, t0:t0 + bh, l0:l0 + bw]
+    return torch.stack([x[i, :, a:a + bh, b:b + bw] for i, (a, b) in enumerate(zip(t.tolist(), l.tolist()))])
+
+
+def _bounds(diff: torch.Tensor) -> torch.Tensor:
+    """(N,4) (top, bottom, left, right) of the True pixels of ``diff`` (N,H,W); (0,0,0,0) where none."""
+    n, h, w = diff.shape
+    ry, rx = diff.any(2), diff.any(1)
+    ar_h, ar_w = torch.arange(h, device=diff.device), torch.arange(w, device=diff.device)
+    top = torch.where(ry, ar_h, h).min(1).values
+    bottom = torch.where(ry, ar_h + 1, 0).max(1).values
+    left = torch.where(rx, ar_w, w).min(1).values
+    right = torch.where(rx, ar_w + 1, 0).max(1).values
+    out = torch.stack([top, bottom, left, right], 1)
+    return torch.where(ry.any(1, keepdim=True), out, torch.zeros_like(out))
+
+
+def _groups(hh: torch.Tensor, ww: torch.Tensor, skip: torch.Tensor, side: int, most: int = 4):
+    """Rows grouped by box size ``[((h, w), rows)]``; beyond ``most`` sizes, sizes are rounded up to a multiple of
+    16 px (a larger box is still a valid box) so that rows share batches."""
+    keep = (~skip).nonzero().flatten()
+    if len(keep) == 0:
+        return []
+    sizes = torch.stack([hh[keep], ww[keep]], 1)
+    if len(torch.unique(sizes, dim=0)) > most:
+        sizes = (-(-sizes // 16) * 16).clamp(max=side)
+    uniq, inv = torch.unique(sizes, dim=0, return_inverse=True)
+    return [((int(u[0]), int(u[1])), keep[inv == j]) for j, u in enumerate(uniq)]
+
+
+def local_engine(model, images: torch.Tensor, domain: str = "image", device_types=("cpu",)) -> LocalForward | None:
+    """A :class:`LocalForward` over the clean ``images`` where it applies (a folded EfficientNet-Lite on a device of
+    ``device_types``: on a GPU the full forward of a batch is cheap and the local path's many small kernels are
+    not), else None: the caller then runs the plain full forward (any other classifier)."""
+    net = getattr(model, "net", None)
+    if not isinstance(getattr(net, "_conv_stem", None), FoldedConv):
+        return None
+    if device_types is not None and model.device.type not in device_types:
+        return None
+    try:
+        return LocalForward(model, images, domain=domain)
+    except (ValueError, AttributeError, TypeError, RuntimeError):
+        return None
