@@ -24,6 +24,7 @@ from .patch import (
 )
 from .losses import LOSSES, target_minus_source
 from .results import PatchResult
+from .spec import TrainingSpec
 from .train import train_patch, train_patches, Cancelled
 from .universal import train_universal
 from .evaluate import success, evaluate_patch

@@ -17,12 +17,13 @@ import torch
 from .io import PatchFileError, load_patch, save_patch
 from .results import PatchResult
 
-__all__ = ["PatchCache", "cache_key", "training_key", "get_or_train", "default_cache_dir", "CACHE_VERSION"]
+__all__ = ["PatchCache", "cache_key", "training_key", "get_or_train", "store", "default_cache_dir", "CACHE_VERSION"]
 
 CACHE_VERSION = "3"  # bump when the trainer changes in a way that changes results
 
 
 def default_cache_dir() -> Path:
+    """Where trained patches are cached (the CLI and the app share it): $LAVAN_CACHE_DIR or .lavan-cache/."""
     return Path(os.environ.get("LAVAN_CACHE_DIR", Path(__file__).resolve().parent.parent / ".lavan-cache"))
 
 
@@ -105,8 +106,9 @@ def training_key(model, image_hash: str, target: int, loc, size: int, *, domain:
                  lr: float, optimizer: str = "adam", stop_at: float = 0.9, seed: int = 0, source: int | None = None,
                  init: str = "random", **extra) -> str:
     """The cache key of one single-image training (``train_patch``): the one list of fields that the CLI's
-    ``attack`` command and the Attack page both key by, so an entry one writes the other finds. ``extra``: further
-    fields that change the result (e.g. ``restarts``); leave out a field at its default so old keys stay valid."""
+    ``attack`` command and the Attack page both key by (through :meth:`attack.spec.TrainingSpec.key`), so an entry
+    one writes the other finds. ``extra``: further fields that change the result (e.g. ``restarts``); leave out a
+    field at its default so old keys stay valid."""
     return cache_key(model=model.name, input_size=model.input_size, image=image_hash, target=int(target),
                      source=source, loc=[int(v) for v in loc], size=int(size), domain=domain, loss=loss,
                      steps=int(steps), lr=lr, optimizer=optimizer, stop_at=stop_at, seed=int(seed), init=init,
@@ -120,7 +122,16 @@ def get_or_train(cache: "PatchCache | None", key: str, train, image_hash: str) -
     if hit is not None:
         return hit, True
     res = train()
-    res.meta["image_hash"] = image_hash
-    if cache is not None and not res.cancelled:
-        cache.put(key, res)
+    store(cache, key, res, image_hash)
     return res, False
+
+
+def store(cache: "PatchCache | None", key: str, result: PatchResult, image_hash: str) -> bool:
+    """Record ``image_hash`` in ``result.meta`` and put the result under ``key`` unless it was cancelled (a stopped
+    run is not the answer to its configuration); returns whether it was stored. The one store rule of
+    :func:`get_or_train` and of the app's background trainings."""
+    result.meta["image_hash"] = image_hash
+    if cache is None or result.cancelled:
+        return False
+    cache.put(key, result)
+    return True

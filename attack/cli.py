@@ -195,30 +195,22 @@ def cmd_classify(args) -> int:
 def cmd_attack(args) -> int:
     from tqdm import tqdm
 
-    from .cache import PatchCache, get_or_train, training_key
-    from .images import image_hash, load_image
+    from .cache import PatchCache, get_or_train
+    from .images import image_hash
     from .io import save_patch
     from .models import class_index, class_names
     from .patch import size_for_area
-    from .train import (DEFAULTS, default_lr, default_patch_size, default_restarts, leak_fields, resolve_loss,
-                        train_patch)
+    from .spec import TrainingSpec
 
     model = _model(args)
     img = _image(model, args.image)
     target = class_index(args.target)
-    size = args.size or (size_for_area(args.area, model.input_size) if args.area else default_patch_size(model.input_size))
+    spec = TrainingSpec(size=args.size or (size_for_area(args.area, model.input_size) if args.area else None),
+                        domain=args.domain, optimizer=args.optimizer, restarts=args.restarts, loss=args.loss,
+                        lr=args.lr, steps=args.max_iter, stop_at=args.stop_at, seed=args.seed).resolve(model)
+    size = spec.size
     loc = _loc(args, model.input_size, size)
-    optimizer = args.optimizer or DEFAULTS["optimizer"]
-    restarts = args.restarts if args.restarts is not None else DEFAULTS["restarts"]
-    restarts = default_restarts(size, model.input_size) if restarts == "auto" else int(restarts)
-    loss = resolve_loss(args.loss, size, model.input_size)
-    init = DEFAULTS["init"]
-    lr = args.lr if args.lr is not None else default_lr(optimizer, args.domain)
-    leak = leak_fields(size, model.input_size)
-    extra = {**({"restarts": restarts} if restarts != 1 else {}), **leak}
-    key = training_key(model, image_hash(img), target, loc, size, domain=args.domain, loss=loss,
-                       steps=args.max_iter, lr=lr, optimizer=optimizer, stop_at=args.stop_at, seed=args.seed,
-                       init=init, **extra)
+    key = spec.key(model, image_hash(img), target, loc)
     bar = tqdm(total=args.max_iter, desc=f"{class_names()[target]}", unit="eval", file=sys.stderr,
                disable=args.quiet)
 
@@ -229,10 +221,7 @@ def cmd_attack(args) -> int:
 
     res, cached = get_or_train(
         None if args.no_cache else PatchCache(args.cache_dir), key,
-        lambda: train_patch(model, img, target, loc, size=size, domain=args.domain, loss=loss,
-                            steps=args.max_iter, lr=lr, optimizer=optimizer, restarts=restarts, init=init,
-                            stop_at=args.stop_at, seed=args.seed, callback=cb, **leak),
-        image_hash(img))
+        lambda: spec.train(model, img, target, loc, callback=cb), image_hash(img))
     bar.close()
     out_path = Path(args.out) if args.out else Path("patches") / f"{Path(args.image).stem}_{target}_{loc[1]}_{loc[0]}_{size}_{args.domain}.safetensors"
     save_patch(out_path, res)
@@ -379,12 +368,12 @@ def _patch_on_image_parser(sub, name: str, help: str, func, patch_required: bool
     return p
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "python -m attack") -> argparse.ArgumentParser:
     from .losses import LOSSES
     from .optim import RULES as OPTIMIZERS
     from .saliency import ATTRIBUTION_METHODS
 
-    ap = argparse.ArgumentParser(prog="python -m attack", description="LaVAN: localized and visible adversarial "
+    ap = argparse.ArgumentParser(prog=prog, description="LaVAN: localized and visible adversarial "
                                  "noise (Karmon et al. 2018) on real ImageNet classifiers.")
     sub = ap.add_subparsers(dest="command", required=True)
 

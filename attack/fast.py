@@ -93,7 +93,7 @@ def fold_batchnorm(net: nn.Module) -> nn.Module:
     """Fold every BatchNorm of an ``efficientnet_lite_pytorch`` EfficientNet into the convolution before it, in
     place (the BatchNorms become ``nn.Identity``); returns ``net``. The head's BatchNorm stays: Grad-CAM reads the
     head convolution's output (``Classifier.cam_layer``), which must stay the unnormalised one. ``nn.ReLU6``
-    modules are kept, so hooks on them (``straight_through_relu6``) still apply."""
+    modules are kept, so hooks on them (:func:`attack.optim.relu6_backward`) still apply."""
     if net.training:
         raise ValueError("fold_batchnorm needs a network in eval mode (running statistics)")
     net._conv_stem = FoldedConv(net._conv_stem, net._bn0)

@@ -22,17 +22,17 @@ image domain trained in pixel space, identity otherwise.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
 import torch
 from torch import nn
 
-__all__ = ["RULES", "Rule", "Adam", "SGD", "Sign", "APGD", "Polish", "make_rule", "halving_schedule", "DEFAULT_RULE",
-           "straight_through_relu6", "relu6_backward"]
+__all__ = ["RULES", "Rule", "Adam", "SGD", "Sign", "APGD", "make_rule", "domain_rule", "single_row_rule", "RuleSlots",
+           "halving_schedule", "relu6_backward"]
 
 RULES = ("adam", "sgd", "sign", "apgd")
-DEFAULT_RULE = "apgd"
 
 Project = Callable[[torch.Tensor], torch.Tensor]
 
@@ -60,10 +60,6 @@ class Rule:
     def reset(self, rows: torch.Tensor, w: torch.Tensor) -> None:  # noqa: B027
         pass
 
-    def begin_stage(self, rows: torch.Tensor, iterations: int, last: bool) -> None:  # noqa: B027
-        """Rows ``rows`` start a successive-halving stage of ``iterations`` steps (``last``: the final stage)."""
-        pass
-
     def step(self, rows: torch.Tensor, w: torch.Tensor, grad: torch.Tensor, improved: torch.Tensor,
              best_w: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -87,60 +83,20 @@ class Sign(Rule):
 
 @dataclass
 class Adam(Rule):
-    """Adam with per-row bias correction. With ``patience`` > 0, a row whose best p(target) has not improved for
-    ``patience`` steps halves its step size (down to ``lr * min_ratio``) and goes back to its best point: the slow
-    last stretch from top-1 to p ≥ 0.9 is where a fixed step oscillates."""
+    """Adam with per-row bias correction. A restart that successive halving sends on from its best point keeps its
+    moments (as in every measured run)."""
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-8
-    patience: int = 0
-    min_ratio: float = 1.0 / 16
-    decay: str = "none"
-    floor: float = 0.05
     m: torch.Tensor | None = field(default=None, repr=False)
     v: torch.Tensor | None = field(default=None, repr=False)
     t: torch.Tensor | None = field(default=None, repr=False)
-    lrs: torch.Tensor | None = field(default=None, repr=False)
-    stall: torch.Tensor | None = field(default=None, repr=False)
-    since: torch.Tensor | None = field(default=None, repr=False)
-    horizon: torch.Tensor | None = field(default=None, repr=False)
-
-    def __post_init__(self):
-        if self.decay not in ("none", "cosine"):
-            raise ValueError(f"Adam decay must be 'none' or 'cosine', got {self.decay!r}")
 
     def init(self, w):
         self.m, self.v = torch.zeros_like(w), torch.zeros_like(w)
-        k = w.shape[0]
-        self.t = torch.zeros(k, dtype=torch.long, device=w.device)
-        self.lrs = torch.full((k,), float(self.lr), device=w.device)
-        self.stall = torch.zeros(k, dtype=torch.long, device=w.device)
-        self.since = torch.zeros(k, dtype=torch.long, device=w.device)
-        self.horizon = torch.zeros(k, dtype=torch.long, device=w.device)  # 0: no schedule known, no decay
-
-    def begin_stage(self, rows, iterations, last):
-        self.since[rows] = 0
-        self.horizon[rows] = int(iterations)
-
-    def _decay(self, rows, like):
-        """Cosine decay of the step over the row's current stage, from 1 to ``floor`` (``decay="cosine"``)."""
-        if self.decay == "none":
-            return 1.0
-        h = self.horizon[rows]
-        frac = torch.where(h > 0, self.since[rows].to(like.dtype) / h.clamp_min(1).to(like.dtype),
-                           torch.zeros((), dtype=like.dtype, device=like.device)).clamp(0, 1)
-        self.since[rows] += 1
-        return _col(self.floor + (1 - self.floor) * 0.5 * (1 + torch.cos(torch.pi * frac)), like)
+        self.t = torch.zeros(w.shape[0], dtype=torch.long, device=w.device)
 
     def step(self, rows, w, grad, improved, best_w):
         b1, b2 = self.betas
-        lr = self.lrs[rows]
-        if self.patience > 0:
-            stall = torch.where(improved, torch.zeros_like(self.stall[rows]), self.stall[rows] + 1)
-            halve = stall >= self.patience
-            lr = torch.where(halve, (lr / 2).clamp_min(self.lr * self.min_ratio), lr)
-            self.lrs[rows] = lr
-            self.stall[rows] = torch.where(halve, torch.zeros_like(stall), stall)
-            w = torch.where(_col(halve, w).bool(), best_w, w)
         t = self.t[rows] + 1
         self.t[rows] = t
         m = self.m[rows].mul_(b1).add_(grad, alpha=1 - b1)
@@ -148,7 +104,7 @@ class Adam(Rule):
         self.m[rows], self.v[rows] = m, v
         tf = t.to(w.dtype)
         upd = (m / _col(1 - b1 ** tf, m)) / ((v / _col(1 - b2 ** tf, v)).sqrt() + self.eps)
-        return self.project(w + _col(lr, w) * self._decay(rows, w) * self.scale * upd)
+        return self.project(w + self.lr * self.scale * upd)
 
 
 @dataclass
@@ -194,77 +150,77 @@ class APGD(Rule):
         return new
 
 
-@dataclass
-class Polish(Rule):
-    """Random-search polish (after Croce et al.'s Sparse-RS / Patch-RS) on top of a gradient rule ``inner``.
-
-    Rows follow ``inner`` until, in the final successive-halving stage, their best p(target) has not improved for
-    ``patience`` steps. From then on each step proposes the row's best point with one random square of the patch
-    set to a random corner of the RGB cube (every channel 0 or 1, mapped to the optimised space by ``colour``);
-    the trainer's next forward scores the proposal and keeps it as the row's best only if p(target) rose — a
-    rejected proposal is dropped because the next proposal starts again from the best point. The square covers
-    ``p_init`` of the patch at first and halves every ``halve_every`` proposals, down to one pixel. Each proposal
-    costs one evaluation like a gradient step (the trainer computes a gradient it does not use: the budget counts
-    it anyway)."""
-    inner: Rule | None = None
-    colour: Callable[[torch.Tensor], torch.Tensor] = _identity
-    patience: int = 50
-    p_init: float = 0.1
-    halve_every: int = 150
-    seed: int = 0
-    stall: torch.Tensor | None = field(default=None, repr=False)
-    mode: torch.Tensor | None = field(default=None, repr=False)
-    tries: torch.Tensor | None = field(default=None, repr=False)
-    last: torch.Tensor | None = field(default=None, repr=False)
-    gen: torch.Generator | None = field(default=None, repr=False)
-
-    def init(self, w):
-        self.inner.init(w)
-        k = w.shape[0]
-        self.stall = torch.zeros(k, dtype=torch.long, device=w.device)
-        self.mode = torch.zeros(k, dtype=torch.bool, device=w.device)
-        self.tries = torch.zeros(k, dtype=torch.long, device=w.device)
-        self.last = torch.zeros(k, dtype=torch.bool, device=w.device)
-        self.gen = torch.Generator().manual_seed(self.seed)
-
-    def reset(self, rows, w):
-        self.inner.reset(rows, w)
-
-    def begin_stage(self, rows, iterations, last):
-        self.inner.begin_stage(rows, iterations, last)
-        self.last[rows] = bool(last)
-        self.stall[rows] = 0
-
-    def side(self, tries: int, size: int) -> int:
-        frac = self.p_init * 0.5 ** (tries // max(1, self.halve_every))
-        return max(1, min(size, round((frac * size * size) ** 0.5)))
-
-    def step(self, rows, w, grad, improved, best_w):
-        stall = torch.where(improved, torch.zeros_like(self.stall[rows]), self.stall[rows] + 1)
-        self.stall[rows] = stall
-        mode = self.mode[rows] | (self.last[rows] & (stall >= self.patience))
-        self.mode[rows] = mode
-        out = self.inner.step(rows, w, grad, improved, best_w) if not bool(mode.all()) else w.clone()
-        size = w.shape[-1]
-        for j in torch.nonzero(mode).flatten().tolist():
-            r = int(rows[j])
-            s = self.side(int(self.tries[r]), size)
-            self.tries[r] += 1
-            top, left = (int(v) for v in torch.randint(0, size - s + 1, (2,), generator=self.gen))
-            rgb = torch.randint(0, 2, (w.shape[1], 1, 1), generator=self.gen).to(w.dtype).to(w.device)
-            prop = best_w[j].clone()
-            prop[:, top:top + s, left:left + s] = self.colour(rgb.unsqueeze(0))[0]
-            out[j] = prop
-        return out
-
-
-def make_rule(name: str, lr: float, project: Project = _identity, scale: torch.Tensor | float = 1.0,
-              **options) -> Rule:
-    """A fresh rule object by name (see :data:`RULES`); ``options`` set the rule's own fields (e.g. ``patience``)."""
+def make_rule(name: str, lr: float, project: Project = _identity, scale: torch.Tensor | float = 1.0) -> Rule:
+    """A fresh rule object by name (see :data:`RULES`) with its measured settings."""
     table = {"adam": Adam, "sgd": SGD, "sign": Sign, "apgd": APGD}
     if name not in table:
         raise ValueError(f"unknown update rule {name!r}; choose one of {', '.join(RULES)}")
-    return table[name](lr=float(lr), project=project, scale=scale, **options)
+    return table[name](lr=float(lr), project=project, scale=scale)
+
+
+def domain_rule(optimizer: str, lr: float, domain: str, param: str, model):
+    """The update rule for a patch in ``domain``: projected to [0,1] when image-domain pixels are trained directly;
+    APGD's step scaled by 1/std in the network domain so that ``lr`` is the same pixel step in either domain."""
+    project = (lambda x: x.clamp(0, 1)) if (domain == "image" and param == "clamp") else (lambda x: x)
+    scale = (1.0 / model.std) if (domain == "network" and optimizer == "apgd") else 1.0
+    return make_rule(optimizer, lr, project, scale)
+
+
+def single_row_rule(optimizer: str, lr: float, domain: str, param: str, model, w: torch.Tensor):
+    """An update rule for trainers of one patch (universal, Brown/EOT): returns ``step(w, grad, improved) -> w``
+    with the rule's state kept in the closure, so every trainer shares :mod:`attack.optim`."""
+    rule = domain_rule(optimizer, lr, domain, param, model)
+    rule.init(w.unsqueeze(0))
+    row = torch.zeros(1, dtype=torch.long, device=w.device)
+    best = {"w": w.detach().clone()}
+
+    def step(w_now: torch.Tensor, grad: torch.Tensor, improved: bool) -> torch.Tensor:
+        if improved:
+            best["w"] = w_now.detach().clone()
+        imp = torch.tensor([bool(improved)], device=w_now.device)
+        return rule.step(row, w_now.unsqueeze(0), grad.unsqueeze(0), imp, best["w"].unsqueeze(0))[0]
+    return step
+
+
+def _state_tensors(rule: Rule) -> list[tuple[object, str]]:
+    """(owner, name) of every per-row state tensor of a rule (its ``repr=False`` tensor fields)."""
+    return [(rule, f.name) for f in dataclasses.fields(rule)
+            if isinstance(getattr(rule, f.name), torch.Tensor) and not f.repr]
+
+
+class RuleSlots:
+    """One rule object for rows that come and go (attack.scheduler): ``W``, ``best_w`` and the rule's state have
+    ``capacity`` slots (doubling when full); :meth:`take` gives a new row a slot with fresh state, ``free`` lists
+    the slots a finished row gave back."""
+
+    def __init__(self, make_rule: Callable[[], Rule], w_like: torch.Tensor, capacity: int):
+        self.make_rule = make_rule
+        self.rule = make_rule()
+        self.W = torch.zeros((capacity, *w_like.shape[1:]), dtype=w_like.dtype, device=w_like.device)
+        self.rule.init(self.W)
+        self.best_w = self.W.clone()
+        self.free = list(range(capacity))
+
+    def _grow(self) -> None:
+        cap = self.W.shape[0]
+        pad = lambda t: torch.cat([t, torch.zeros((cap, *t.shape[1:]), dtype=t.dtype, device=t.device)])  # noqa: E731
+        self.W, self.best_w = pad(self.W), pad(self.best_w)
+        for owner, name in _state_tensors(self.rule):
+            setattr(owner, name, pad(getattr(owner, name)))
+        self.free.extend(range(cap, 2 * cap))
+
+    def take(self, w: torch.Tensor) -> int:
+        """A slot for a new row starting at ``w`` (1,…): its state comes from a fresh rule initialised on it alone."""
+        if not self.free:
+            self._grow()
+        slot = self.free.pop(0)
+        fresh = self.make_rule()
+        fresh.init(w)
+        for (owner, name), (f_owner, f_name) in zip(_state_tensors(self.rule), _state_tensors(fresh)):
+            getattr(owner, name)[slot] = getattr(f_owner, f_name)[0]
+        self.W[slot] = w[0]
+        self.best_w[slot] = w[0]
+        return slot
 
 
 def halving_schedule(restarts: int, budget: int, eta: int = 4) -> list[tuple[int, int]]:
@@ -302,47 +258,37 @@ def halving_schedule(restarts: int, budget: int, eta: int = 4) -> list[tuple[int
 
 class _ReLU6Grad(torch.autograd.Function):
     """ReLU6 forward; backward with the gradient scaled by ``below`` where the input is ≤ 0 and by ``above`` where
-    it is ≥ 6 (1 inside). ReLU6's own backward is (0, 0); a straight-through clip at 6 is (0, 1). With ``tau`` > 0
-    a unit outside the range passes at least exp(−d/tau) of the gradient, d its distance from the range: units just
-    off or just saturated are told almost as much as active ones, units far out only the flat share."""
+    it is ≥ 6 (1 inside). ReLU6's own backward is (0, 0)."""
 
     @staticmethod
-    def forward(ctx, x, below: float, above: float, tau: float = 0.0):  # noqa: D102
+    def forward(ctx, x, below: float, above: float):  # noqa: D102
         ctx.save_for_backward(x)
-        ctx.below, ctx.above, ctx.tau = below, above, tau
+        ctx.below, ctx.above = below, above
         return x.clamp(0, 6)
 
     @staticmethod
     def backward(ctx, g):  # noqa: D102
         (x,) = ctx.saved_tensors
         scale = torch.where(x <= 0, ctx.below, torch.where(x >= 6, ctx.above, 1.0)).to(g.dtype)
-        if ctx.tau > 0:
-            d = (-x).clamp(min=0) + (x - 6).clamp(min=0)
-            scale = torch.maximum(scale, torch.exp(-d / ctx.tau).to(g.dtype))
-        return g * scale, None, None, None
+        return g * scale, None, None
 
 
 @contextlib.contextmanager
-def relu6_backward(model: nn.Module, below: float = 0.0, above: float = 0.0, tau: float = 0.0) -> Iterator[None]:
+def relu6_backward(model: nn.Module, below: float = 0.0, above: float = 0.0) -> Iterator[None]:
     """Within the block, every ``nn.ReLU6`` of ``model`` computes the same values but back-propagates a share of the
     gradient through its clips: ``below`` of it where the unit is off (input ≤ 0), ``above`` where it is saturated
     (input ≥ 6). A surrogate gradient in the spirit of BPDA (Athalye et al. 2018): predictions are unchanged, only
     the direction the attack is pushed in differs; a leak lets units that are off or saturated — most of them in the
-    cells next to a small corner patch — tell the patch which way would turn them. No-op at (0, 0)."""
+    cells next to a small corner patch — tell the patch which way would turn them. No-op at (0, 0), and on a model
+    without ReLU6."""
     handles = []
     if below or above:
         for mod in model.modules():
             if isinstance(mod, nn.ReLU6):
                 handles.append(mod.register_forward_hook(
-                    lambda m, inp, out: _ReLU6Grad.apply(inp[0], float(below), float(above), float(tau))))
+                    lambda m, inp, out: _ReLU6Grad.apply(inp[0], float(below), float(above))))
     try:
         yield
     finally:
         for h in handles:
             h.remove()
-
-
-def straight_through_relu6(model: nn.Module, enabled: bool = True):
-    """Every ``nn.ReLU6`` of ``model`` back-propagates as a plain ReLU within the block (the gradient passes the clip
-    at 6): :func:`relu6_backward` with (0, 1). No-op when ``enabled`` is False."""
-    return relu6_backward(model, 0.0, 1.0 if enabled else 0.0)

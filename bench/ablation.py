@@ -8,25 +8,29 @@ stopped at any point resumes where it stopped (finished (variant, seed, config) 
     .venv/bin/python bench/ablation.py --variants apgd-r8 adam-r8 --configs 10 --seed 1     # run / resume
     .venv/bin/python bench/ablation.py --report                                              # markdown table
 
-A variant name is ``<rule>-r<restarts>[-<loss>][-<init>][-st][-cos][-rs]`` (``-st``: straight-through ReLU6
-backward; ``-cos``: Adam's step decayed by a cosine over each halving stage; ``-rs``: random-search polish once the
-last stage stalls for 50 steps; ``-m<px>``: the patch that many pixels in from its corner; ``-lk<percent>``:
-ReLU6 backward leaking that share of the gradient through both clips, e.g. ``-lk10`` = 0.1; ``-lk<percent>a``:
-the same but the last halving stage follows the true gradient; ``-lrx<k>``: the rule's default step size times k, e.g.
-``-lrx2``, ``-lrx0p5`` (p for the decimal point); ``-sd<tau×10>``: with a leak, units outside ReLU6's range
-also pass exp(−distance/tau) of the gradient, e.g. ``-sd10`` = tau 1, ``-sd3a`` = tau 0.3 before the last
-halving stage only; ``-pt<k>``: Adam halves a restart's step and returns it to its best point after k steps
-without a better p(target)), e.g. ``apgd-r8`` (APGD-style signed steps, 8 restarts halved 8 → 2 → 1, the rule's
-default loss and mixed initialisation) or ``adam-r1-logprob-random`` (today's default). Defaults per rule:
-adam → loss logprob, sgd → logprob, sign/apgd → target_ce; init mixed when r > 1.
+A variant name is ``<rule>-r<restarts>[-<loss>][-<init>][-m<px>][-lk<percent>][-lrx<k>]`` (``-m<px>``: the patch
+that many pixels in from its corner; ``-lk<percent>``: ReLU6 backward leaking that share of the gradient through both
+clips, e.g. ``-lk10`` = 0.1; ``-lrx<k>``: the rule's default step size times k, e.g. ``-lrx2``, ``-lrx0p5`` (p for
+the decimal point)), e.g. ``apgd-r8`` (APGD-style signed steps, 8 restarts halved 8 → 2 → 1, the rule's default loss
+and mixed initialisation) or ``adam-r1-logprob-random``. Defaults per rule: adam → loss logprob, sgd → logprob,
+sign/apgd → target_ce; init mixed when r > 1.
+
+Variants that lost and left the library (their rows stay in the CSV, with their columns, and in the generated
+ablation table under their variant names): ``-st`` straight-through ReLU6 backward (``st_relu6``; rows at bbeeb30
+and 0b83600: 0/10 against 4/10 for adam-r8), ``-cos`` Adam's step decayed by a cosine per halving stage and ``-rs``
+random-search polish once the last stage stalls (``cosine``, ``polish``; rows at 9377e75, 942025b, a2cfe70:
+adam-r8-rs-lk5 7/20, the same successes as adam-r8-lk5), ``-lk<percent>a`` the leak before the last halving stage
+only (``leak_last``; 10abd3c: 6/20 against 7/20), ``-sd<tau×10>[a]`` a leak decaying with the distance from the
+clips (``tau``, ``tau_last``; 59ccb13: 4/10 as the flat leak, lower p on the other failures) and ``-pt<k>`` Adam's
+step halved on a stall (``patience``; 6e94030: 7/20 against 8/20). The trainer that ran them is the one at 4fb2af4.
 """
 from __future__ import annotations
 
 import argparse
 import csv
-import re
 import os
 import platform
+import re
 import sys
 import time
 from pathlib import Path
@@ -36,11 +40,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as `python bench/x.py`
 
 import attack  # noqa: E402
-from lab import tables  # noqa: E402
 from attack.losses import LOSSES  # noqa: E402
 from attack.optim import RULES  # noqa: E402
 from attack.patch import corner_loc  # noqa: E402
-from attack.train import default_lr  # noqa: E402
+from attack.spec import default_lr  # noqa: E402
+from lab import tables  # noqa: E402
 
 OUT = Path("bench/results/ablation.csv")
 FIELDS = ["variant", "rule", "restarts", "loss", "init", "domain", "size", "input_size", "budget", "seed", "config",
@@ -73,33 +77,21 @@ def append_row(row: dict, path: Path = OUT) -> None:
         w.writerow(row)
 
 
-FLAGS = {"st": "st_relu6", "cos": "cosine", "rs": "polish"}
-POLISH_PATIENCE = 50
+# Columns of the variants that left the library (module docstring): new rows write their "off" value.
+RETIRED = ("st_relu6", "cosine", "polish", "leak_last", "tau", "tau_last", "patience")
 
 
 def parse_variant(name: str) -> dict:
     parts = name.split("-")
-    flags = {v: 0 for v in FLAGS.values()}
-    flags["margin"], flags["leak"], flags["leak_last"], flags["lr_scale"], flags["tau"] = 0, 0.0, 1, 1.0, 0.0
-    flags["tau_last"], flags["patience"] = 1, 0
-    while parts and (parts[-1] in FLAGS or re.fullmatch(r"m\d+|lk\d+a?|lrx\d+(?:p\d+)?|sd\d+a?|pt\d+", parts[-1])):
+    flags = {"margin": 0, "leak": 0.0, "lr_scale": 1.0}
+    while parts and re.fullmatch(r"m\d+|lk\d+|lrx\d+(?:p\d+)?", parts[-1]):
         flag = parts.pop()
-        if flag.startswith("pt"):
-            flags["patience"] = int(flag[2:])
-        elif flag.startswith("sd"):
-            flags["tau"] = int(flag[2:].rstrip("a")) / 10
-            flags["tau_last"] = 0 if flag.endswith("a") else 1
-        elif flag.startswith("lrx"):
+        if flag.startswith("lrx"):
             flags["lr_scale"] = float(flag[3:].replace("p", "."))
-        elif flag in FLAGS:
-            flags[FLAGS[flag]] = 1
         elif flag.startswith("lk"):
-            flags["leak"] = int(flag[2:].rstrip("a")) / 100
-            flags["leak_last"] = 0 if flag.endswith("a") else 1
+            flags["leak"] = int(flag[2:]) / 100
         else:
             flags["margin"] = int(flag[1:])
-    if flags["polish"]:
-        flags["polish"] = POLISH_PATIENCE
     rule = parts[0]
     if rule not in RULES or len(parts) < 2 or not parts[1].startswith("r"):
         raise ValueError(f"bad variant {name!r}: expected <rule>-r<restarts>[-<loss>][-<init>]")
@@ -107,24 +99,10 @@ def parse_variant(name: str) -> dict:
     loss = parts[2] if len(parts) > 2 else ("target_ce" if rule in ("sign", "apgd") else "logprob")
     init = parts[3] if len(parts) > 3 else ("mixed" if restarts > 1 else "random")
     if loss not in LOSSES:
-        raise ValueError(f"bad loss {loss!r} in variant {name!r}")
+        raise ValueError(f"bad variant {name!r}: unknown loss {loss!r}")
+    if init not in attack.spec.INITS or len(parts) > 4:
+        raise ValueError(f"bad variant {name!r}: unknown init or suffix (left the library: see the docstring)")
     return dict(rule=rule, restarts=restarts, loss=loss, init=init, **flags)
-
-
-def rule_options(v: dict) -> dict | None:
-    """The update rule's options for a parsed variant (None: the trainer's defaults)."""
-    opts = {}
-    if v["cosine"]:
-        if v["rule"] != "adam":
-            raise ValueError("-cos (cosine step decay) exists for Adam only")
-        opts["decay"] = "cosine"
-    if v["polish"]:
-        opts["polish"] = v["polish"]
-    if v["patience"]:
-        if v["rule"] != "adam":
-            raise ValueError("-pt (step halving on a stall) is measured for Adam only")
-        opts["patience"] = v["patience"]
-    return opts or None
 
 
 def draw_configs(n: int, seed: int) -> list[tuple[str, int, str]]:
@@ -170,21 +148,19 @@ def run(args) -> None:
                 imgs = torch.stack([attack.load_image(photos[cfgs[i][0]].path, model.input_size) for i in chunk])
                 locs = [corner_loc(cfgs[i][2], model.input_size, size, margin=v["margin"]) for i in chunk]
                 t = time.time()
-                lr = v["lr_scale"] * default_lr(v["rule"], args.domain)
-                res = attack.train_patches(model, imgs, [cfgs[i][1] for i in chunk], locs, size=size,
-                                           domain=args.domain, loss=v["loss"], steps=args.budget, lr=lr,
-                                           optimizer=v["rule"], restarts=v["restarts"], init=v["init"],
-                                           st_relu6=bool(v["st_relu6"]), relu6_leak=v["leak"],
-                                           leak_last_stage=bool(v["leak_last"]), relu6_tau=v["tau"],
-                                           tau_last_stage=bool(v["tau_last"]),
-                                           seeds=[seed * 1000 + i for i in chunk],
-                                           rule_options=rule_options(v),
-                                           cancel=cancel)
+                spec = attack.TrainingSpec(size=size, domain=args.domain, optimizer=v["rule"],
+                                           restarts=v["restarts"], loss=v["loss"], init=v["init"],
+                                           relu6_leak=v["leak"], steps=args.budget,
+                                           lr=v["lr_scale"] * default_lr(v["rule"], args.domain)).resolve(model)
+                lr = spec.lr
+                res = attack.train_patches(model, imgs, [cfgs[i][1] for i in chunk], locs, spec,
+                                           seeds=[seed * 1000 + i for i in chunk], cancel=cancel)
                 for i, r in zip(chunk, res):
                     if r.cancelled:
                         continue
                     name, target, corner = cfgs[i]
                     fields = {k: val for k, val in v.items() if k != "lr_scale"}
+                    fields.update({k: tables.ABLATION_DEFAULTS[k] for k in RETIRED})
                     append_row(dict(variant=variant, **fields, lr=f"{lr:g}", domain=args.domain, size=size,
                                     input_size=model.input_size, budget=args.budget, seed=seed, config=i,
                                     photo=name, target=target, corner=corner, success=int(r.succeeded),

@@ -1,6 +1,8 @@
 """Attack one image: train a LaVAN patch for a photo, a target class and a place, and watch it work."""
 from __future__ import annotations
 
+import functools
+
 import streamlit as st
 import torch
 
@@ -37,61 +39,48 @@ with right:
     widgets.topk_table(clean_top)
     target = widgets.target_picker("attack_target", exclude=source)
     size = widgets.size_picker(model.input_size, "attack_size", model=model)  # the model's default patch
-    leak = attack.train.leak_fields(size, model.input_size)  # the measured default below the default area
+    auto = attack.TrainingSpec(size=size).resolve(model)  # the measured defaults at this patch size
     c1, c2 = st.columns(2)
     domain = c1.radio("Domain", ["network", "image"], horizontal=True, key="attack_domain",
                       help="network: the patch lives after normalisation, unbounded (the paper's main setting). "
                            "image: a printable patch with pixel values in [0,1].")
-    auto_loss = attack.train.default_loss(size, model.input_size)
     loss = c2.selectbox("Loss", ["auto", *attack.LOSSES], key="attack_loss",
-                        format_func=lambda k: f"auto ({auto_loss})" if k == "auto" else k,
+                        format_func=lambda k: f"auto ({auto.loss})" if k == "auto" else k,
                         help="logprob: log p(target) − log p(source) (the paper's objective, source term floored). "
                              "margin_ce: the target's logit margin over every other class until it is top-1, then "
                              "log p(target). auto: logprob at the default patch area or larger, "
-                             f"{attack.train.LOSS_SMALL} below it (measured: README).")
-    loss = auto_loss if loss == "auto" else loss
+                             f"{attack.spec.LOSS_SMALL} below it (measured: README).")
     c3, c4, c5 = st.columns(3)
     rule = c3.selectbox("Update rule", attack.optim.RULES, key="attack_rule",
-                        index=attack.optim.RULES.index(attack.train.DEFAULTS["optimizer"]),
+                        index=attack.optim.RULES.index(auto.optimizer),
                         format_func=lambda r: RULE_NAMES.get(r, r),
                         help="How each step changes the patch. sgd = the paper's plain gradient steps.")
-    auto = attack.train.default_restarts(size, model.input_size)
     restarts = c4.selectbox("Restarts", ["auto", 1, 2, 4, 8, 16], key="attack_restarts",
-                            format_func=lambda r: f"auto ({auto})" if r == "auto" else str(r),
+                            format_func=lambda r: f"auto ({auto.restarts})" if r == "auto" else str(r),
                             help="Patches trained side by side from different starts; at each stage only the best "
                                  "quarter goes on (successive halving). auto: 1 at the default patch area or "
-                                 f"larger, {attack.train.RESTARTS_SMALL} below it (measured: README).")
-    restarts = auto if restarts == "auto" else int(restarts)
+                                 f"larger, {attack.spec.RESTARTS_SMALL} below it (measured: README).")
     steps = int(c5.number_input("Max evaluations", min_value=1, max_value=10_000, value=2000, step=100,
                                 key="attack_steps",
                                 help="Budget of forward+backward evaluations of the model: restarts × iterations. "
                                      "The paper allowed up to 10,000 iterations of one patch."))
     seed = int(st.number_input("Seed", min_value=0, max_value=2**31 - 1, value=0, step=1, key="attack_seed"))
-    lr = attack.train.default_lr(rule, domain)
-    st.caption(f"{RULE_NAMES.get(rule, rule)}, step size {lr:g} (default for the {domain} domain), "
-               f"{restarts} restart(s), at most {steps:,} forward+backward evaluations; stops at p(target) ≥ 0.9."
-               + (f" Below the default area the gradient leaks {leak['relu6_leak']:g} through ReLU6's clips "
-                  "(measured: README)." if leak else ""))
+    spec = attack.TrainingSpec(size=size, domain=domain, optimizer=rule, restarts=restarts, loss=loss, steps=steps,
+                               stop_at=0.9, seed=seed).resolve(model)
+    st.caption(f"{RULE_NAMES.get(rule, rule)}, step size {spec.lr:g} (default for the {domain} domain), "
+               f"{spec.restarts} restart(s), at most {steps:,} forward+backward evaluations; "
+               "stops at p(target) ≥ 0.9."
+               + (f" Below the default area the gradient leaks {spec.relu6_leak:g} through ReLU6's clips "
+                  "(measured: README)." if spec.relu6_leak else ""))
 with left:
     loc = widgets.location_picker(image, size, key="attack_loc")
 
-init = attack.train.DEFAULTS["init"]
-key = attack.cache.training_key(model, image_key, target, loc, size, domain=domain, loss=loss, steps=steps, lr=lr,
-                                optimizer=rule, stop_at=0.9, seed=seed, init=init,
-                                **({"restarts": restarts} if restarts != 1 else {}), **leak)
+key = spec.key(model, image_key, target, loc)
 
 
 def _store(res: attack.PatchResult, img: torch.Tensor, from_cache: bool) -> None:
     st.session_state["result"], st.session_state["result_image"] = res, img
     st.session_state["result_from_cache"] = from_cache
-
-
-def _cache_put(cache_key: str, img_key: str):
-    def put(res: attack.PatchResult) -> None:  # runs in the worker thread: no st.* calls here
-        res.meta["image_hash"] = img_key
-        if not res.cancelled:
-            cache.patch_cache().put(cache_key, res)
-    return put
 
 
 job = jobs.get(JOB)
@@ -104,10 +93,9 @@ if b1.button("Train", type="primary", key="attack_train", width="stretch", disab
         job = None
     else:
         st.session_state.pop("result", None)
-        job = jobs.start(JOB, attack.train_patch, model, image, target, loc, size=size, domain=domain, loss=loss,
-                         steps=steps, lr=lr, optimizer=rule, restarts=restarts, stop_at=0.9, seed=seed,
-                         init=init, **leak, page=PAGE,
-                         on_done=_cache_put(key, image_key),
+        # on_done runs in the worker thread (no st.* calls): the one store rule of the CLI's cache too
+        job = jobs.start(JOB, attack.train_patch, model, image, target, loc, **spec.kwargs(), page=PAGE,
+                         on_done=functools.partial(attack.cache.store, cache.patch_cache(), key, image_hash=image_key),
                          meta={"image": image, "loc": loc, "domain": domain})
 b2.button("Stop", key="attack_stop", on_click=jobs.stop, args=(JOB,), width="stretch",
           disabled=not (job and job.active))

@@ -81,14 +81,14 @@ def test_folded_conv_equals_conv_then_batchnorm_values_and_input_gradient(k, str
         assert _rel(gf, gr) < 1e-5
 
 
-def test_straight_through_relu6_still_hooks_the_folded_network(model, photo):
-    from attack.optim import straight_through_relu6
+def test_the_relu6_leak_still_hooks_the_folded_network(model, photo):
+    from attack.optim import relu6_backward
 
     x = (photo[None] * 40 - 20).requires_grad_(True)
     (g_plain,) = torch.autograd.grad(model.net(x)[0, 859], x)
-    with straight_through_relu6(model):
-        (g_st,) = torch.autograd.grad(model.net(x)[0, 859], x)
-    assert not torch.allclose(g_plain, g_st)
+    with relu6_backward(model, 0.05, 0.05):
+        (g_leak,) = torch.autograd.grad(model.net(x)[0, 859], x)
+    assert not torch.allclose(g_plain, g_leak)
 
 
 def test_cam_layer_output_is_the_unnormalised_head_convolution(model, unfolded, photos):

@@ -2,14 +2,14 @@
 the schedule's budget, evaluations counted, restarts leaving the batch, batched = alone, callback and cancel."""
 from __future__ import annotations
 
-import math
 import threading
 
 import pytest
 import torch
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from attack.optim import APGD, RULES, Adam, Polish, SGD, Sign, halving_schedule, make_rule
+from attack.optim import APGD, RULES, SGD, Adam, Sign, halving_schedule, make_rule
 from attack.train import StepInfo, train_patch, train_patches
 
 
@@ -168,19 +168,6 @@ def test_train_patch_callback_reports_restarts_and_cancel_works(model, photo):
     assert infos[-1].p_target == pytest.approx(max(infos[-1].restarts))
 
 
-def test_straight_through_relu6_keeps_values_and_passes_the_clip(model, photo):
-    from attack.optim import straight_through_relu6
-    x = (photo[None] * 40 - 20).requires_grad_(True)  # far outside [0,1]: many units saturate at 6
-    plain = model.net(x)
-    (g_plain,) = torch.autograd.grad(plain[0, 859], x)
-    with straight_through_relu6(model):
-        st_out = model.net(x)
-        (g_st,) = torch.autograd.grad(st_out[0, 859], x)
-    assert torch.equal(plain, st_out)
-    assert not torch.allclose(g_plain, g_st)
-    assert torch.equal(model.net(x), plain)  # hooks are removed on exit
-
-
 def test_relu6_backward_leaks_the_set_share_through_both_clips():
     """On one ReLU6 the surrogate's gradient is exactly 1 inside (0, 6), ``below`` at or under 0 and ``above`` at or
     over 6; values stay ReLU6's; (0, 0) is ReLU6's own backward; the hooks go on exit."""
@@ -200,23 +187,6 @@ def test_relu6_backward_leaks_the_set_share_through_both_clips():
     assert g.tolist() == [0, 0, 1, 0, 0]
 
 
-def test_relu6_backward_tau_adds_a_share_that_decays_with_the_distance_from_the_range():
-    """With ``tau`` a unit outside (0, 6) passes max(flat share, exp(−distance/tau)) of the gradient: 1 at the clips,
-    1/e one ``tau`` away; inside it stays 1 and the values stay ReLU6's."""
-    import math
-
-    from torch import nn
-
-    from attack.optim import relu6_backward
-    net = nn.Sequential(nn.ReLU6())
-    x = torch.tensor([-3.0, -0.5, 0.0, 2.0, 6.0, 6.5, 30.0], requires_grad=True)
-    with relu6_backward(net, 0.05, 0.05, tau=0.5):
-        y = net(x)
-        (g,) = torch.autograd.grad(y.sum(), x)
-    assert y.tolist() == [0, 0, 0, 2, 6, 6, 6]
-    assert g.tolist() == pytest.approx([0.05, math.exp(-1), 1, 1, 1, math.exp(-1), 0.05])
-
-
 def test_a_leaky_relu6_backward_changes_the_training_not_the_predictions(model, photo):
     """train_patches(relu6_leak=…): the recorded p(target) is the true model's (the first step's forward is the same
     as without the leak), the gradient and so the patches differ, and the option is recorded and checked."""
@@ -226,27 +196,8 @@ def test_a_leaky_relu6_backward_changes_the_training_not_the_predictions(model, 
     assert leaky.history["p_target"][0] == plain.history["p_target"][0]
     assert not torch.equal(leaky.patch, plain.patch)
     assert leaky.meta["relu6_leak"] == 0.1 and plain.meta["relu6_leak"] == 0.0
-    # one patch = one stage, which is the last: without the leak there it is the plain training, bit for bit
-    one = dict(kw, restarts=1)
-    exact_last = train_patches(model, photo[None], 859, [(0, 0)], relu6_leak=0.1, leak_last_stage=False, **one)[0]
-    assert torch.equal(exact_last.patch, train_patches(model, photo[None], 859, [(0, 0)], relu6_leak=0, **one)[0].patch)
-    assert not torch.equal(exact_last.patch, train_patches(model, photo[None], 859, [(0, 0)], relu6_leak=0.1,
-                                                           **one)[0].patch)
     with pytest.raises(ValueError, match="relu6_leak"):
         train_patches(model, photo[None], 859, [(0, 0)], relu6_leak=1.5, **kw)
-
-
-def test_relu6_tau_changes_the_training_and_can_stay_out_of_the_last_stage(model, photo):
-    """train_patches(relu6_tau=…) changes the patches on top of the leak; with ``tau_last_stage=False`` one patch
-    (one stage, the last) trains exactly as with the flat leak alone; the options are recorded."""
-    kw = dict(size=24, steps=6, stop_at=1.0, seeds=[0], optimizer="adam", restarts=1, relu6_leak=0.05)
-    flat = train_patches(model, photo[None], 859, [(0, 0)], **kw)[0]
-    tau = train_patches(model, photo[None], 859, [(0, 0)], relu6_tau=0.3, **kw)[0]
-    early = train_patches(model, photo[None], 859, [(0, 0)], relu6_tau=0.3, tau_last_stage=False, **kw)[0]
-    assert not torch.equal(tau.patch, flat.patch) and torch.equal(early.patch, flat.patch)
-    assert tau.meta["relu6_tau"] == 0.3 and early.meta["tau_last_stage"] is False and "relu6_tau" not in flat.meta
-    with pytest.raises(ValueError, match="relu6_tau"):
-        train_patches(model, photo[None], 859, [(0, 0)], relu6_tau=-1, **kw)
 
 
 def test_the_default_leak_follows_the_patch_area(model, photo):
@@ -301,60 +252,3 @@ def test_auto_loss_follows_the_patch_area(model, photo):
 def test_a_budget_too_small_for_the_restarts_trains_fewer(model, photo):
     res = train_patch(model, photo, 859, (0, 0), size=16, steps=5, restarts=8, stop_at=1.0, seed=0)
     assert res.meta["schedule"] == [(1, 5)] and res.meta["restarts"] == 1 and res.evaluations == 5
-
-
-def test_adam_cosine_decay_follows_each_stage():
-    """decay="cosine": the step is multiplied by floor + (1-floor)(1+cos(pi t/T))/2 over a stage of T steps, and
-    a new stage (begin_stage) starts the decay again; Adam's moments carry on."""
-    g = torch.ones(1, 2)
-    plain, cos = Adam(lr=0.1), Adam(lr=0.1, decay="cosine", floor=0.05)
-    w0, w1 = torch.zeros(1, 2), torch.zeros(1, 2)
-    plain.init(w0)
-    cos.init(w1)
-    cos.begin_stage(_rows(1), 4, last=False)
-    no = torch.tensor([False])
-    factors = []
-    for t in range(6):
-        if t == 4:
-            cos.begin_stage(_rows(1), 4, last=True)
-        a = plain.step(_rows(1), w0, g, no, w0) - w0
-        b = cos.step(_rows(1), w1, g, no, w1) - w1
-        factors.append(float(b[0, 0] / a[0, 0]))
-        w0, w1 = w0 + a, w1 + b
-    expect = [0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * t / 4)) for t in (0, 1, 2, 3, 0, 1)]
-    assert factors == pytest.approx(expect, rel=1e-5)
-    with pytest.raises(ValueError):
-        Adam(lr=0.1, decay="linear")
-
-
-def test_polish_switches_to_random_squares_only_in_the_last_stage():
-    """Polish follows the inner rule until the last stage has stalled for `patience` steps; then every step is the
-    row's best point with one square set to a corner of the RGB cube (mapped by `colour`), shrinking over time."""
-    rule = Polish(lr=0.1, inner=SGD(lr=0.1), colour=lambda rgb: rgb * 10 - 5, patience=2, p_init=0.25,
-                  halve_every=3)
-    w = torch.zeros(2, 3, 8, 8)
-    rule.init(w)
-    rows, g, no = _rows(2), torch.ones(2, 3, 8, 8), torch.zeros(2, dtype=torch.bool)
-    rule.begin_stage(rows, 10, last=False)
-    for _ in range(4):  # not the last stage: stalls never switch
-        w = rule.step(rows, w, g, no, w)
-    assert torch.allclose(w, torch.full_like(w, 0.4))
-    rule.begin_stage(rows, 10, last=True)
-    best = w.clone()
-    w = rule.step(rows, w, g, torch.tensor([True, False]), best)  # one stalled step: still gradient steps
-    assert torch.allclose(w, best + 0.1)
-    w = rule.step(rows, w, g, no, best)  # row 1 stalled twice -> proposals; row 0 once -> gradient step
-    assert torch.allclose(w[0], best[0] + 0.2)  # two gradient steps from the best point
-    changed = (w[1] != best[1]).any(0)
-    assert changed.sum() == 16 and set(w[1][:, changed].flatten().tolist()) <= {-5.0, 5.0}  # a 4x4 square
-    assert rule.side(0, 8) == 4 and rule.side(3, 8) == 3 and rule.side(6, 8) == 2 and rule.side(100, 8) == 1
-    again = rule.step(rows, w, g, no, best)  # rejected: the next proposal starts from the best point again
-    assert ((again[1] != best[1]).any(0)).sum() <= 16
-
-
-def test_train_patches_with_cosine_and_polish_spend_the_budget(model, photo):
-    """The options reach the rule through rule_options, and the budget stays exact (a proposal is an evaluation)."""
-    for opts in ({"decay": "cosine"}, {"polish": 3}):
-        r = train_patches(model, photo[None], 429, [(0, 0)], size=24, domain="image", steps=20, restarts=2,
-                          stop_at=1.0, rule_options=opts)[0]
-        assert r.evaluations == 20 and r.meta["rule_options"] == opts

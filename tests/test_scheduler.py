@@ -7,15 +7,14 @@ import pytest
 import torch
 
 from attack.scheduler import SharedBatch
-from attack.train import train_patches
+from attack.train import train_patch
 
 SIZE = 32
 
 
 def alone(model, image, target, loc, seed, **kw):
-    """The reference: the same config trained by train_patches on its own (full forward, one restart)."""
-    return train_patches(model, image[None], target, [loc], size=SIZE, restarts=1, seeds=[seed], local=False,
-                         record_top5=True, relu6_leak=0, **kw)[0]
+    """The reference: the same config trained by train_patch on its own (full forward, one restart)."""
+    return train_patch(model, image, target, loc, size=SIZE, restarts=1, seed=seed, local=False, relu6_leak=0, **kw)
 
 
 def assert_same(res, ref):

@@ -1,6 +1,8 @@
 """The area table of the trainer's defaults (README "Attack strength", issue 12 item 4)."""
 from __future__ import annotations
 
+import pytest
+
 from lab import tables
 
 DEFAULTS = {42: dict(restarts=8, leak=0.05), 63: dict(restarts=1, leak=0.0)}
@@ -72,11 +74,12 @@ def test_ablation_variant_names_parse_the_step_size_flag():
     assert (v["restarts"], v["leak"], v["lr_scale"]) == (8, 0.05, 2.0)
     assert mod.parse_variant("adam-r8")["lr_scale"] == 1.0
     assert mod.parse_variant("adam-r8-margin_ce-mixed-lk5-lrx0p5")["lr_scale"] == 0.5
-    assert "lr" in mod.FIELDS and "tau" in mod.FIELDS
-    assert (mod.parse_variant("adam-r8-margin_ce-mixed-lk5-sd3")["tau"], mod.parse_variant("adam-r8")["tau"]) == (0.3, 0)
-    assert [mod.parse_variant(f"adam-r8-lk5-{f}")["tau_last"] for f in ("sd3", "sd3a")] == [1, 0]
-    v = mod.parse_variant("adam-r8-margin_ce-mixed-lk5-pt20")
-    assert v["patience"] == 20 and mod.rule_options(v) == {"patience": 20} and "patience" in mod.FIELDS
+    # the columns of variants that left the library stay, so their committed rows are still read and described
+    assert all(c in mod.FIELDS for c in ("lr", "tau", "tau_last", "patience", "st_relu6", "cosine", "polish",
+                                         "leak_last"))
+    for retired in ("adam-r8-st", "adam-r8-cos", "adam-r8-rs", "adam-r8-lk5-sd3", "adam-r8-lk5a", "adam-r8-pt20"):
+        with pytest.raises(ValueError, match="bad variant"):
+            mod.parse_variant(retired)
     assert tables.describe_variant(dict(_row("adam-r8-pt20", 42, 1, 0, True), patience="20")).endswith(
         "step halved (back to the best point) after 20 steps without gain")
     assert not tables.default_area_cells([dict(_row("adam-r8-lk5-pt20", 42, 1, 0, True), patience="20")], [],
