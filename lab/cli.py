@@ -14,8 +14,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .docs import add_parser as add_docs
     from .reproduce import add_parser as add_reproduce
 
-    ap = attack_cli.build_parser()
-    ap.prog = "lavan"
+    ap = attack_cli.build_parser(prog="lavan")
     sub = next(a for a in ap._actions if isinstance(a, argparse._SubParsersAction))
     add_reproduce(sub)
     add_docs(sub)

@@ -41,3 +41,15 @@ def test_lavan_offers_the_library_commands_and_the_lab_commands():
 
     assert not {"reproduce", "docs"} & commands(attack_parser())
     assert commands(lab_parser()) == commands(attack_parser()) | {"reproduce", "docs"}
+
+
+def test_the_lavan_command_works_from_another_folder(tmp_path):
+    """`make setup` installs the project (pip install -e . --no-deps), so .venv/bin/lavan exists and runs anywhere."""
+    import tomllib
+
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert meta["project"]["scripts"] == {"lavan": "lab.cli:main"}
+    lavan = Path(sys.executable).parent / "lavan"
+    assert lavan.is_file(), "no lavan command: run `make setup` (it installs the project with pip install -e .)"
+    out = subprocess.run([str(lavan), "--help"], cwd=tmp_path, capture_output=True, text=True, check=True).stdout
+    assert out.startswith("usage: lavan") and "reproduce" in out and "attack" in out
