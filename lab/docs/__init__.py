@@ -1,6 +1,6 @@
 """``python -m lab docs`` (``make docs``): every figure in the Markdown comes from committed data, by code.
 
-A generated block in README.md or docs/BENCHMARKS.md is a marker pair with the text between them::
+A generated block in README.md or a page of docs/ (``DOCUMENTS``) is a marker pair with the text between them::
 
     <!-- BEGIN gen:NAME -->
     …whatever BLOCKS["NAME"]() returns…
@@ -19,8 +19,9 @@ To add a block (e.g. an ablation table) — for a bench script's saved Markdown 
 ``PRINTED_TABLES`` is all it takes; otherwise:
   1. write ``def _ablation(root: Path) -> str`` below that reads its committed raw file and returns Markdown, decorated with
      ``@block("ablation")`` (put the reader/summary in :mod:`lab.tables` if a bench script or the app shows it too);
-  2. put ``<!-- BEGIN gen:ablation -->`` and ``<!-- END gen:ablation -->`` where it goes in README.md or
-     docs/BENCHMARKS.md (the same block may stand in several files), and run ``make docs``.
+  2. put ``<!-- BEGIN gen:ablation -->`` and ``<!-- END gen:ablation -->`` where it goes in README.md or a page of
+     docs/ (the same block may stand in several files; a new page goes into ``registry.DOCUMENTS``), and run
+     ``make docs``.
 A marker whose NAME has no function is an error, so a typo cannot silently leave stale text.
 """
 from __future__ import annotations
@@ -31,7 +32,7 @@ import re
 import sys
 from pathlib import Path
 
-from . import area, machines, runs, strength  # noqa: F401  (each registers its blocks)
+from . import app, area, costs, machines, runs, strength  # noqa: F401  (each registers its blocks)
 from .registry import _BLOCK, BLOCKS, DOCUMENTS, PRINTED_TABLES, RAW_PRINTOUTS, RESULTS, ROOT, block
 
 __all__ = ["BLOCKS", "DOCUMENTS", "PRINTED_TABLES", "RAW_PRINTOUTS", "RESULTS", "ROOT", "block", "render",
@@ -53,7 +54,8 @@ def render(text: str, root: Path = ROOT, where: str = "") -> str:
 
 def generated(root: Path = ROOT) -> dict[Path, str]:
     """Every generated document under ``root`` -> the text its data gives: the marked blocks of README.md and
-    docs/BENCHMARKS.md, and each report's JSON (summary, table, notes recomputed from its CSV rows) and Markdown."""
+    the docs/ pages (``DOCUMENTS``), and each report's JSON (summary, table, notes recomputed from its CSV rows)
+    and Markdown."""
     from ..reproduce.report import render_markdown
     from ..reproduce.resummary import refreshed
 
@@ -96,7 +98,7 @@ def cmd_docs(args) -> int:
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    p = subparsers.add_parser("docs", help="rewrite the generated blocks of README.md, docs/BENCHMARKS.md and "
+    p = subparsers.add_parser("docs", help="rewrite the generated blocks of README.md, the docs/ pages and "
                               "reports/*.md from the committed data", description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--check", action="store_true", help="change nothing; exit 1 if a document is stale")

@@ -63,9 +63,11 @@ def _lesson_line(root: Path) -> str:
     first = next(r for r in lesson_rows(d) if r["step"] == 1)
     load = d.get("load_average") or []
     return (f"Measured ({d['date']}, this 2-core machine shared with other jobs, load average "
-            f"{' → '.join(f'{x:.1f}' for x in load)}): {warm[0]:.2f}–{warm[-1]:.2f} s from Next to the drawn prediction "
-            f"(steps {rows[0]['step']}–{rows[-1]['step']}, warm medians), {ctl[0]:.2f}–{ctl[-1]:.2f} s from a control to "
-            f"its redraw; step 1 in a new tab {first['warm']:.2f} s warm, {first['cold']:.2f} s on a cold server "
+            f"{' → '.join(f'{x:.1f}' for x in load)}): {warm[0]:.2f}–{warm[-1]:.2f} s from Next to the drawn "
+            "prediction "
+            f"(steps {rows[0]['step']}–{rows[-1]['step']}, warm medians), {ctl[0]:.2f}–{ctl[-1]:.2f} s from a "
+            f"control to its redraw; step 1 in a new tab {first['warm']:.2f} s warm, {first['cold']:.2f} s on a cold "
+            "server "
             "(`bench/results/lesson.json`, docs/BENCHMARKS.md).")
 
 

@@ -69,7 +69,8 @@ def _inception_cost(root: Path) -> str:
     lines = ["| where | one evaluation (forward+backward) | `paper-network`: 100 configs × 10,000, worst case "
              f"({n / 1e6:g} M evaluations) | both paper variants ({2 * n / 1e6:g} M) | basis |",
              "|---|---|---|---|---|",
-             f"| this CPU, 1 thread, batch 1 | {cpu_ms:.0f} ms CPU time (measured) | {hours(cpu_ms, 1):,.0f} core-hours | "
+             f"| this CPU, 1 thread, batch 1 | {cpu_ms:.0f} ms CPU time (measured) | {hours(cpu_ms, 1):,.0f} "
+             "core-hours | "
              f"{hours(cpu_ms, 2):,.0f} core-hours | Inception v3 at 299 with random weights, median of 5 "
              f"({d['date']}; `bench/results/inception_cost.json`) |",
              f"| NVIDIA H200, batch {batch} | **{gpu_ms * lo:.1f}–{gpu_ms * hi:.1f} ms (estimate)** | "

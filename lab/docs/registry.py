@@ -10,7 +10,9 @@ from typing import Callable
 from .. import tables
 
 ROOT = Path(__file__).resolve().parents[2]
-DOCUMENTS = ("README.md", "docs/BENCHMARKS.md")
+# The Markdown pages with generated blocks: the front page and the lab notebook it links.
+DOCUMENTS = ("README.md", "docs/ATTACK_STRENGTH.md", "docs/BENCHMARKS.md", "docs/APP.md", "docs/PAPER_VS_US.md",
+             "docs/SCALE.md")
 RESULTS = Path("bench/results")
 BLOCKS: dict[str, Callable[[Path], str]] = {}
 _BLOCK = re.compile(r"^([ \t]*)<!-- BEGIN gen:([\w-]+) -->\n(.*?)^[ \t]*<!-- END gen:\2 -->", re.S | re.M)
