@@ -54,3 +54,21 @@ def test_defend_states_its_denominator_and_where_the_patches_sit():
     off = defend.summarise([_patch_row("app-image-002")], 1, 0, [63], k=4, singles=singles)
     assert any("0 of the 1 sit exactly" in n for n in off["_notes"])
     assert defend.on_occlusion_grid(0, 161, 63, 224) and not defend.on_occlusion_grid(5, 5, 63, 224)
+
+
+def test_the_crossmodel_report_and_the_models_page_size_patches_by_one_rule():
+    """Both go through attack.evaluate.transplant (same area share): Lite0's 63 px is 73 px on Lite2's 260, not the
+    74 px of Lite2's own default patch."""
+    import torch
+
+    from attack.evaluate import transplant
+    from attack.models import model_spec
+    from lab.tables import read_rows
+
+    rows = read_rows(ROOT / "reports" / "crossmodel.csv")
+    own = {r["train_model"]: int(r["size"]) for r in rows if r["same"] == "1"}
+    for r in (r for r in rows if r["same"] != "1"):
+        a, e = model_spec(r["train_model"]).native_size, model_spec(r["eval_model"]).native_size
+        moved, _ = transplant(torch.zeros(3, own[r["train_model"]], own[r["train_model"]]), (0, 0), a, e)
+        assert int(r["size"]) == moved.shape[-1], r
+    assert transplant(torch.zeros(3, 63, 63), (0, 0), 224, 260)[0].shape[-1] == 73

@@ -13,7 +13,6 @@ from ..reproduce.training import TRAIN_FIELDS, draw_configs, train_job, train_ma
 def run(ctx: Ctx) -> dict:
     from attack.evaluate import cross_model_eval
     from attack.io import load_patch
-    from attack.train import default_patch_size
 
     opts = ctx.opts
     n = opts.pick(opts.configs, 1, 10)
@@ -38,7 +37,7 @@ def run(ctx: Ctx) -> dict:
             model = ctx.model(m)
             s = model.input_size
             ev = cross_model_eval(model, ctx.image(r["photo"], s, m), res.patch, res.loc, res.target,
-                                  from_size=int(r["input_size"]), size=default_patch_size(s))
+                                  from_size=int(r["input_size"]))  # the Models page's geometry, size rule included
             rows.append({"config": r["config"], "train_model": r["model"], "eval_model": m,
                          "same": m == r["model"], "trained_ok": r["success_0_9"], "size": ev["size"],
                          "top": ev["loc"][0], "left": ev["loc"][1], "p_target": ev["p_target"],
@@ -77,9 +76,19 @@ def summarise(rows: list[dict], trained: int, planned: int, cap: int, quick: boo
         "at each model's native size (" + ", ".join(f"{m.replace('efficientnet-lite', 'Lite')} {model_spec(m).native_size}" for m in models)
         + "), trained at a random corner.",
         "Geometry on another model (attack.evaluate.cross_model_eval, also the Models page's): the photo is loaded "
-        "at that model's size; the patch is resized (bilinear, antialiased) to that model's default patch side "
-        "(same area share) and placed at the same fraction of the free range (a corner patch stays in its corner).",
+        "at that model's size; the patch is resized (bilinear, antialiased) to the same share of that model's input "
+        "(attack.evaluate.transplant: round(side × new input / old input), the rule of the Models page and the "
+        "Lesson too; " + _sizes(rows) + ") and placed at the same fraction of the free range (a corner patch "
+        "stays in its corner).",
         f"Only patches that reached p ≥ 0.9 on their own model within {cap} iterations are scored: "
         f"{out['patches_successful']} of {trained}" + (" (quick fallback: all patches)." if fallback else ".")
         + " The own-model figure is therefore 100% by construction; the finding is the off-diagonal."]
     return out
+
+
+def _sizes(rows: list[dict]) -> str:
+    """The patch sides each (trained on → shown to) pair of models used, read from the rows: "Lite0 63 → Lite2 73 px"."""
+    short = lambda m: m.replace("efficientnet-lite", "Lite")  # noqa: E731
+    own = {r["train_model"]: int(float(r["size"])) for r in rows if b(r["same"])}
+    pairs = sorted({(r["train_model"], r["eval_model"], int(float(r["size"]))) for r in rows if not b(r["same"])})
+    return "; ".join(f"{short(a)} {own.get(a, '?')} → {short(e)} {size} px" for a, e, size in pairs) or "no rows yet"
