@@ -131,7 +131,7 @@ if st.session_state.get("defend_map") == mkey and vm is not None:
     top, left = cs[cell][:2]
     placed = (st.session_state.get("attack_loc_y"), st.session_state.get("attack_loc_x")) == (top, left)
     src = st.session_state.get("image_src") or {}
-    same_photo = attack.image_hash(widgets.load_source(src, n)) == image_key if src else False
+    same_photo = attack.image_hash(widgets.load_source(src, n, model.resize_size)) == image_key if src else False
     link = deeplink.params(photo=src.get("name") if same_photo and src.get("kind") == "sample" else None,
                            ax=left, ay=top)
     if placed:

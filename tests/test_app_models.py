@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import torch
 from streamlit.testing.v1 import AppTest
+from tv_kit import write_weights
 
 import attack
 from attack import sources
-from tv_kit import write_weights
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 TV = "torchvision:resnet18"

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import pytest
 from browser_kit import ARGS, ARTIFACTS, CHROMIUM, healthy, idle, num, require_chromium, streamlit_server, wait_for
-
 from tv_kit import write_weights
 
 pytestmark = pytest.mark.browser
@@ -41,7 +40,8 @@ def test_pick_a_cached_torchvision_model_and_the_attack_page_follows(server):
             sidebar = pg.locator('[data-testid="stSidebar"]')
             sidebar.locator('[data-testid="stSelectbox"]').filter(has_text="Model").first.click()
             pg.get_by_role("option", name=f"{TV} · 224 px").click()
-            wait_for(pg, lambda: sidebar.get_by_text(f"{TV} @ 224x224").count() == 1, 120, "the sidebar to say resnet18")
+            wait_for(pg, lambda: sidebar.get_by_text(f"{TV} @ 224x224").count() == 1, 120,
+                     "the sidebar to name resnet18")
             idle(pg)
             wait_for(pg, lambda: num(pg, "Patch side (px)").input_value() == "31", 120, "the default patch of 31 px")
             healthy(pg)

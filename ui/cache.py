@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import sys
+import threading
 import time
 import weakref
 from pathlib import Path
@@ -61,6 +62,7 @@ def get_model(name: str, weights: str | None = None) -> attack.Classifier:
 # Every model _get_model has loaded and that is still alive (in Streamlit's resource cache, or held by a running
 # training): the sidebar's "Loaded models: n (… MB)". Weak references: an entry goes when the model is freed.
 _LOADED: "weakref.WeakValueDictionary[tuple[str, str | None], attack.Classifier]" = weakref.WeakValueDictionary()
+_LOADED_LOCK = threading.Lock()  # the Lesson's worker thread loads models too
 
 
 @st.cache_resource(show_spinner="Loading model…", max_entries=6)
@@ -70,13 +72,15 @@ def _get_model(name: str, weights: str | None) -> attack.Classifier:
     model = attack.load_model(name, weights=weights, channels_last=True)
     # one line per load: the browser tests count them to prove that sessions share one copy
     print(f"lavan loaded model {name} in {time.perf_counter() - t:.1f} s", file=sys.stderr, flush=True)
-    _LOADED[(name, weights)] = model
+    with _LOADED_LOCK:
+        _LOADED[(name, weights)] = model
     return model
 
 
 def loaded_models() -> list[attack.Classifier]:
     """The models loaded in this server process (shared by every session), oldest first."""
-    return list(_LOADED.values())
+    with _LOADED_LOCK:
+        return list(_LOADED.values())
 
 
 def loaded_memory() -> tuple[int, int]:

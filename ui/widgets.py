@@ -136,7 +136,7 @@ def image_source() -> dict:
 
 
 def load_source(src: dict, size: int, resize: int | None = None) -> torch.Tensor | None:
-    """The photo ``src`` at ``size`` (``resize``: the model's short side before the centre crop, ``model.resize_size``)."""
+    """The photo ``src`` at ``size``; ``resize``: the short side before the centre crop (``model.resize_size``)."""
     if not src:
         return None
     if src["kind"] == "sample":
