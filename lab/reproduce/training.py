@@ -102,18 +102,19 @@ def train_chunk(ctx: Ctx, job: TrainJob, chunk: list[dict]) -> list[dict]:
     from attack.images import image_hash
     from attack.io import save_patch
     from attack.patch import area_fraction, corner_loc
-    from attack.train import default_patch_size, train_patches
+    from attack.spec import TrainingSpec
+    from attack.train import train_patches
 
     opts = ctx.opts
     model = ctx.model(job.model_name, job.input_size)
     s = model.input_size
-    size = int(job.size or default_patch_size(s))
+    spec = TrainingSpec(size=job.size or None, domain=job.domain, loss=job.loss, steps=job.max_iter,
+                        restarts=opts.restarts if opts.restarts is not None else "auto").resolve(model)
+    size = spec.size
     imgs = torch.stack([ctx.image(c["photo"], s, job.model_name) for c in chunk])
     locs = [corner_loc(c["corner"], s, size) for c in chunk]
-    results = train_patches(model, imgs, [c["target"] for c in chunk], locs, size=size, domain=job.domain,
-                            loss=job.loss, steps=job.max_iter,
-                            generator=ctx.gen(7, zlib.crc32(chunk[0]["config"].encode())),
-                            restarts=opts.restarts if opts.restarts is not None else "auto", cancel=ctx.cancel)
+    results = train_patches(model, imgs, [c["target"] for c in chunk], locs, spec,
+                            generator=ctx.gen(7, zlib.crc32(chunk[0]["config"].encode())), cancel=ctx.cancel)
     # Cut by the time budget: every config of the chunk ran in lockstep up to the same iteration, so the
     # evaluations spent by then are the cap all of them had (a success after it could not have been seen).
     cap = max(r.evaluations for r in results) if any(r.cancelled for r in results) else job.max_iter
