@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import pickle
 import re
 import shutil
 import tempfile
@@ -255,7 +256,8 @@ def build_torchvision(name: str, weights: str | Path | None = None, download: bo
             download_weights(info.name, progress)
         try:
             net = tvm.get_model(info.name, weights=tvm.get_model_weights(info.name).DEFAULT)
-        except (RuntimeError, OSError, ValueError) as exc:  # a truncated or foreign file under the expected name
+        # a truncated or foreign file under the expected name (an old-style pickle raises UnpicklingError)
+        except (RuntimeError, OSError, ValueError, EOFError, pickle.UnpicklingError) as exc:
             raise ModelError(f"{PREFIX}{info.name}: cannot load {info.file_name} from the hub cache: "
                               f"{type(exc).__name__}: {str(exc)[:200]}") from None
         _drop_aux(net)

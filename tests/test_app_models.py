@@ -155,3 +155,31 @@ def test_load_downloads_with_a_progress_bar_then_selects_the_model(tmp_path, url
     assert seen == [0, 5 << 20, 10 << 20]
     assert at.selectbox(key="model_name").value == TV  # listed and chosen
     assert urls == []
+
+
+def test_inception_v3_from_the_hub_cache_gets_the_papers_42_on_299(tmp_path, urls, steady_server, monkeypatch):
+    write_weights(tmp_path, "inception_v3")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    at = app(model_name="torchvision:inception_v3")
+    assert at.sidebar.caption[0].value.endswith("the paper's model")
+    at = page(at, "pages/1_attack.py")
+    assert at.number_input(key="attack_size").value == 42
+    assert "Input size **299×299**" in texts(at) and "resized to 342 px" in texts(at)
+    assert urls == []
+
+
+def test_a_cached_file_that_does_not_load_is_one_warning_and_the_default_model(tmp_path, urls, steady_server,
+                                                                               monkeypatch):
+    from ui import cache
+
+    bad = tmp_path / "hub" / "checkpoints" / sources.torchvision_info("resnet18").file_name
+    bad.parent.mkdir(parents=True)
+    bad.write_bytes(b"not a state dict")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    cache._get_model.clear()  # a resnet18 loaded from another test's TORCH_HOME
+    at = app(model_name=TV)
+    at = page(at, "pages/1_attack.py")
+    (warn,) = [w.value for w in at.warning if "could not be loaded" in w.value]
+    assert warn.startswith(f"{TV} could not be loaded") and "efficientnet-lite0" in warn and str(tmp_path) not in warn
+    assert at.number_input(key="attack_size").value == attack.train.default_patch_size(224)
+    assert urls == []
