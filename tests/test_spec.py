@@ -25,6 +25,7 @@ def _tiny(act: type[nn.Module], input_size: int = 224, name: str = "tiny") -> nn
 
 
 def test_defaults_at_the_default_area_and_below(model):
+    assert attack.TrainingSpec is TrainingSpec  # a public export
     big = TrainingSpec().resolve(model)
     assert big.size == default_patch_size(224) == 63
     assert (big.optimizer, big.restarts, big.loss, big.init, big.relu6_leak) == ("adam", 1, "logprob", "mixed", 0.0)
