@@ -20,7 +20,7 @@ say() { echo "[$(( $(date +%s) - T0 ))s] $*" | tee -a "$log"; }
 trap 'cp bench/results/ablation.csv "$OUTD/" 2>/dev/null; say "done"' EXIT
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>&1 | tee -a "$log"
 # Variants in the order of what each answers (see bench/ablation.py for the names):
-VARIANTS=${VARIANTS:-"adam-r1 adam-r8 apgd-r8 apgd-r1 adam-r8-logprob-random adam-r8-target_ce adam-r8-margin_ce adam-r8-logprob-mixed-st"}
+VARIANTS=${VARIANTS:-"adam-r1 adam-r8 apgd-r8 apgd-r1 adam-r8-logprob-random adam-r8-target_ce adam-r8-margin_ce"}  # -st left the library (bench/ablation.py)
 for v in $VARIANTS; do
   [ "$(left)" -gt 30 ] || break
   say "variant $v (224, 42x42, image)"
