@@ -48,8 +48,9 @@ with right:
                         format_func=lambda k: f"auto ({auto.loss})" if k == "auto" else k,
                         help="logprob: log p(target) − log p(source) (the paper's objective, source term floored). "
                              "margin_ce: the target's logit margin over every other class until it is top-1, then "
-                             "log p(target). auto: logprob at the default patch area or larger, "
-                             f"{attack.spec.LOSS_SMALL} below it (measured: README).")
+                             "log p(target). auto: logprob at the measured default area "
+                             f"({attack.spec.DEFAULT_AREA:.0%}) or larger, {attack.spec.LOSS_SMALL} below it "
+                             "(measured on EfficientNet-Lite0: README).")
     c3, c4, c5 = st.columns(3)
     rule = c3.selectbox("Update rule", attack.optim.RULES, key="attack_rule",
                         index=attack.optim.RULES.index(auto.optimizer),
@@ -58,8 +59,9 @@ with right:
     restarts = c4.selectbox("Restarts", ["auto", 1, 2, 4, 8, 16], key="attack_restarts",
                             format_func=lambda r: f"auto ({auto.restarts})" if r == "auto" else str(r),
                             help="Patches trained side by side from different starts; at each stage only the best "
-                                 "quarter goes on (successive halving). auto: 1 at the default patch area or "
-                                 f"larger, {attack.spec.RESTARTS_SMALL} below it (measured: README).")
+                                 "quarter goes on (successive halving). auto: 1 at the measured default area "
+                                 f"({attack.spec.DEFAULT_AREA:.0%}) or larger, {attack.spec.RESTARTS_SMALL} below it "
+                                 "(measured on EfficientNet-Lite0: README).")
     steps = int(c5.number_input("Max evaluations", min_value=1, max_value=10_000, value=2000, step=100,
                                 key="attack_steps",
                                 help="Budget of forward+backward evaluations of the model: restarts × iterations. "
@@ -71,7 +73,7 @@ with right:
                f"{spec.restarts} restart(s), at most {steps:,} forward+backward evaluations; "
                "stops at p(target) ≥ 0.9."
                + (f" Below the default area the gradient leaks {spec.relu6_leak:g} through ReLU6's clips "
-                  "(measured: README)." if spec.relu6_leak else ""))
+                  "(measured on EfficientNet-Lite0: README)." if spec.relu6_leak else ""))
 with left:
     loc = widgets.location_picker(image, size, key="attack_loc")
 
