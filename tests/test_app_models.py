@@ -71,6 +71,8 @@ def test_picker_lists_cached_torchvision_models_and_the_attack_page_follows(tv_h
     assert labels[TV].startswith(f"{TV} · 224 px · 11.7M params"), picker.options  # input size and description
     assert labels["efficientnet-lite0"].startswith("efficientnet-lite0 · 224 px")
     picker.select(TV).run()
+    assert not at.exception and not at.error, [e.value for e in at.error]  # Home names the model too
+    assert f"Model: **{TV} @ 224x224" in texts(at)
     at = page(at, "pages/1_attack.py")
     assert at.number_input(key="attack_size").value == 31  # the paper's 42x42-on-299 area at 224
     body = texts(at)
