@@ -13,12 +13,12 @@ time, which other jobs on a shared machine disturb less than wall time.
 from __future__ import annotations
 
 import argparse
-import inspect
-import sys
-from pathlib import Path
+import dataclasses
 import platform
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
 
@@ -76,8 +76,8 @@ def step_rows(rows, xs, size: int, args) -> None:
     steps, per step) of the eager network vs folded vs folded + LocalForward vs (``--compile``) the folded network
     under ``torch.compile``."""
     dev = args.device
-    # the trainer may run LocalForward itself (train_patches(local=...)): off for these rows, on for "local"
-    has_local = "local" in inspect.signature(attack.train_patches).parameters
+    # the trainer may run LocalForward itself (TrainingSpec.local): off for these rows, on for "local"
+    has_local = "local" in {f.name for f in dataclasses.fields(attack.TrainingSpec)}
     off = {"local": False} if has_local else {}
 
     models = {"eager": attack.load_model(channels_last=True, device=dev, fold=False),
