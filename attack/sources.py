@@ -271,10 +271,11 @@ def cam_layer_for(name: str, net: nn.Module) -> nn.Module | None:
     key = _canonical(name)
     table = (("resnet", "layer4"), ("resnext", "layer4"), ("wide_resnet", "layer4"), ("regnet", "trunk_output"),
              ("inception_v3", "Mixed_7c"), ("googlenet", "inception5b"), ("shufflenet", "conv5"),
-             ("swin", "permute"), ("maxvit", "blocks"), ("vit_", None))
+             ("swin", "permute"), ("maxvit", "blocks"), ("mnasnet", "layers"), ("vit_", None))
     for prefix, attr in table:
         if key.startswith(prefix):
             mod = getattr(net, attr, None) if attr else None
-            return mod[-1] if isinstance(mod, nn.Sequential) and prefix == "maxvit" else mod
-    return getattr(net, "features", None)  # vgg, alexnet, squeezenet, densenet, mobilenet, efficientnet, convnext,
-    #                                        mnasnet: the feature extractor ends on the last conv map
+            return mod[-1] if isinstance(mod, (nn.Sequential, nn.ModuleList)) and prefix == "maxvit" else mod
+    # vgg, alexnet, squeezenet, densenet, mobilenet, efficientnet, convnext: the feature extractor ends on the last
+    # convolutional map
+    return getattr(net, "features", None)

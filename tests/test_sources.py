@@ -209,3 +209,15 @@ def test_grad_cam_layers_per_family(tv_home):
     with pytest.raises(ModelError, match="runs only at 224"):
         attack.load_model("torchvision:vit_b_16", input_size=256, device="cpu")
 
+
+
+@pytest.mark.parametrize("name", ["mnasnet0_5", "maxvit_t", "swin_t", "shufflenet_v2_x0_5", "squeezenet1_1",
+                                  "regnet_x_400mf", "googlenet", "densenet121", "efficientnet_b0", "alexnet"])
+def test_every_cnn_family_has_a_grad_cam_map(name):
+    net = tvm.get_model(name, weights=None, **({"init_weights": False} if name == "googlenet" else {})).eval()
+    cam, seen = sources.cam_layer_for(name, net), {}
+    hook = cam.register_forward_hook(lambda m, i, o: seen.__setitem__("out", o))
+    with torch.no_grad():
+        net(torch.rand(1, 3, 224, 224))
+    hook.remove()
+    assert seen["out"].dim() == 4 and seen["out"].shape[-1] >= 6  # (N,C,h,w): a map Grad-CAM can weight
