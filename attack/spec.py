@@ -226,8 +226,9 @@ class TrainingSpec:
 
     def kwargs(self) -> dict:
         """Keyword arguments of :func:`attack.train.train_patch` / :func:`attack.train.train_patches` that train
-        with this spec (for callers that pass a trainer and its arguments along, e.g. ui/jobs)."""
-        return {"spec": self}
+        with this spec, for callers that pass a trainer and its arguments along: the budget also as ``steps`` (a
+        field given beside the spec wins), which ui/jobs reads and clamps to the server's cap."""
+        return {"spec": self, "steps": self.steps}
 
     def train(self, model: nn.Module, image, target: int, loc=(0, 0), *, source: int | None = None,
               generator=None, callback=None, cancel=None):

@@ -114,6 +114,8 @@ def test_the_spec_trains_what_train_patch_trains(model, photo):
     b = attack.train_patch(model, photo, 859, (0, 0), size=16, steps=3, stop_at=1.0, seed=4, domain="image")
     c = attack.train_patch(model, photo, 859, (0, 0), **spec.kwargs())
     assert torch.equal(a.patch, b.patch) and torch.equal(a.patch, c.patch)
+    capped = {**spec.kwargs(), "steps": 2}  # what ui/jobs does to a budget over the server's cap
+    assert attack.train_patch(model, photo, 859, (0, 0), **capped).evaluations == 2
     assert a.meta["optimizer"] == "adam" and a.meta["relu6_leak"] == LEAK_SMALL and a.loss == LOSS_SMALL
     d = attack.train_patches(model, photo[None], 859, [(0, 0)], spec.replace(restarts=1), steps=4)[0]
     assert d.evaluations == 4 and d.meta["restarts"] == 1
