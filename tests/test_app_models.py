@@ -185,3 +185,17 @@ def test_a_cached_file_that_does_not_load_is_one_warning_and_the_default_model(t
     assert warn.startswith(f"{TV} could not be loaded") and "efficientnet-lite0" in warn and str(tmp_path) not in warn
     assert at.number_input(key="attack_size").value == attack.train.default_patch_size(224)
     assert urls == []
+
+
+def test_a_visitor_cannot_make_the_server_download_a_huge_model(tmp_path, monkeypatch):
+    from ui import cache
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    def refuse(*a, **k):
+        raise AssertionError("a download was started")
+    monkeypatch.setattr(attack.sources.urllib.request, "urlopen", refuse)
+    with pytest.raises(attack.ModelError, match="633M parameters; this server downloads models up to 150M"):
+        cache.download_model("torchvision:vit_h_14")
+    monkeypatch.setenv("LAVAN_MAX_DOWNLOAD_MPARAMS", "5")
+    with pytest.raises(attack.ModelError, match="up to 5M"):
+        cache.download_model("torchvision:resnet18")

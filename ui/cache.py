@@ -92,7 +92,14 @@ def loaded_memory() -> tuple[int, int]:
 def download_model(name: str, progress=None) -> None:
     """Fetch the weights of ``torchvision:<name>`` into the torch hub cache: only when a visitor pressed *Load* for
     it. ``progress(done_bytes, total_bytes)`` follows the download. Raises ``attack.WeightsMissing`` (offline, or
-    a bad file: its ``public_message()`` names no server path); the model itself is loaded by :func:`get_model`."""
+    a bad file: its ``public_message()`` names no server path); the model itself is loaded by :func:`get_model`.
+    Models above the operator's size cap ($LAVAN_MAX_DOWNLOAD_MPARAMS, million parameters, default 150: every
+    ResNet, Inception v3, ViT-B and ConvNeXt-B fit; ViT-H's 2.5 GB does not) are refused before any byte moves."""
+    cap = float(os.environ.get("LAVAN_MAX_DOWNLOAD_MPARAMS", "150"))
+    info = attack.sources.torchvision_info(name)
+    if info.num_params / 1e6 > cap:
+        raise attack.ModelError(f"{attack.sources.PREFIX}{info.name} has {info.num_params / 1e6:.0f}M parameters; "
+                                f"this server downloads models up to {cap:.0f}M (operator setting)")
     attack.sources.download_weights(name, progress)
 
 
