@@ -90,9 +90,9 @@ def test_ray_engine_gives_the_in_process_rows(tmp_path, monkeypatch, capsys):
 def test_ray_engine_runs_a_torchvision_model_from_the_hub_cache(tmp_path, monkeypatch):
     """The cross-model matrix on an embedded and a torchvision model, trained by Ray tasks that load the
     torchvision model from the same hub cache (TORCH_HOME) as the driver."""
-    from test_sources import _write
+    from tv_kit import write_weights
 
-    _write(tmp_path / "torch_home", "mobilenet_v3_small")
+    write_weights(tmp_path / "torch_home", "mobilenet_v3_small")
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
     monkeypatch.setenv("LAVAN_RAY_CPUS", "2")
     monkeypatch.setenv("LAVAN_RAY_STORE_MB", "100")

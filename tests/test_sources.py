@@ -25,7 +25,6 @@ from tv_kit import write_weights
 ROOT = Path(__file__).resolve().parents[1]
 
 
-_write = write_weights  # tests/tv_kit.py, shared with the app's tests
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +32,7 @@ def tv_home(tmp_path_factory):
     """A TORCH_HOME whose hub cache holds resnet18, mobilenet_v3_small and inception_v3 (random weights)."""
     home = tmp_path_factory.mktemp("torch_home")
     for name in ("resnet18", "mobilenet_v3_small", "inception_v3"):
-        _write(home, name)
+        write_weights(home, name)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("TORCH_HOME", str(home))
         yield home
