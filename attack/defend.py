@@ -11,7 +11,9 @@ because the masks that cover the patch leave exactly the clean two-mask inputs.
 
 Masked pixels are set to ``fill`` (grey 0.5 in ``[0,1]``); for ``domain="network"`` inputs (already normalised,
 as :func:`attack.apply_patch` returns them) the fill is the normalised grey. Every forward is batched; results
-count the forwards each image cost.
+count the forwards each image cost. A mask or window changes its image only inside its box, so on a folded
+EfficientNet-Lite the forwards run incrementally (:class:`attack.fast.LocalForward`: same labels, a fraction of the
+early layers' work; bench/incremental.py); any other model runs them in full.
 
 Where to put the patch: :func:`vulnerability_map` trains a short attack at every cell of a coarse location grid,
 all cells as rows of one batch, and returns the p(target) each cell reached and the best cell.
@@ -23,6 +25,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .fast import local_engine
 from .patch import check_loc, domain_logits
 
 __all__ = ["MaskSet", "mask_set", "CleanserResult", "double_masking", "OcclusionResult", "occlusion_defence",
@@ -85,26 +88,53 @@ def _fill_value(model, domain: str, fill: float, device) -> torch.Tensor:
     return model.normalize(grey) if domain == "network" else grey
 
 
-def _labels(model, x: torch.Tensor, masks: torch.Tensor, fill: torch.Tensor, domain: str,
-            batch_size: int) -> torch.Tensor:
-    """Top-1 labels of ``x`` (N,3,H,W) under ``masks`` (N,1,H,W) bool, in batches."""
+def _labels(model, x: torch.Tensor, masks: torch.Tensor, fill: torch.Tensor, domain: str, batch_size: int,
+            engine=None, rows: torch.Tensor | None = None, boxes: torch.Tensor | None = None) -> torch.Tensor:
+    """Top-1 labels of ``x`` (N,3,H,W) under ``masks`` (N,1,H,W) bool, in batches; with an ``engine``
+    (:func:`attack.fast.local_engine`) each row changes its clean image ``rows`` only inside ``boxes`` (N,4)."""
     out = []
     with torch.no_grad():
         for i in range(0, x.shape[0], batch_size):
             xi = torch.where(masks[i:i + batch_size], fill.to(x.dtype), x[i:i + batch_size])
-            out.append(domain_logits(model, xi, domain).argmax(1).cpu())
+            logits = domain_logits(model, xi, domain) if engine is None else \
+                engine(xi, rows[i:i + batch_size], boxes[i:i + batch_size], domain)
+            out.append(logits.argmax(1).cpu())
     return torch.cat(out) if out else torch.zeros(0, dtype=torch.long)
 
 
-def _second(model, images, M, fillv, domain, batch_size, pairs, second, forwards, mirror=False) -> None:
+def _mask_boxes(ms: MaskSet) -> torch.Tensor:
+    """(K,4) (top, bottom, left, right) of each mask."""
+    t, l = ms.positions[:, 0], ms.positions[:, 1]
+    return torch.stack([t, t + ms.size, l, l + ms.size], 1)
+
+
+def _second(model, images, M, fillv, domain, batch_size, pairs, second, forwards, mirror=False, boxes=None) -> None:
     """Two-mask labels of ``pairs`` (image, i, j), written into ``second[n, i, j]`` (and ``[n, j, i]`` with
-    ``mirror``); each pair adds one forward to its image."""
+    ``mirror``); each pair adds one forward to its image. With the mask ``boxes``, a pair is the image under mask
+    ``i`` changed inside mask ``j`` only: the pairs of each ``i`` run incrementally against those one-mask images
+    (their activations cost one forward each and stay in :data:`attack.fast.CLEAN_CACHE` for the next chunk)."""
     if not pairs:
         return
     pt = torch.tensor(pairs, dtype=torch.long)
     dev = images.device
-    labs = _labels(model, images[pt[:, 0].to(dev)], M[pt[:, 1].to(dev)] | M[pt[:, 2].to(dev)], fillv, domain,
-                   batch_size)
+    labs = torch.empty(len(pairs), dtype=torch.long)
+    done = False
+    if boxes is not None:
+        for i in pt[:, 1].unique().tolist():
+            sel = (pt[:, 1] == i).nonzero().flatten()
+            ns, rows = pt[sel, 0].unique(return_inverse=True)
+            ref = torch.where(M[i], fillv.to(images.dtype), images[ns.to(dev)])
+            engine = local_engine(model, ref, domain)
+            if engine is None:
+                break
+            js = pt[sel, 2]
+            labs[sel] = _labels(model, images[pt[sel, 0].to(dev)], M[i] | M[js.to(dev)], fillv, domain, batch_size,
+                                engine, rows, boxes[js])
+        else:
+            done = True
+    if not done:
+        labs = _labels(model, images[pt[:, 0].to(dev)], M[pt[:, 1].to(dev)] | M[pt[:, 2].to(dev)], fillv, domain,
+                       batch_size)
     second[pt[:, 0], pt[:, 1], pt[:, 2]] = labs
     if mirror:
         second[pt[:, 0], pt[:, 2], pt[:, 1]] = labs
@@ -147,12 +177,19 @@ def double_masking(model, images: torch.Tensor, patch_size: int, *, k: int = 6, 
     dev = images.device
     fillv = _fill_value(model, domain, fill, dev)
     M = ms.masks().to(dev)  # (K,1,H,W)
+    # A mask changes its image only inside its box: on a folded EfficientNet-Lite every masked forward runs
+    # incrementally against the image's own activations (attack.fast.LocalForward); other models run in full.
+    engine = local_engine(model, images, domain)
+    boxes = _mask_boxes(ms) if engine is not None else None
     with torch.no_grad():
-        undefended = torch.cat([domain_logits(model, images[i:i + batch_size], domain).argmax(1).cpu()
-                                for i in range(0, n_img, batch_size)])
+        undefended = engine.clean_logits.argmax(1).cpu() if engine is not None else \
+            torch.cat([domain_logits(model, images[i:i + batch_size], domain).argmax(1).cpu()
+                       for i in range(0, n_img, batch_size)])
     # First round: every image under every mask, one batched pass.
     xi = images.repeat_interleave(K, 0)
-    first = _labels(model, xi, M.repeat(n_img, 1, 1, 1), fillv, domain, batch_size).view(n_img, K)
+    first = _labels(model, xi, M.repeat(n_img, 1, 1, 1), fillv, domain, batch_size, engine,
+                    torch.arange(n_img).repeat_interleave(K), None if boxes is None else boxes.repeat(n_img, 1))
+    first = first.view(n_img, K)
     forwards = torch.full((n_img,), 1 + K, dtype=torch.long)
     majority = torch.mode(first, dim=1).values
     unanimous = (first == first[:, :1]).all(1)
@@ -160,14 +197,14 @@ def double_masking(model, images: torch.Tensor, patch_size: int, *, k: int = 6, 
     # Second round, recovery: for each disagreeing mask i of a non-unanimous image, every pair (i, j).
     pairs = [(n, i, j) for n in range(n_img) if not unanimous[n]
              for i in (first[n] != majority[n]).nonzero().flatten().tolist() for j in range(K) if j != i]
-    _second(model, images, M, fillv, domain, batch_size, pairs, second, forwards)
+    _second(model, images, M, fillv, domain, batch_size, pairs, second, forwards, boxes=boxes)
     # Certification: the pairs i < j of each unanimous image, K at a time per image; an image stops at its first
     # pair that disagrees (it is then not certified, and the rest of its pairs would not change that).
     if certify:
         todo = {n: [(n, i, j) for i in range(K) for j in range(i + 1, K)] for n in range(n_img) if unanimous[n]}
         while todo:
             chunk = [q for n in todo for q in todo[n][:K]]
-            _second(model, images, M, fillv, domain, batch_size, chunk, second, forwards, mirror=True)
+            _second(model, images, M, fillv, domain, batch_size, chunk, second, forwards, mirror=True, boxes=boxes)
             todo = {n: rest[K:] for n, rest in todo.items()
                     if rest[K:] and bool((second[n][second[n] >= 0] == first[n, 0]).all())}
     idx = torch.arange(K)
@@ -218,16 +255,22 @@ def occlusion_defence(model, images: torch.Tensor, patch_size: int, *, stride: i
     for i, (t, l) in enumerate(pos.tolist()):
         M[i, :, t:t + patch_size, l:l + patch_size] = True
     M = M.to(dev)
+    engine = local_engine(model, images, domain)  # each window changes its image only inside itself
     with torch.no_grad():
-        p0 = torch.cat([torch.softmax(domain_logits(model, images[i:i + batch_size], domain).float(), 1).cpu()
-                        for i in range(0, n_img, batch_size)])
+        p0 = torch.softmax(engine.clean_logits.float(), 1).cpu() if engine is not None else \
+            torch.cat([torch.softmax(domain_logits(model, images[i:i + batch_size], domain).float(), 1).cpu()
+                       for i in range(0, n_img, batch_size)])
         undefended = p0.argmax(1)
         probs = []
         xi = images.repeat_interleave(K, 0)
         mi = M.repeat(n_img, 1, 1, 1)
+        rows = torch.arange(n_img).repeat_interleave(K)
+        boxes = torch.stack([pos[:, 0], pos[:, 0] + patch_size, pos[:, 1], pos[:, 1] + patch_size], 1).repeat(n_img, 1)
         for i in range(0, xi.shape[0], batch_size):
             x = torch.where(mi[i:i + batch_size], fillv.to(xi.dtype), xi[i:i + batch_size])
-            probs.append(torch.softmax(domain_logits(model, x, domain).float(), 1).cpu())
+            logits = domain_logits(model, x, domain) if engine is None else \
+                engine(x, rows[i:i + batch_size], boxes[i:i + batch_size], domain)
+            probs.append(torch.softmax(logits.float(), 1).cpu())
         probs = torch.cat(probs).view(n_img, K, -1)
     p_und = probs.gather(2, undefended.view(n_img, 1, 1).expand(n_img, K, 1)).squeeze(2)  # (N,K)
     drop = p0.gather(1, undefended.view(-1, 1)) - p_und

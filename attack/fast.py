@@ -93,7 +93,7 @@ def fold_batchnorm(net: nn.Module) -> nn.Module:
     """Fold every BatchNorm of an ``efficientnet_lite_pytorch`` EfficientNet into the convolution before it, in
     place (the BatchNorms become ``nn.Identity``); returns ``net``. The head's BatchNorm stays: Grad-CAM reads the
     head convolution's output (``Classifier.cam_layer``), which must stay the unnormalised one. ``nn.ReLU6``
-    modules are kept, so hooks on them (:func:`attack.optim.relu6_backward`) still apply."""
+    modules are kept, so hooks on them (``straight_through_relu6``) still apply."""
     if net.training:
         raise ValueError("fold_batchnorm needs a network in eval mode (running statistics)")
     net._conv_stem = FoldedConv(net._conv_stem, net._bn0)
@@ -274,7 +274,7 @@ class LocalForward:
     Example: >>> lf = LocalForward(model, images); logits = lf(x, torch.arange(len(images)), (0, 63, 0, 63))
     """
 
-    def __init__(self, model: Classifier, images: torch.Tensor, max_share: float = 0.5, domain: str = "image",
+    def __init__(self, model: Classifier, images: torch.Tensor, max_share: float = 0.7, domain: str = "image",
                  cache: bool = True):
         net = model.net
         if not isinstance(getattr(net, "_conv_stem", None), FoldedConv):
@@ -289,7 +289,7 @@ class LocalForward:
             raise ValueError("LocalForward: square images only")
         self._plan(side)
         # one slot per distinct image; rows of equal images share it
-        keys = [(CLEAN_CACHE.token(net), domain, _digest(im)) for im in images]
+        keys = [(CLEAN_CACHE.token(net), self.n_local, domain, _digest(im)) for im in images]
         slot_of: dict = {}
         self.slot = torch.tensor([slot_of.setdefault(k, len(slot_of)) for k in keys], dtype=torch.long)
         uniq = list(slot_of)
@@ -418,6 +418,8 @@ class LocalForward:
         # reaches x inside the box only, where it is exact)
         g = self.stem
         (oy, ry), (ox, rx) = _reach(t, bh, g), _reach(l, bw, g)
+        if self.n_local == 0 or ry * rx > self.max_share * self.sides[0] ** 2:
+            return net(x)  # the box reaches most of the first map: nothing to gain
         wy, wx = (ry - 1) * g.s + g.k, (rx - 1) * g.s + g.k
         xp = _to_rows(F.pad(x.detach(), (g.before, g.after, g.before, g.after)))
         win = _window(xp, g.n_pad, own, oy * g.s, ox * g.s, wy, wx)

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import torch
 
-from .patch import patched_logits
+from .fast import local_engine
+from .patch import apply_patch, patched_logits
 
 __all__ = ["shift_map"]
 
@@ -22,8 +23,11 @@ def shift_map(model, image: torch.Tensor, patch: torch.Tensor, loc, target: int,
     device = next(model.buffers()).device
     h = image.shape[-1]
     size = patch.shape[-1]
+    # each shift changes the clean image only inside the patch's box: incremental on a folded EfficientNet-Lite
+    engine = local_engine(model, image.unsqueeze(0).to(device), "image")
     if source is None:
-        source = int(model(image.unsqueeze(0).to(device)).argmax(1)[0])
+        clean = engine.clean_logits if engine is not None else model(image.unsqueeze(0).to(device))
+        source = int(clean.argmax(1)[0])
     k = 2 * radius + 1
     pt = torch.full((k, k), float("nan"))
     ps = torch.full((k, k), float("nan"))
@@ -39,7 +43,14 @@ def shift_map(model, image: torch.Tensor, patch: torch.Tensor, loc, target: int,
     for i in range(0, len(locs), batch_size):
         chunk = locs[i:i + batch_size]
         x = img.unsqueeze(0).expand(len(chunk), -1, -1, -1)
-        probs = torch.softmax(patched_logits(model, x, patch.to(device), chunk, domain).float(), 1).cpu()
+        if engine is None:
+            logits = patched_logits(model, x, patch.to(device), chunk, domain)
+        else:
+            t = torch.tensor(chunk, dtype=torch.long)
+            boxes = torch.stack([t[:, 0], t[:, 0] + size, t[:, 1], t[:, 1] + size], 1)
+            logits = engine(apply_patch(x, patch.to(device), chunk, domain, model), torch.zeros(len(chunk),
+                            dtype=torch.long), boxes, domain)
+        probs = torch.softmax(logits.float(), 1).cpu()
         for j, (r, c) in enumerate(cells[i:i + batch_size]):
             pt[r, c] = probs[j, target]
             ps[r, c] = probs[j, source]
