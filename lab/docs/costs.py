@@ -240,3 +240,16 @@ def _scale_hours(root: Path) -> str:
               + f", {cross['cpu'] / 3600:,.0f} crossmodel), i.e. about {cpu_total / 24 / 24:.1f} days on a 24-core "
               "node: `--engine ray` with `--threads 1` runs one chunk per core."]
     return "\n".join(lines)
+
+
+@block("area-cell-minutes")
+def _area_cell_minutes(root: Path) -> str:
+    """Wall time of one 2,000-iteration cell of bench/area_table.py: its configs train as one batch, so the cell
+    took as long as its slowest row (the ``seconds`` column)."""
+    cells: dict[tuple, float] = {}
+    for r in tables.read_rows(root / RESULTS / "area_table.csv", 2000):
+        key = (r["optimizer"], r["domain"], r["size"], r["seed"])
+        cells[key] = max(cells.get(key, 0.0), float(r["seconds"]))
+    mins = sorted(v / 60 for v in cells.values())
+    return (f"One 2,000-iteration cell took {mins[0]:.0f}–{mins[-1]:.0f} minutes of wall time here (its configs train "
+            "as one batch, so a cell lasts as long as its slowest config; `seconds` in `bench/results/area_table.csv`).")
