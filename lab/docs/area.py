@@ -20,7 +20,7 @@ def _cell(cells: list[dict], opt: str, dom: str, area: float) -> dict:
 
 @block("area-reading")
 def _area_reading(root: Path) -> str:
-    """The README's reading of the area table: the default area and Adam vs plain gradient."""
+    """The reading of the area table (docs/ATTACK_STRENGTH.md): the default area and Adam vs plain gradient."""
     cells = tables.summarise_area(tables.read_rows(root / RESULTS / "area_table.csv", 2000))
     c = {(x["optimizer"], x["domain"], x["area"]): x for x in cells}
     areas = sorted({x["area"] for x in cells})

@@ -56,8 +56,8 @@ def summarise_placement(rows: list[dict]) -> list[dict]:
 
 
 def placement_markdown(cells: list[dict]) -> str:
-    """The README's placement table: success (p >= 0.9) and median evaluations at the map's best cell vs the
-    corners, and what the map cost."""
+    """The placement table of docs/ATTACK_STRENGTH.md: success (p >= 0.9) and median evaluations at the map's best
+    cell vs the corners, and what the map cost."""
     head = ("| patch, domain | map: grid, evaluations per cell | budget per location | configs | p ≥ 0.9 at the "
             "map's best cell | p ≥ 0.9 at a corner (runs) | ≥ 1 of 4 corners | median evaluations (successes): "
             "best / corner | median p reached: best / corner | best cell is a corner | map cost: evaluations, "
