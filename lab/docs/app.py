@@ -135,7 +135,7 @@ def _span(values: list[float]) -> str:
     lo, hi = min(values), max(values)
     if hi < 1000:
         return f"{lo:.0f}–{hi:.0f} ms"
-    return f"{lo / 1000:.2g}–{hi / 1000:.2g} s"
+    return f"{lo / 1000:.1f}–{hi / 1000:.1f} s"
 
 
 def classroom_line(root: Path, key: str) -> str:
