@@ -303,7 +303,7 @@ def _stage_loop(b: _Batch, cancel, callback, on_step, progress) -> list[PatchRes
     return list(b.results)  # type: ignore[arg-type]
 
 
-def _train(model, images: torch.Tensor, targets, locs, spec: TrainingSpec, sources, seeds, generator,
+def _prepare(model, images: torch.Tensor, targets, locs, spec: TrainingSpec, sources, seeds, generator,
            record_top5: bool) -> _Batch:
     """Check the inputs, resolve ``spec`` and set up the batch (starting points drawn here)."""
     if images.dim() != 4 or images.shape[1] != 3:
@@ -361,7 +361,7 @@ def train_patches(model, images: torch.Tensor, targets, locs, spec: TrainingSpec
     evaluations (the two are equal with one restart); ``history["restarts"]`` holds every restart's p(target) curve.
     Example: >>> res = train_patches(model, imgs, targets=859, locs=[(0, 0), (0, 168)], steps=500)
     """
-    batch = _train(model, images, targets, locs, TrainingSpec.of(spec, **fields), sources, seeds, generator,
+    batch = _prepare(model, images, targets, locs, TrainingSpec.of(spec, **fields), sources, seeds, generator,
                    record_top5=False)
     return _stage_loop(batch, cancel, callback, on_step, progress)
 
@@ -394,6 +394,6 @@ def train_patch(model, image: torch.Tensor, target, loc=(0, 0), spec: TrainingSp
                               [(int(c), float(v)) for c, v in zip(top.indices.tolist(), top.values.tolist())],
                               restarts=d["restarts"][0], leader=d["leader"][0], evaluations=d["evaluations"][0],
                               patch=d["patch"][0]))
-    batch = _train(model, image.unsqueeze(0), tgt, [tuple(loc)], TrainingSpec.of(spec, **fields), [src], None,
+    batch = _prepare(model, image.unsqueeze(0), tgt, [tuple(loc)], TrainingSpec.of(spec, **fields), [src], None,
                    generator, record_top5=True)
     return _stage_loop(batch, cancel, None, on_step, None)[0]
