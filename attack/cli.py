@@ -295,7 +295,7 @@ def cmd_universal(args) -> int:
     train_p, test_p = universal_split(sample_images(("ai-benchmark",)), args.train, args.test, g)
     train = torch.stack([load_image(p.path, model.input_size, resize=model.resize_size) for p in train_p])
     test = torch.stack([load_image(p.path, model.input_size, resize=model.resize_size) for p in test_p])
-    size = args.size or (size_for_area(args.area, model.input_size) if args.area else default_patch_size(model.input_size))
+    size = args.size or (size_for_area(args.area, model.input_size) if args.area else default_patch_size(model.input_size, model))
     bar = tqdm(total=args.max_steps, desc=f"universal {class_names()[target]}", unit="it", file=sys.stderr,
                disable=args.quiet)
 

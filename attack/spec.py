@@ -3,7 +3,7 @@
 A :class:`TrainingSpec` holds what decides a training's result besides the image, target and location: patch size,
 domain, update rule, restarts, loss, step size, initialisation, ReLU6 leak, budget, stop threshold and seed. A field
 left at None (or "auto") is resolved by :meth:`TrainingSpec.resolve` from the model, its input size, the patch size
-and the domain, by the rules below, which were chosen by measurement (README "Attack strength", bench/ablation.py).
+and the domain, by the rules below, which were chosen by measurement (docs/ATTACK_STRENGTH.md, bench/ablation.py).
 The CLI, the pages, the shared batch and the lab all train and key their caches through it.
 
 Example:
@@ -26,29 +26,33 @@ __all__ = ["TrainingSpec", "DEFAULT_AREA", "DEFAULTS", "RESTARTS_SMALL", "LEAK_S
            "default_patch_size", "default_restarts", "default_relu6_leak", "default_loss", "default_lr",
            "default_param", "default_fields", "resolve_loss", "resolve_relu6_leak", "check_options", "has_relu6"]
 
-# Default patch area for the app and CLI, chosen by measurement (README: smallest area where >= 80% of random
+# Default patch area for the app and CLI, chosen by measurement (docs/ATTACK_STRENGTH.md: smallest area where >= 80% of random
 # corner configs reach p >= 0.9 within 1,000 iterations on the default model).
 DEFAULT_AREA = 0.08
-# The default attack (update rule, restarts, loss, initialisation, ReLU6 leak). See README "Attack strength" and
+# The default attack (update rule, restarts, loss, initialisation, ReLU6 leak). See docs/ATTACK_STRENGTH.md and
 # bench/ablation.py for the measurements behind each choice.
 DEFAULTS = {"optimizer": "adam", "restarts": "auto", "loss": "auto", "init": "mixed", "relu6_leak": "auto"}
 # "auto" restarts: one patch at the default area or larger (Adam alone reached p >= 0.9 on 9/10 configs at 8%),
-# RESTARTS_SMALL under successive halving below it (42x42 on 224, 2,000 evaluations: README "Attack strength").
+# RESTARTS_SMALL under successive halving below it (42x42 on 224, 2,000 evaluations: docs/ATTACK_STRENGTH.md).
 RESTARTS_SMALL = 8
 # "auto" ReLU6 leak: none at the default area or larger, LEAK_SMALL below it (42x42 on 224, image domain, 2,000
-# evaluations, seeds 1 and 2: 7/20 reach p >= 0.9 with adam-r8-lk5 against 5/20 for adam-r8; README "Attack
-# strength"). A model without nn.ReLU6 modules has nothing to leak through: its leak is 0.
+# evaluations, seeds 1 and 2: 7/20 reach p >= 0.9 with adam-r8-lk5 against 5/20 for adam-r8;
+# docs/ATTACK_STRENGTH.md). A model without nn.ReLU6 modules has nothing to leak through: its leak is 0.
 LEAK_SMALL = 0.05
 # "auto" loss: logprob at the default area or larger, LOSS_SMALL below it. margin_ce equals logprob while the source
 # leads and pushes down a third class when one leads; paired with logprob (42x42 on 224, 8 restarts with the leak,
-# 2,000 evaluations) it ended with a higher p(target) on most configs where they differ (README "loss-paired").
+# 2,000 evaluations) it ended with a higher p(target) on most configs where they differ (docs/ATTACK_STRENGTH.md, "loss-paired").
 LOSS_SMALL = "margin_ce"
 INITS = ("random", "gray", "mixed")
 HALVING = 4  # successive halving keeps the best quarter of a config's restarts at each stage
 
 
-def default_patch_size(input_size: int) -> int:
-    return size_for_area(DEFAULT_AREA, input_size)
+def default_patch_size(input_size: int, model: nn.Module | None = None) -> int:
+    """The default patch side at ``input_size``: the area the model's spec names (``spec.default_area``: the paper's
+    42x42 on 299 for torchvision, file and wrapped models, on which no default was measured), else
+    :data:`DEFAULT_AREA`, measured on EfficientNet-Lite0. The "auto" rules below compare a patch with the latter."""
+    area = getattr(getattr(model, "spec", None), "default_area", None) or DEFAULT_AREA
+    return size_for_area(area, input_size)
 
 
 def default_restarts(size: int, input_size: int) -> int:
@@ -137,7 +141,8 @@ class TrainingSpec:
     """The settings of a single-image training (Karmon et al. 2018, arXiv:1801.02608); None / "auto" = resolved.
 
     Args:
-        size: patch side (Default: :func:`default_patch_size`, the measured default area). domain: "network" (the
+        size: patch side (Default: :func:`default_patch_size`: the area measured on Lite0, or the paper's 2% on
+            models it was not measured on). domain: "network" (the
             paper's: unbounded, pasted after normalisation) | "image" (a printable patch in [0,1]).
         optimizer: update rule of :mod:`attack.optim`: "adam" (Default), "sgd" (the paper's plain gradient steps),
             "sign", "apgd". restarts: patches per config under successive halving, or "auto"
@@ -184,7 +189,7 @@ class TrainingSpec:
         if self.domain not in ("network", "image"):
             raise ValueError(f"unknown domain {self.domain!r}; choose 'image' or 'network'")
         input_size = int(input_size or getattr(model, "input_size", 224))
-        size = default_patch_size(input_size) if self.size is None else int(self.size)  # 0 is an error, not default
+        size = default_patch_size(input_size, model) if self.size is None else int(self.size)  # 0 is an error
         optimizer = self.optimizer or DEFAULTS["optimizer"]
         param = self.param or default_param(optimizer)
         check_options(optimizer, param, self.steps, self.stop_at)

@@ -220,3 +220,11 @@ def test_every_cnn_family_has_a_grad_cam_map(name):
         net(torch.rand(1, 3, 224, 224))
     hook.remove()
     assert seen["out"].dim() == 4 and seen["out"].shape[-1] >= 6  # (N,C,h,w): a map Grad-CAM can weight
+
+
+def test_default_patch_is_the_papers_on_models_the_default_was_not_measured_on(model):
+    wrapped = attack.wrap(TinyNet(), input_size=299)
+    assert attack.TrainingSpec().resolve(wrapped).size == 42  # the paper's 42x42 on 299
+    assert attack.TrainingSpec().resolve(attack.wrap(TinyNet(), input_size=224)).size == 31
+    assert attack.TrainingSpec().resolve(model).size == 63  # Lite0 at 224: the area measured on it (8%)
+    assert attack.TrainingSpec().resolve(wrapped).relu6_leak == 0.0  # no ReLU6 in it

@@ -30,7 +30,7 @@ def run(ctx: Ctx) -> dict:
     targets = ctx.targets(opts.pick(opts.targets, 1, 3), 5)
     steps = opts.pick(opts.max_iter, 5, 1000)
     patience = 3 if opts.quick else 30
-    sizes = {"app-area": default_patch_size(s), "10pct": size_for_area(0.10, s)}
+    sizes = {"app-area": default_patch_size(s, model), "10pct": size_for_area(0.10, s)}
     fields = ["config", "method", "area_tag", "size", "area", "target", "target_label", "steps", "converged",
               "seconds", "max_steps", *HELD_OUT, "eot_confident", "eot_argmax", "eot_not_source", "patch"]
     table = Table(opts.out / "brown.csv", fields)

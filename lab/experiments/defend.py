@@ -43,7 +43,7 @@ def run(ctx: Ctx) -> dict:
     src = _interleave(singles)[:opts.pick(opts.configs, 1, CAP)]
     model = ctx.model()
     s = model.input_size
-    sizes = sorted({default_patch_size(s), size_for_area(0.02, s)}, reverse=True)
+    sizes = sorted({default_patch_size(s, model), size_for_area(0.02, s)}, reverse=True)
     photos = ctx.photos[:opts.pick(None, 2, 100)]
     clean = [(size, p) for size in sizes for p in photos]
 

@@ -29,7 +29,7 @@ def run(ctx: Ctx) -> dict:
     opts = ctx.opts
     model = ctx.model()
     s = model.input_size
-    size = default_patch_size(s)
+    size = default_patch_size(s, model)
     train_p, test_p = ctx.split()
     train, test = ctx.images(train_p, s), ctx.images(test_p, s)
     targets = ctx.targets(opts.pick(opts.targets, 1, 5), 5)
