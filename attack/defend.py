@@ -317,7 +317,7 @@ def vulnerability_map(model, image: torch.Tensor, target: int, *, size: int | No
 
     if image.dim() == 4:
         image = image[0]
-    size = int(size or default_patch_size(image.shape[-1]))
+    size = int(size or default_patch_size(image.shape[-1], model))
     locs = grid_locs(image.shape[-1], size, stride)
     R, C = locs.shape[:2]
     flat = locs.view(-1, 2)

@@ -14,9 +14,9 @@ import torch
 import torch.nn.functional as F
 
 from .losses import target_minus_source
+from .patch import to_domain
 from .results import PatchResult
 from .train import default_lr, is_cancelled, single_row_rule, start_params
-from .patch import to_domain
 
 __all__ = ["EOTParams", "random_eot_params", "eot_paste", "train_brown"]
 

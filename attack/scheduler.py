@@ -144,7 +144,7 @@ class SharedBatch:
             raise ValueError(f"unknown domain {domain!r}; choose 'image' or 'network'")
         self.model, self.domain, self.capacity = model, domain, int(capacity)
         self.input_size = int(getattr(model, "input_size", 224))
-        self.size = default_patch_size(self.input_size) if size is None else int(size)
+        self.size = default_patch_size(self.input_size, model) if size is None else int(size)
         check_loc((0, 0), self.size, self.input_size)
         self.device = next(model.buffers()).device
         self.pad = (self.device.type == "cuda") if pad_batches is None else bool(pad_batches)

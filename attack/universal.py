@@ -9,7 +9,15 @@ import torch
 from .losses import target_minus_source
 from .patch import patched_logits, random_locs, to_domain
 from .results import PatchResult
-from .train import OPTIMIZERS, default_lr, default_param, default_patch_size, is_cancelled, single_row_rule, start_params
+from .train import (
+    OPTIMIZERS,
+    default_lr,
+    default_param,
+    default_patch_size,
+    is_cancelled,
+    single_row_rule,
+    start_params,
+)
 
 __all__ = ["train_universal", "UniversalStep"]
 
@@ -40,7 +48,7 @@ def train_universal(model, images: torch.Tensor, target: int, *, size: int | Non
         raise ValueError(f"unknown domain {domain!r}; choose 'image' or 'network'")
     device = next(model.buffers()).device
     n, _, h, _ = images.shape
-    size = default_patch_size(h) if size is None else int(size)  # size=0 is an error (check_loc), not "default"
+    size = default_patch_size(h, model) if size is None else int(size)  # size=0 is an error (check_loc)
     lr = float(lr if lr is not None else default_lr(optimizer, domain))
     with torch.no_grad():
         clean = torch.cat([model(images[i:i + 64].to(device)).argmax(1).cpu() for i in range(0, n, 64)])

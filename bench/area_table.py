@@ -10,10 +10,10 @@ finishes; a rerun skips finished cells, so the table can be filled over several 
 from __future__ import annotations
 
 import argparse
-import sys
 import csv
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -22,8 +22,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as `python bench/x.py`
 
 import attack  # noqa: E402
-from lab import tables  # noqa: E402
 from attack.patch import CORNERS, corner_loc, size_for_area
+from lab import tables  # noqa: E402
 
 AREAS = (0.02, 0.035, 0.05, 0.08)
 OUT = Path("bench/results/area_table.csv")

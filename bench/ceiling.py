@@ -30,8 +30,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as `python bench/x.py`
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import attack  # noqa: E402
 from area_table import draw_configs  # noqa: E402
+
+import attack  # noqa: E402
 from attack.patch import corner_loc  # noqa: E402
 
 OUT = Path("bench/results/ceiling.csv")

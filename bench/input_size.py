@@ -8,8 +8,8 @@ time of one forward+backward (batch 1). Prints a markdown table.
 """
 from __future__ import annotations
 
-import time
 import sys
+import time
 from pathlib import Path
 
 import torch

@@ -26,10 +26,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as `python bench/x.py`
 
 import attack  # noqa: E402
-from lab import tables  # noqa: E402
 from attack.defend import vulnerability_map  # noqa: E402
-from attack.train import default_patch_size  # noqa: E402
 from attack.patch import CORNERS, corner_loc  # noqa: E402
+from attack.train import default_patch_size  # noqa: E402
+from lab import tables  # noqa: E402
 
 OUT = Path("bench/results/placement.csv")
 FIELDS = ["config", "seed", "photo", "target", "kind", "top", "left", "size", "domain", "stride", "map_steps",

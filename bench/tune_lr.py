@@ -6,9 +6,9 @@ Writes rows to bench/results/tune_lr.csv (appends) and prints a table.
 from __future__ import annotations
 
 import argparse
-import sys
 import csv
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -17,7 +17,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as `python bench/x.py`
 
 import attack  # noqa: E402
-from attack.patch import corner_loc, CORNERS
+from attack.patch import CORNERS, corner_loc
 
 
 def configs(n: int, model, seed: int, size: int):

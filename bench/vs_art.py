@@ -44,10 +44,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as `python bench/x.py`
 
 import attack  # noqa: E402
-from lab import tables  # noqa: E402
 from attack.patch import corner_loc, patched_logits  # noqa: E402
 from attack.train import default_lr, default_patch_size  # noqa: E402
 from bench.area_table import draw_configs  # noqa: E402
+from lab import tables  # noqa: E402
 
 OUT = ROOT / "bench" / "results" / "vs_art.csv"
 METHODS = ("art-image", "ours-image", "ours-network")

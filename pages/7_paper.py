@@ -4,8 +4,8 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from lab import findings
 from attack.train import LOSS_SMALL
+from lab import findings
 from ui import boot, reports
 
 boot.header("📄 Paper vs us", (

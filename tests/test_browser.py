@@ -14,8 +14,19 @@ import time
 from pathlib import Path
 
 import pytest
-from browser_kit import (ARGS, ARTIFACTS, CHROMIUM, healthy, idle, num, require_chromium, sample_path, server_fixture,
-                         set_num, wait_for)
+from browser_kit import (
+    ARGS,
+    ARTIFACTS,
+    CHROMIUM,
+    healthy,
+    idle,
+    num,
+    require_chromium,
+    sample_path,
+    server_fixture,
+    set_num,
+    wait_for,
+)
 
 pytestmark = pytest.mark.browser
 

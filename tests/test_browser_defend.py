@@ -9,8 +9,18 @@ from __future__ import annotations
 import re
 
 import pytest
-from browser_kit import (ARGS, ARTIFACTS, CHROMIUM, healthy, idle, num, require_chromium, server_fixture, set_num,
-                         wait_for)
+from browser_kit import (
+    ARGS,
+    ARTIFACTS,
+    CHROMIUM,
+    healthy,
+    idle,
+    num,
+    require_chromium,
+    server_fixture,
+    set_num,
+    wait_for,
+)
 
 pytestmark = pytest.mark.browser
 SHOTS = ARTIFACTS / "screenshots"

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from attack import apply_patch, predict
 from attack.defend import double_masking, mask_set, occlusion_defence

@@ -167,7 +167,8 @@ def test_non_finite_scalars_in_metadata_do_not_crash(tmp_path):
 
 
 # ------------------------------------------------------------------ property tests: hostile bytes and metadata
-from hypothesis import given, settings, strategies as st  # noqa: E402
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st
 
 META_KEYS = ["lavan_format", "model", "input_size", "domain", "size", "target", "source", "loc", "loss", "steps",
              "success", "p_target", "p_source", "stop_at", "seconds", "image_hash", "extra"]

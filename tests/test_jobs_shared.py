@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_jobs import Sessions, until
 
 import attack
 from attack.scheduler import SharedBatch, shared_options
 from attack.train import default_patch_size
-from test_jobs import Sessions, until
 from ui import jobs
 
 SIZE = 32

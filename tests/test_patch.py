@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import attack
 from attack.patch import apply_patch, as_locs, check_loc, corner_loc, paste, patch_mask, patched_logits

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from lab.cli import main
 from attack.eot import EOTParams, eot_paste, random_eot_params
 from attack.patch import paste
+from lab.cli import main
 from lab.experiments import EXPERIMENTS
 from lab.reproduce import load_report
 

@@ -16,11 +16,11 @@ import pytest
 import torch
 import torchvision.models as tvm
 from torch import nn
+from tv_kit import write_weights
 
 import attack
 from attack import cli, sources
 from attack.models import ModelError, WeightsMissing
-from tv_kit import write_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -12,7 +12,6 @@ from attack.patch import corner_loc, patched_logits
 from attack.train import StepInfo, default_patch_size, train_patch, train_patches
 
 
-
 def _gen(seed=0):
     return torch.Generator().manual_seed(seed)
 

@@ -180,6 +180,7 @@ def sample_tensor(path: str, size: int, resize: int | None = None) -> torch.Tens
 @st.cache_data(show_spinner=False, max_entries=256)
 def thumbnail(path: str, size: int = 96):
     from PIL import Image
+
     from attack.images import decode_image
 
     img = decode_image(path)

@@ -10,7 +10,6 @@ from plotly.subplots import make_subplots
 
 import attack
 
-
 # Inferno as rgb() stops: Streamlit's frontend draws plotly's own hex stops of "Inferno" (first stop "#000004") with
 # a pink low end instead of black (seen in headless Chromium, theme on or off); rgb() strings draw as intended.
 INFERNO = [[i / (len(_pc.sequential.Inferno) - 1), "rgb(%d,%d,%d)" % _pc.hex_to_rgb(c)]

@@ -229,8 +229,8 @@ def step_transfer(m: dict, left, right) -> dict:
     dst_name = m["transfer"]["image"]
     dst = photo(dst_name, model.input_size)
     with right:
-        st.markdown(f"The same patch, pasted at the same place on **another photo**, does nothing. Give it a border "
-                    f"of **its own photo** (slider): at about a quarter of the image side per side it works again "
+        st.markdown("The same patch, pasted at the same place on **another photo**, does nothing. Give it a border "
+                    "of **its own photo** (slider): at about a quarter of the image side per side it works again "
                     "(paper: ≈25%). The patch needs its context.")
         border = st.slider("Border of the patch's own photo, per side (% of the image side)", 0, 50, 0, step=5,
                            key="lesson_border")
