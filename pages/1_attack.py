@@ -87,7 +87,8 @@ def _store(res: attack.PatchResult, img: torch.Tensor, from_cache: bool) -> None
 
 job = jobs.get(JOB)
 b1, b2, b3 = st.columns([1, 1, 3])
-if b1.button("Train", type="primary", key="attack_train", width="stretch", disabled=bool(job and job.active)):
+pressed = b1.button("Train", type="primary", key="attack_train", width="stretch", disabled=bool(job and job.active))
+if pressed and not (job and job.active):  # a press that raced the redraw never replaces the running training
     hit = cache.patch_cache().get(key)
     if hit is not None:
         jobs.forget(JOB)
@@ -99,6 +100,8 @@ if b1.button("Train", type="primary", key="attack_train", width="stretch", disab
         job = jobs.start(JOB, attack.train_patch, model, image, target, loc, **spec.kwargs(), page=PAGE,
                          on_done=functools.partial(attack.cache.store, cache.patch_cache(), key, image_hash=image_key),
                          meta={"image": image, "loc": loc, "domain": domain})
+        if job.active:
+            st.rerun()  # redraw at once with Train disabled and Stop enabled (this run drew them the other way)
 b2.button("Stop", key="attack_stop", on_click=jobs.stop, args=(JOB,), width="stretch",
           disabled=not (job and job.active))
 b3.caption("The same configuration again is answered from the cache at once.")

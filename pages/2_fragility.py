@@ -4,7 +4,7 @@ from __future__ import annotations
 import streamlit as st
 
 import attack
-from ui import boot, cache, charts, widgets
+from ui import analyses, background, boot, cache, charts, widgets
 
 model, res, image = boot.patch_page("🫨 Fragility", (
     "A LaVAN patch is trained for one exact place. Here the current patch is pasted at every shift of up to "
@@ -12,26 +12,33 @@ model, res, image = boot.patch_page("🫨 Fragility", (
     "a single pixel is often enough to undo the attack** — the centre cell is red, its neighbours are not."), "frag")
 
 
-@st.cache_data(show_spinner="Classifying every shift…", max_entries=32)
-def _shift_map(_model, model_name: str, input_size: int, image_key: str, _image, patch_key: str, _patch,
-               loc: tuple[int, int], target: int, source: int | None, radius: int, domain: str) -> dict:
-    return attack.shift_map(_model, _image, _patch, loc, target, source=source, radius=radius, domain=domain)
-
-
 radius = st.slider("Shift radius k (px)", 1, 8, 3, key="frag_radius")
 image_key, patch_key = attack.image_hash(image), attack.image_hash(res.patch)
 loc = tuple(res.loc)
-maps = _shift_map(model, model.name, model.input_size, image_key, image, patch_key, res.patch, loc, res.target,
-                  res.source, radius, res.domain)
-st.plotly_chart(charts.shift_heatmaps(maps), key="frag_heat", width="stretch")
-pt = maps["p_target"]
-ring1 = [float(pt[radius + dy, radius + dx]) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dy, dx) != (0, 0)]
-ring1 = [v for v in ring1 if v == v]
-c1, c2, c3 = st.columns(3)
-c1.metric("p(target) at the trained place", f"{float(pt[radius, radius]):.3f}")
-c2.metric("mean p(target), 1-px shifts", f"{sum(ring1) / max(1, len(ring1)):.3f}")
-c3.metric("1-px shifts still top-1 target",
-          f"{sum(int(maps['argmax'][radius + dy, radius + dx]) == res.target for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dy, dx) != (0, 0))} / 8")
+# the map is classified in the background (or read from the cache any session filled): 1-px ring first
+a = background.analysis("frag_map", "shift_map", model, image_key, patch_key, loc,
+                        {"target": int(res.target), "source": res.source, "radius": radius, "domain": res.domain},
+                        analyses.shift_sweep, model, image, res.patch, loc, res.target, res.source, radius,
+                        res.domain, page="fragility", label="Classifying every shift")
+
+
+def _map(plain: dict, final: bool) -> None:
+    maps = analyses.tensors(plain)
+    r = int(maps["radius"])
+    st.plotly_chart(charts.shift_heatmaps(maps), key="frag_heat" if final else None, width="stretch")
+    pt = maps["p_target"]
+    ring1 = [float(pt[r + dy, r + dx]) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dy, dx) != (0, 0)]
+    ring1 = [v for v in ring1 if v == v]
+    c1, c2, c3 = st.columns(3)
+    c1.metric("p(target) at the trained place", f"{float(pt[r, r]):.3f}")
+    c2.metric("mean p(target), 1-px shifts", f"{sum(ring1) / max(1, len(ring1)):.3f}")
+    c3.metric("1-px shifts still top-1 target",
+              f"{sum(int(maps['argmax'][r + dy, r + dx]) == res.target for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dy, dx) != (0, 0))} / 8")
+
+
+background.live("frag_map", a, lambda plain: _map(plain, False))
+if a.value is not None:
+    _map(a.value, True)
 
 st.subheader("Nudge it yourself")
 st.caption("Move the patch one pixel at a time and watch the prediction snap back to the original class.")

@@ -5,7 +5,7 @@ import streamlit as st
 import torch
 
 import attack
-from ui import boot, cache, charts, widgets
+from ui import analyses, background, boot, cache, charts, widgets
 
 model, res, image = boot.patch_page("🧩 Transfer", (
     "Paste the current patch on *other* photos at the same place. Alone it rarely works; the paper found it "
@@ -25,30 +25,46 @@ border = st.slider("Border of the source photo, per side (% of image side)", 0, 
                    key="transfer_border") / 100
 
 
-@st.cache_data(show_spinner="Pasting on every photo for each border…", max_entries=32)
-def _sweep(_model, model_name: str, input_size: int, src_key: str, _src, dst_key: tuple, _dst, patch_key: str,
-           _patch, loc: tuple, target: int, domain: str) -> dict:
-    return attack.border_transfer(_model, _src, _dst, _patch, loc, target,
-                                  borders=tuple(b / 100 for b in range(0, 55, 5)), domain=domain)
-
-
 patch_key = attack.image_hash(res.patch)
-out = _sweep(model, model.name, model.input_size, src_key, image, tuple(dst_names), dst, patch_key, res.patch,
-             tuple(res.loc), res.target, res.domain)
-st.plotly_chart(charts.border_chart(out, border), key="transfer_chart", width="stretch")
-i = min(range(len(out["borders"])), key=lambda j: abs(out["borders"][j] - border))
-c1, c2, c3, c4 = st.columns(4)
-c1.metric("copied area", f"{out['area'][i]:.1%}")
-c2.metric("p(target) ≥ 0.9", f"{out['confident'][i]:.0%}")
-c3.metric("target is top-1", f"{out['argmax'][i]:.0%}")
-c4.metric("source lost", f"{out['not_source'][i]:.0%}")
+# the sweep runs in the background (or comes from the cache any session filled); its curve gains a point per border
+a = background.analysis("transfer_sweep", "border_transfer", model, src_key, patch_key, tuple(res.loc),
+                        {"target": int(res.target), "domain": res.domain, "dst": list(dst_names),
+                         "borders": list(analyses.BORDERS)},
+                        analyses.transfer_sweep, model, image, dst, res.patch, tuple(res.loc), res.target,
+                        res.domain, first=border, page="transfer", label="Pasting on every photo for each border")
+
+
+def _curve(out: dict, final: bool) -> None:
+    st.plotly_chart(charts.border_chart(out, border), key="transfer_chart" if final else None, width="stretch")
+    if border not in out["borders"]:
+        return
+    i = out["borders"].index(border)
+    c1, c2, c3, c4 = st.columns(4)
+    c1.metric("copied area", f"{out['area'][i]:.1%}")
+    c2.metric("p(target) ≥ 0.9", f"{out['confident'][i]:.0%}")
+    c3.metric("target is top-1", f"{out['argmax'][i]:.0%}")
+    c4.metric("source lost", f"{out['not_source'][i]:.0%}")
+
+
+background.live("transfer_sweep", a, lambda out: _curve(out, False))
+if a.value is not None:
+    _curve(a.value, True)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _pasted(_model, model_name: str, input_size: int, src_key: str, _src, dst_key: tuple, _dst, patch_key: str,
+            _patch, loc: tuple, border: float, domain: str):
+    """The photos with the border pasted, their probabilities and views (one batched forward per border)."""
+    with torch.no_grad():
+        x = attack.transfer.border_paste(_src.to(_model.device), _dst.to(_model.device), _patch.to(_model.device),
+                                         loc, border, domain, _model)
+        probs = torch.softmax(attack.patch.domain_logits(_model, x, domain).float(), 1).cpu()
+        return probs, cache.model_view(_model, x, domain).cpu()
+
 
 st.subheader(f"The photos with a {border:.0%} border")
-with torch.no_grad():
-    x = attack.transfer.border_paste(image.to(model.device), dst.to(model.device), res.patch.to(model.device),
-                                     res.loc, border, res.domain, model)
-    probs = torch.softmax(attack.patch.domain_logits(model, x, res.domain).float(), 1).cpu()
-    views = cache.model_view(model, x, res.domain).cpu()
+probs, views = _pasted(model, model.name, model.input_size, src_key, image, tuple(dst_names), dst, patch_key,
+                       res.patch, tuple(res.loc), border, res.domain)
 cols = st.columns(4)
 for j, nm in enumerate(dst_names):
     top = int(probs[j].argmax())

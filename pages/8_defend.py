@@ -5,7 +5,7 @@ import streamlit as st
 
 import attack
 from attack.defend import grid_locs, mask_set
-from ui import boot, cache, deeplink, defend, jobs, widgets
+from ui import background, boot, cache, deeplink, defend, jobs, widgets
 
 PAGE = "defend"
 
@@ -30,44 +30,72 @@ st.caption(f"{len(ms)} masks of {ms.size}×{ms.size} px at stride {ms.stride} px
 
 image_key, patch_key = attack.image_hash(image), attack.image_hash(res.patch)
 loc = tuple(res.loc)
-out = defend.defend_patched(model, model.name, n, image_key, image, patch_key, res.patch, loc, res.domain, size, k)
 view = cache.patched_view(model, image, res.patch, loc, res.domain)
+# the defence is computed in the background (or read from the cache any session filled): the page draws at once
+a = background.analysis("defend_patched", "defend_patched", model, image_key, patch_key, loc,
+                        {"domain": res.domain, "size": size, "k": k}, defend.defend_patched, model, image, res.patch,
+                        loc, res.domain, size, k, page=PAGE, label="Masking: first and second round")
 
-left, right = st.columns([1, 1.1], gap="large")
-with left:
+
+def _grid(out: dict, final: bool) -> None:
+    """The mask grid over the image (its dots fill in as the first round runs) and, once final, one mask's view."""
     st.image(defend.mask_overlay(view, size, k, loc, res.size, out["covering"], out["first"], res.target),
              width="stretch",
              caption="Grey outlines: the masks; green: those that hide the whole patch (red square). Dots: each "
                      "mask's first-round verdict — red the target class, green anything else.")
-    i = st.selectbox("See the image under one mask", range(len(ms)), key="defend_mask",
-                     index=out["covering"][0] if out["covering"] else 0,
-                     format_func=lambda j: f"mask {j}: {widgets.label(out['first'][j])}"
-                                           + (" (covers the patch)" if j in out["covering"] else ""))
-    st.image(widgets.to_pil(defend.masked_view(view, size, k, i)), width=224)
-with right:
-    und, lab = out["undefended"], out["label"]
-    a, b = st.columns(2)
-    a.metric("undefended", attack.class_names()[und], "the target" if und == res.target else None,
-             delta_color="inverse")
-    b.metric("PatchCleanser", attack.class_names()[lab],
-             "the target" if lab == res.target else ("the source" if lab == res.source else None),
-             delta_color="inverse" if lab == res.target else "normal")
-    st.markdown(f"Defended by case {out['case']}: *{defend.CASES[out['case']]}* · {out['forwards']} forwards "
-                f"(one without defence).")
-    st.markdown(f"Occlusion heuristic: masks the window at x={out['occlusion_loc'][1]}, y={out['occlusion_loc'][0]} "
-                f"and says **{widgets.label(out['occlusion_label'])}** ({out['occlusion_forwards']} forwards).")
-    st.subheader("The clean photo")
-    if st.toggle("Check whether the clean photo is certified", key="defend_certify",
-                 help=f"Every pair of masks: up to {len(ms) * (len(ms) + 1) // 2 + 1} forwards"):
-        cert = defend.certify_clean(model, model.name, n, image_key, image, size, k)
-        if cert["certified"]:
-            st.success(f"Certified for {size}-px patches: every one- and two-mask prediction is "
-                       f"**{widgets.label(cert['label'])}**, so no {size}×{size} patch anywhere can change the "
-                       f"defended label ({cert['forwards']} forwards).")
-        else:
-            st.warning(f"Not certified for {size}-px patches: the masks do not all agree on "
-                       f"{widgets.label(cert['undefended'])} (defended label {widgets.label(cert['label'])}, "
-                       f"{cert['forwards']} forwards until the first disagreement).")
+    if final:
+        i = st.selectbox("See the image under one mask", range(len(ms)), key="defend_mask",
+                         index=out["covering"][0] if out["covering"] else 0,
+                         format_func=lambda j: f"mask {j}: {widgets.label(out['first'][j])}"
+                                               + (" (covers the patch)" if j in out["covering"] else ""))
+        st.image(widgets.to_pil(defend.masked_view(view, size, k, i)), width=224)
+
+
+def _partial(out: dict) -> None:
+    left, right = st.columns([1, 1.1], gap="large")
+    with left:
+        _grid(out, final=False)
+    if out.get("undefended") is not None:
+        right.metric("undefended", attack.class_names()[out["undefended"]],
+                     "the target" if out["undefended"] == res.target else None, delta_color="inverse")
+    right.caption(f"{sum(f is not None for f in out['first'])} of {len(ms)} masks classified so far.")
+
+
+background.live("defend_patched", a, _partial)
+out = a.value
+if out is not None:
+    left, right = st.columns([1, 1.1], gap="large")
+    with left:
+        _grid(out, final=True)
+    with right:
+        und, lab = out["undefended"], out["label"]
+        m1, m2 = st.columns(2)
+        m1.metric("undefended", attack.class_names()[und], "the target" if und == res.target else None,
+                  delta_color="inverse")
+        m2.metric("PatchCleanser", attack.class_names()[lab],
+                  "the target" if lab == res.target else ("the source" if lab == res.source else None),
+                  delta_color="inverse" if lab == res.target else "normal")
+        st.markdown(f"Defended by case {out['case']}: *{defend.CASES[out['case']]}* · {out['forwards']} forwards "
+                    f"(one without defence).")
+        st.markdown(f"Occlusion heuristic: masks the window at x={out['occlusion_loc'][1]}, "
+                    f"y={out['occlusion_loc'][0]} and says **{widgets.label(out['occlusion_label'])}** "
+                    f"({out['occlusion_forwards']} forwards).")
+st.subheader("The clean photo")
+if st.toggle("Check whether the clean photo is certified", key="defend_certify",
+             help=f"Every pair of masks: up to {len(ms) * (len(ms) + 1) // 2 + 1} forwards"):
+    c = background.analysis("defend_certify", "certify_clean", model, image_key, None, None, {"size": size, "k": k},
+                            defend.certify_clean, model, image, size, k, page=PAGE,
+                            label="Certifying the clean photo: every pair of masks")
+    background.live("defend_certify", c)
+    cert = c.value
+    if cert is not None and cert["certified"]:
+        st.success(f"Certified for {size}-px patches: every one- and two-mask prediction is "
+                   f"**{widgets.label(cert['label'])}**, so no {size}×{size} patch anywhere can change the "
+                   f"defended label ({cert['forwards']} forwards).")
+    elif cert is not None:
+        st.warning(f"Not certified for {size}-px patches: the masks do not all agree on "
+                   f"{widgets.label(cert['undefended'])} (defended label {widgets.label(cert['label'])}, "
+                   f"{cert['forwards']} forwards until the first disagreement).")
 st.subheader("What is guaranteed, and what is not")
 st.markdown(defend.EXPLAIN)
 

@@ -1,5 +1,6 @@
 """The Defend page's logic: PatchCleanser double masking (attack.defend) on the current patched image and on its
-clean photo, cached per (model, image, patch, place, size, k), and the drawing of the mask set over the image."""
+clean photo, computed as background jobs (ui.background) and cached on disk per (model, image, patch, place,
+size, k) for every session, and the drawing of the mask set over the image."""
 from __future__ import annotations
 
 import streamlit as st
@@ -21,24 +22,56 @@ EXPLAIN = (
     "large also change some clean predictions.")
 
 
-@st.cache_data(show_spinner="Masking: first and second round…", max_entries=32)
-def defend_patched(_model, model_name: str, input_size: int, image_key: str, _image: torch.Tensor, patch_key: str,
-                   _patch: torch.Tensor, loc: tuple[int, int], domain: str, size: int, k: int) -> dict:
-    """Double masking and the occlusion heuristic on the patched image (plain values, so the result caches)."""
-    dev = _model.device
-    x = attack.apply_patch(_image.to(dev), _patch.to(dev), loc, domain, _model).unsqueeze(0)
-    r = double_masking(_model, x, size, k=k, domain=domain, certify=False)
-    o = occlusion_defence(_model, x, size, domain=domain)
+def defend_patched(model, image: torch.Tensor, patch: torch.Tensor, loc: tuple[int, int], domain: str, size: int,
+                   k: int, *, callback=None, cancel=None) -> dict | None:
+    """Double masking and the occlusion heuristic on the patched image, as plain values (JSON: the result cache
+    keeps them), for a :mod:`ui.background` job. The first round's verdicts are reported mask row by mask row (the
+    page's grid fills in as they come), then double masking and the occlusion heuristic give the result (its first
+    round is the one shown). None when stopped."""
+    from attack.patch import domain_logits
+
+    dev = model.device
+    x = attack.apply_patch(image.to(dev), patch.to(dev), loc, domain, model).unsqueeze(0)
+    ms = mask_set(x.shape[-1], size, k)
+    K, per_row = len(ms), max(1, round(len(ms) ** 0.5))
+    partial = {"first": [None] * K, "covering": ms.covering(loc), "undefended": None}
+    steps = 2 + (K + per_row - 1) // per_row + 1
+
+    def report(done: int, text: str) -> None:
+        if callback is not None:
+            callback({"done": done, "total": steps, "text": text, "partial": {**partial,
+                                                                             "first": list(partial["first"])}})
+
+    grey = torch.full((1, 3, 1, 1), 0.5, device=dev)
+    fill = model.normalize(grey) if domain == "network" else grey
+    masks = ms.masks().to(dev)
+    with torch.no_grad():
+        partial["undefended"] = int(domain_logits(model, x, domain).argmax(1)[0])
+        report(1, "First round: one mask at a time")
+        for n, i in enumerate(range(0, K, per_row)):
+            if cancel is not None and cancel.is_set():
+                return None
+            xi = torch.where(masks[i:i + per_row], fill.to(x.dtype), x.expand(len(masks[i:i + per_row]), -1, -1, -1))
+            partial["first"][i:i + per_row] = domain_logits(model, xi, domain).argmax(1).tolist()
+            report(2 + n, f"First round: masks {i + 1}–{min(K, i + per_row)} of {K}")
+    report(steps - 1, "Second round (pairs of masks) and the occlusion heuristic")
+    r = double_masking(model, x, size, k=k, domain=domain, certify=False)
+    if cancel is not None and cancel.is_set():
+        return None
+    o = occlusion_defence(model, x, size, domain=domain)
     return {"label": int(r.label[0]), "undefended": int(r.undefended[0]), "case": int(r.case[0]),
             "first": r.first[0].tolist(), "forwards": int(r.forwards[0]), "covering": r.masks.covering(loc),
             "occlusion_label": int(o.label[0]), "occlusion_loc": o.loc[0].tolist(),
             "occlusion_forwards": int(o.forwards[0])}
 
 
-@st.cache_data(show_spinner="Certifying the clean photo: every pair of masks…", max_entries=32)
-def certify_clean(_model, model_name: str, input_size: int, image_key: str, _image: torch.Tensor, size: int,
-                  k: int) -> dict:
-    r = double_masking(_model, _image.to(_model.device).unsqueeze(0), size, k=k)
+def certify_clean(model, image: torch.Tensor, size: int, k: int, *, callback=None, cancel=None) -> dict | None:
+    """Whether the clean photo is certified (every pair of masks), for a :mod:`ui.background` job."""
+    if callback is not None:
+        callback({"done": 0, "total": 1, "text": "Certifying the clean photo: every pair of masks", "partial": None})
+    r = double_masking(model, image.to(model.device).unsqueeze(0), size, k=k)
+    if cancel is not None and cancel.is_set():
+        return None
     return {"label": int(r.label[0]), "undefended": int(r.undefended[0]), "certified": bool(r.certified[0]),
             "case": int(r.case[0]), "forwards": int(r.forwards[0])}
 
@@ -62,7 +95,9 @@ def mask_overlay(view: torch.Tensor, size: int, k: int, loc: tuple[int, int], pa
         d.rectangle(box, outline=(40, 200, 60, 255) if i in covering else (255, 255, 255, 110),
                     width=3 if i in covering else 1)
         cx, cy = (l + ms.size / 2) * scale, (t + ms.size / 2) * scale
-        col = (230, 40, 40, 255) if first and first[i] == target else (40, 200, 60, 255)
+        if not first or first[i] is None:  # not classified yet (the first round is still running)
+            continue
+        col = (230, 40, 40, 255) if first[i] == target else (40, 200, 60, 255)
         d.ellipse([cx - 5, cy - 5, cx + 5, cy + 5], fill=col, outline=(0, 0, 0, 255))
     t, l = loc
     d.rectangle([l * scale, t * scale, (l + patch_size) * scale - 1, (t + patch_size) * scale - 1],

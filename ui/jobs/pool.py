@@ -54,6 +54,7 @@ class Job:
     shared: bool = False  # trains in a process-wide SharedBatch instead of a pool slot
     handle: Any = None  # its attack.scheduler.ConfigHandle once it has joined the batch
     batch: Any = None  # the shared batch entry it joined (ui.jobs.shared)
+    pooled: bool = True  # waits for a training slot; False: a page's analysis (ui.background), which takes none
 
     @property
     def active(self) -> bool:
@@ -101,7 +102,7 @@ class Job:
 
     def _run(self, fn, args, kwargs) -> None:
         """The thread of a pooled job: waits for a slot, trains, gives the slot back, records its time."""
-        if not _acquire(self):
+        if self.pooled and not _acquire(self):
             self.status, self.finished = "cancelled", time.time()
             self._log()
             return
@@ -114,7 +115,7 @@ class Job:
         finally:
             self.finished = time.time()
             _release(self)
-            if self.status == "done":
+            if self.status == "done" and self.pooled:
                 with _pool:  # the estimates read it from the pages' threads
                     _history.setdefault(self.key, collections.deque(maxlen=20)).append(
                         (self.work_done(), self.finished - self.started))

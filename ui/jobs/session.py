@@ -32,16 +32,19 @@ def _jobs() -> dict[str, Job]:
 
 
 def start(key: str, fn: Callable, *args, page: str = "", on_done: Callable[[Any], None] | None = None,
-          meta: dict | None = None, **kwargs) -> Job:
+          meta: dict | None = None, analysis: bool = False, **kwargs) -> Job:
     """Start ``fn`` in the background for this browser session, replacing (and stopping) any job under ``key``.
     An iteration count above the server's cap (``steps``/``max_steps`` > ``limits.max_iter()``) is clamped to it.
     A start too soon after the last one, or past the session's quota (:func:`limits.start_limits`), returns a
     ``refused`` job whose ``error`` says why (and leaves a running job under ``key`` alone). An
     ``attack.train_patch`` that a shared batch can train joins one instead of the pool when
-    :func:`shared.shared_mode` is on for its model."""
+    :func:`shared.shared_mode` is on for its model. ``analysis=True``: a page's own analysis (a defence, a transfer
+    curve: ``ui.background``), started by opening the page rather than by a button: not counted against the
+    session's start limits, and it takes no training slot (``ui.background`` bounds how many run at once), so a
+    page never waits minutes behind other sessions' trainings for a second of forwards."""
     now = time.time()
     old = _jobs().get(key)
-    why = limits.refusal(_state().setdefault("_lavan_starts", []), now)
+    why = limits.refusal(_state().setdefault("_lavan_starts", []), now) if not analysis else None
     if why is not None:
         if old is not None and old.active:
             return old
@@ -49,13 +52,15 @@ def start(key: str, fn: Callable, *args, page: str = "", on_done: Callable[[Any]
         _jobs()[key] = job
         print(f"lavan job {job.id} {key} refused (start limit) at {now:.3f}", file=sys.stderr, flush=True)
         return job
-    _state()["_lavan_starts"].append(now)
+    if not analysis:
+        _state()["_lavan_starts"].append(now)
     if old is not None:
         old.request_stop("replaced by a new training")
     meta = dict(meta or {})
     steps = limits.clamp_steps(kwargs, meta)
-    job = Job(key=key, page=page, on_done=on_done, meta=meta, session_id=_session_id(), max_steps=steps)
-    options = shared.options_for(fn, args, kwargs)
+    job = Job(key=key, page=page, on_done=on_done, meta=meta, session_id=_session_id(), max_steps=steps,
+              pooled=not analysis)
+    options = None if analysis else shared.options_for(fn, args, kwargs)
     if options is not None:  # no slot to wait for: it joins the shared batch at its next step
         job.shared, job.status, job.started = True, "running", time.time()
         job.thread = threading.Thread(target=shared.run_job, args=(job, args[0], options),
