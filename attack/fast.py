@@ -153,14 +153,19 @@ def _reach(a: torch.Tensor, r: int, g: _Geom) -> tuple[torch.Tensor, int]:
 
 
 def _window(flat: torch.Tensor, side: int, img: torch.Tensor, y0: torch.Tensor, x0: torch.Tensor, hy: int,
-            wx: int) -> torch.Tensor:
-    """Pixel rows ``(N·hy·wx, C)`` of the window ``[y0, y0+hy) × [x0, x0+wx)`` of each row's map: ``flat`` holds
-    square maps of side ``side`` as pixel rows ``(M·side·side, C)``, ``img`` (N,) picks each row's map."""
+            wx: int, before: int = 0) -> torch.Tensor:
+    """Pixel rows ``(N·hy·wx, C)`` of the window ``[y0, y0+hy) × [x0, x0+wx)`` of each row's map, in the
+    coordinates of the map zero-padded by ``before``: ``flat`` holds square maps of side ``side`` as pixel rows
+    ``(M·side·side, C)``, ``img`` (N,) picks each row's map; pixels outside the map are zeros."""
     dev = flat.device
-    iy = y0[:, None] + torch.arange(hy, device=dev)
-    ix = x0[:, None] + torch.arange(wx, device=dev)
-    idx = (img[:, None, None] * side + iy[:, :, None]) * side + ix[:, None, :]
-    return flat.index_select(0, idx.reshape(-1))
+    iy = y0[:, None] + torch.arange(-before, hy - before, device=dev)
+    ix = x0[:, None] + torch.arange(-before, wx - before, device=dev)
+    idx = (img[:, None, None] * side + iy.clamp(0, side - 1)[:, :, None]) * side + ix.clamp(0, side - 1)[:, None, :]
+    win = flat.index_select(0, idx.reshape(-1))
+    off_y, off_x = (iy < 0) | (iy >= side), (ix < 0) | (ix >= side)
+    if bool(off_y.any()) or bool(off_x.any()):
+        win.masked_fill_((off_y[:, :, None] | off_x[:, None, :]).reshape(-1, 1), 0)
+    return win
 
 
 def _paste_(win: torch.Tensor, hy: int, wx: int, oy: torch.Tensor, ox: torch.Tensor, ry: int, rx: int,
@@ -172,6 +177,10 @@ def _paste_(win: torch.Tensor, hy: int, wx: int, oy: torch.Tensor, ox: torch.Ten
     n = torch.arange(oy.shape[0], device=dev)
     idx = (n[:, None, None] * hy + iy[:, :, None]) * wx + ix[:, None, :]
     return win.index_copy_(0, idx.reshape(-1), src)
+
+
+def _nhwc(t: torch.Tensor) -> torch.Tensor:
+    return t.permute(0, 2, 3, 1).contiguous()
 
 
 def _to_rows(t: torch.Tensor) -> torch.Tensor:
@@ -200,11 +209,14 @@ def _digest(image: torch.Tensor) -> bytes:
 
 
 class _CleanCache:
-    """Clean activations per (network, image): least recently used out beyond ``max_bytes``. Thread-safe."""
+    """Clean activations kept between calls: blocks of images computed together (one forward of a batch), found
+    per (network, image) key, the least recently used block out beyond ``max_bytes``. Thread-safe. A block is kept
+    as computed, so an instance over the same images (or a subset) uses it without copying."""
 
     def __init__(self, max_bytes: int):
         self.max_bytes, self.nbytes = int(max_bytes), 0
-        self._entries: OrderedDict = OrderedDict()
+        self._blocks: OrderedDict = OrderedDict()  # id -> (tensors, nbytes, keys)
+        self._where: dict = {}  # key -> (block id, index in the block)
         self._tokens: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self._lock = threading.Lock()
         self._next = 0
@@ -218,38 +230,51 @@ class _CleanCache:
 
     def _drop(self, token: int) -> None:
         with self._lock:
-            for key in [k for k in self._entries if k[0] == token]:
-                self.nbytes -= self._entries.pop(key)[1]
+            for bid in [b for b, (_, _, keys) in self._blocks.items() if keys[0][0] == token]:
+                self._evict(bid)
 
-    def get(self, key):
+    def _evict(self, bid) -> None:
+        _, size, keys = self._blocks.pop(bid)
+        self.nbytes -= size
+        for k in keys:
+            self._where.pop(k, None)
+
+    def find(self, keys: list) -> list:
+        """For each key: (block tensors, index) or None."""
         with self._lock:
-            hit = self._entries.get(key)
-            if hit is not None:
-                self._entries.move_to_end(key)
-            return None if hit is None else hit[0]
+            out = []
+            for k in keys:
+                hit = self._where.get(k)
+                if hit is None:
+                    out.append(None)
+                    continue
+                self._blocks.move_to_end(hit[0])
+                out.append((self._blocks[hit[0]][0], hit[1]))
+            return out
 
-    def put(self, key, entry: list[torch.Tensor]) -> None:
-        size = sum(t.numel() * t.element_size() for t in entry)
-        if size > self.max_bytes:
+    def put(self, keys: list, tensors: list[torch.Tensor]) -> None:
+        size = sum(t.numel() * t.element_size() for t in tensors)
+        if size > self.max_bytes or not keys:
             return
         with self._lock:
-            if key in self._entries:
-                self.nbytes -= self._entries.pop(key)[1]
-            self._entries[key] = (entry, size)
+            bid, self._next = self._next, self._next + 1
+            self._blocks[bid] = (tensors, size, list(keys))
+            self._where.update({k: (bid, i) for i, k in enumerate(keys)})
             self.nbytes += size
             while self.nbytes > self.max_bytes:
-                self.nbytes -= self._entries.popitem(last=False)[1][1]
+                self._evict(next(iter(self._blocks)))
 
     def clear(self) -> None:
         with self._lock:
-            self._entries.clear()
+            self._blocks.clear()
+            self._where.clear()
             self.nbytes = 0
 
 
-# Clean activations of the last images seen (about 11 MiB each for Lite0 at 224), shared by every LocalForward:
+# Clean activations of the last images seen (about 17 MiB each for Lite0 at 224), shared by every LocalForward:
 # the trainer's chunks, a page's repeated calls and PatchCleanser's second round reuse them instead of
 # recomputing them. ``CLEAN_CACHE.max_bytes = 0`` turns it off.
-CLEAN_CACHE = _CleanCache(160 * 2 ** 20)
+CLEAN_CACHE = _CleanCache(192 * 2 ** 20)
 
 
 class LocalForward:
@@ -291,30 +316,29 @@ class LocalForward:
         # one slot per distinct image; rows of equal images share it
         keys = [(CLEAN_CACHE.token(net), self.n_local, domain, _digest(im)) for im in images]
         slot_of: dict = {}
-        self.slot = torch.tensor([slot_of.setdefault(k, len(slot_of)) for k in keys], dtype=torch.long)
+        slot = torch.tensor([slot_of.setdefault(k, len(slot_of)) for k in keys], dtype=torch.long)
         uniq = list(slot_of)
         first = {k: i for i, k in reversed(list(enumerate(keys)))}
-        entries = [CLEAN_CACHE.get(k) if cache else None for k in uniq]
-        todo = [j for j, e in enumerate(entries) if e is None]
+        hits = CLEAN_CACHE.find(uniq) if cache else [None] * len(uniq)
+        todo = [j for j, hit in enumerate(hits) if hit is None]
         dev = model.device
         if todo:
             z = images[[first[uniq[j]] for j in todo]].to(dev)
-            z = model.normalize(z) if domain == "image" else z
-            fresh = self._clean(z)
+            fresh = self._clean(model.normalize(z) if domain == "image" else z)
+            if cache:
+                CLEAN_CACHE.put([uniq[j] for j in todo], fresh)
             for n, j in enumerate(todo):
-                entries[j] = [t[n] for t in fresh]  # views; cloned only for the cache
-                if cache:
-                    CLEAN_CACHE.put(uniq[j], [t[n].clone() for t in fresh])
-        if len(todo) == len(uniq):
-            stacked = fresh
+                hits[j] = (fresh, n)
+        if len({id(t) for t, _ in hits}) == 1:  # one block holds them all: used as it is
+            maps, pos = hits[0][0], torch.tensor([n for _, n in hits], dtype=torch.long)
         else:
-            stacked = [torch.stack([e[i] for e in entries]) for i in range(len(entries[0]))]
-        self.slot = self.slot.to(dev)
-        self.z = stacked[0]  # (U,3,H,W) normalised clean inputs
-        self._logits = stacked[1]  # (U,C) per slot
+            maps = [torch.stack([t[i][n] for t, n in hits]) for i in range(len(hits[0][0]))]
+            pos = torch.arange(len(hits))
+        self.slot = pos[slot].to(dev)  # image -> its index in the maps
+        self.z, self._logits = maps[0], maps[1]  # normalised clean inputs, logits
         self.clean_logits = self._logits[self.slot]  # (M,C) in image order
-        self.h = [t.reshape(-1, t.shape[-1]) for t in stacked[2:2 + self.n_h]]  # block inputs, pixel rows
-        self.dw = [t.reshape(-1, t.shape[-1]) for t in stacked[2 + self.n_h:]]  # padded depthwise inputs
+        self.h = [t.reshape(-1, t.shape[-1]) for t in maps[2:2 + self.n_h]]  # block inputs, pixel rows
+        self.dw = [t.reshape(-1, t.shape[-1]) for t in maps[2 + self.n_h:]]  # depthwise inputs, pixel rows
 
     def _plan(self, side: int) -> None:
         """Geometry of the stem and of every block's depthwise convolution, and how deep local work can go."""
@@ -343,20 +367,25 @@ class LocalForward:
 
     @torch.no_grad()
     def _clean(self, z: torch.Tensor) -> list[torch.Tensor]:
-        """[z, logits, block inputs as (N,n,n,C) for blocks 0..n_local, padded depthwise inputs (N,np,np,C)]."""
+        """[z, logits, block inputs (N,n,n,C) for blocks 0..n_local, depthwise inputs (N,n,n,C)]: one forward,
+        each block run by its own modules in their order (the same values as ``blk(h)``); a channels_last network's
+        maps are kept as they are (no copy)."""
         net = self.net
         h = net._swish(net._bn0(net._conv_stem(z)))
         hs, dws = [], []
         for i, blk in enumerate(net._blocks):
             if i < self.n_h:
-                hs.append(h.permute(0, 2, 3, 1).contiguous())
-            if i < self.n_local:
-                e = blk._swish(blk._bn0(blk._expand_conv(h))) if blk._block_args.expand_ratio != 1 else h
-                g = self.geoms[i]
-                dws.append(F.pad(e, (g.before, g.after, g.before, g.after)).permute(0, 2, 3, 1).contiguous())
-            h = blk(h)
+                hs.append(_nhwc(h))
+            if i >= self.n_local:
+                h = blk(h)
+                continue
+            e = blk._swish(blk._bn0(blk._expand_conv(h))) if blk._block_args.expand_ratio != 1 else h
+            dws.append(_nhwc(e))
+            out = blk._bn2(blk._project_conv(blk._swish(blk._bn1(blk._depthwise_conv(e)))))
+            a = blk._block_args
+            h = out + h if a.id_skip and a.stride == 1 and a.input_filters == a.output_filters else out
         if self.n_h > len(net._blocks):
-            hs.append(h.permute(0, 2, 3, 1).contiguous())
+            hs.append(_nhwc(h))
         return [z, self._head(h), *hs, *dws]
 
     def _head(self, h: torch.Tensor) -> torch.Tensor:
@@ -435,7 +464,7 @@ class LocalForward:
             g = self.geoms[i]
             (py, qy), (px, qx) = _reach(oy, ry, g), _reach(ox, rx, g)
             wy, wx = (qy - 1) * g.s + g.k, (qx - 1) * g.s + g.k
-            win = _window(self.dw[i], g.n_pad, slots, py * g.s, px * g.s, wy, wx)
+            win = _window(self.dw[i], g.n_in, slots, py * g.s, px * g.s, wy, wx, g.before)
             win = _paste_(win, wy, wx, oy + g.before - py * g.s, ox + g.before - px * g.s, ry, rx, e)
             d = blk._swish(blk._bn1(_to_rows(_valid_conv(blk._depthwise_conv, _to_map(win, n, wy, wx)))))
             out = blk._bn2(_pointwise(blk._project_conv, d))
