@@ -178,6 +178,10 @@ def cmd_attack(args) -> int:
                         lr=args.lr, steps=args.max_iter, stop_at=args.stop_at, seed=args.seed).resolve(model)
     size = spec.size
     loc = _loc(args, model.input_size, size)
+    chosen, how = loc, getattr(args, "place", "corner")
+    if how != "corner":  # MeterUnavailable (a ValueError) where the network has no last grid: main() reports it
+        from .meter import place
+        loc = place(model, img, target, size, loc, how)
     key = spec.key(model, image_hash(img), target, loc)
     bar = tqdm(total=args.max_iter, desc=f"{class_names()[target]}", unit="eval", file=sys.stderr,
                disable=args.quiet)
@@ -201,7 +205,8 @@ def cmd_attack(args) -> int:
            "patch_path": str(out_path), "target": target, "target_label": class_names()[target],
            "source": res.source, "source_label": class_names()[res.source], "loc": list(loc), "x": loc[1],
            "y": loc[0], "size": size, "area": size * size / model.input_size ** 2, "domain": args.domain,
-           "model": model.name, "input_size": model.input_size, "cached": cached}
+           "model": model.name, "input_size": model.input_size, "cached": cached, "place": how,
+           "chosen_loc": list(chosen)}
     text = (f"{'cached: ' if cached else ''}{class_names()[res.source]} -> {class_names()[target]}: "
             f"p(target)={res.p_target:.3f} p(source)={res.p_source:.3f} after {out['evaluations']} forward+backward "
             f"evaluations ({res.steps} iterations, {out['restarts']} restart(s)) "

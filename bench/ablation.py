@@ -8,8 +8,12 @@ stopped at any point resumes where it stopped (finished (variant, seed, config) 
     .venv/bin/python bench/ablation.py --variants apgd-r8 adam-r8 --configs 10 --seed 1     # run / resume
     .venv/bin/python bench/ablation.py --report                                              # markdown table
 
-A variant name is ``<rule>-r<restarts>[-<loss>][-<init>][-m<px>][-lk<percent>][-lrx<k>]`` (``-m<px>``: the patch
-that many pixels in from its corner; ``-lk<percent>``: ReLU6 backward leaking that share of the gradient through both
+A variant name is ``<rule>-r<restarts>[-<loss>][-<init>][-m<px>][-lk<percent>][-lrx<k>][-p<place>]`` (``-m<px>``:
+the patch that many pixels in from its corner; ``-pgrid`` / ``-pmeter``: the patch placed by
+``attack.meter.place(..., how)`` from its corner -- ``grid`` covers the most last-grid cell centres within 16 px,
+``meter`` takes the feasibility meter's best place within 16 px; a ``-pmeter`` config whose place is the ``-pgrid``
+place is not trained twice (the same inputs, the same run: bench/meter.py records both places and the tables pair
+them); ``-lk<percent>``: ReLU6 backward leaking that share of the gradient through both
 clips, e.g. ``-lk10`` = 0.1; ``-lrx<k>``: the rule's default step size times k, e.g. ``-lrx2``, ``-lrx0p5`` (p for
 the decimal point)), e.g. ``apgd-r8`` (APGD-style signed steps, 8 restarts halved 8 → 2 → 1, the rule's default loss
 and mixed initialisation) or ``adam-r1-logprob-random``. Defaults per rule: adam → loss logprob, sgd → logprob,
@@ -40,6 +44,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as `python bench/x.py`
 
 import attack  # noqa: E402
+import attack.meter  # noqa: E402
 from attack.losses import LOSSES  # noqa: E402
 from attack.optim import RULES  # noqa: E402
 from attack.patch import corner_loc  # noqa: E402
@@ -83,10 +88,12 @@ RETIRED = ("st_relu6", "cosine", "polish", "leak_last", "tau", "tau_last", "pati
 
 def parse_variant(name: str) -> dict:
     parts = name.split("-")
-    flags = {"margin": 0, "leak": 0.0, "lr_scale": 1.0}
-    while parts and re.fullmatch(r"m\d+|lk\d+|lrx\d+(?:p\d+)?", parts[-1]):
+    flags = {"margin": 0, "leak": 0.0, "lr_scale": 1.0, "place": "corner"}
+    while parts and re.fullmatch(r"m\d+|lk\d+|lrx\d+(?:p\d+)?|pgrid|pmeter", parts[-1]):
         flag = parts.pop()
-        if flag.startswith("lrx"):
+        if flag in ("pgrid", "pmeter"):
+            flags["place"] = flag[1:]
+        elif flag.startswith("lrx"):
             flags["lr_scale"] = float(flag[3:].replace("p", "."))
         elif flag.startswith("lk"):
             flags["leak"] = int(flag[2:]) / 100
@@ -110,6 +117,14 @@ def draw_configs(n: int, seed: int) -> list[tuple[str, int, str]]:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from area_table import draw_configs as area_draw
     return area_draw(n, seed)
+
+
+def placed(model, image: torch.Tensor, cfg: tuple[str, int, str], size: int, v: dict) -> tuple[int, int]:
+    """Where a variant puts the patch of one config: ``margin`` px in from its corner, or ``attack.meter.place``."""
+    _, target, corner = cfg
+    if v.get("place", "corner") == "corner":
+        return corner_loc(corner, model.input_size, size, margin=v["margin"])
+    return attack.meter.place(model, image, target, size, corner, v["place"])
 
 
 def done(path: Path = OUT) -> set[tuple]:
@@ -146,7 +161,16 @@ def run(args) -> None:
                     return
                 chunk = todo[k:k + args.batch]
                 imgs = torch.stack([attack.load_image(photos[cfgs[i][0]].path, model.input_size) for i in chunk])
-                locs = [corner_loc(cfgs[i][2], model.input_size, size, margin=v["margin"]) for i in chunk]
+                locs = [placed(model, img, cfgs[i], size, v) for img, i in zip(imgs, chunk)]
+                if v["place"] == "meter":  # the grid's place already trained (or to train) under -pgrid
+                    keep = [n for n, i in enumerate(chunk)
+                            if locs[n] != placed(model, imgs[n], cfgs[i], size, {**v, "place": "grid"})]
+                    for n in set(range(len(chunk))) - set(keep):
+                        print(f"{variant:24s} seed {seed} config {chunk[n]}: the grid's place {locs[n]}, "
+                              f"not trained again", flush=True)
+                    chunk, imgs, locs = [chunk[n] for n in keep], imgs[keep], [locs[n] for n in keep]
+                    if not chunk:
+                        continue
                 t = time.time()
                 spec = attack.TrainingSpec(size=size, domain=args.domain, optimizer=v["rule"],
                                            restarts=v["restarts"], loss=v["loss"], init=v["init"],
@@ -159,7 +183,7 @@ def run(args) -> None:
                     if r.cancelled:
                         continue
                     name, target, corner = cfgs[i]
-                    fields = {k: val for k, val in v.items() if k != "lr_scale"}
+                    fields = {k: val for k, val in v.items() if k not in ("lr_scale", "place")}
                     fields.update({k: tables.ABLATION_DEFAULTS[k] for k in RETIRED})
                     append_row(dict(variant=variant, **fields, lr=f"{lr:g}", domain=args.domain, size=size,
                                     input_size=model.input_size, budget=args.budget, seed=seed, config=i,

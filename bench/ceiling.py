@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from area_table import draw_configs  # noqa: E402
 
 import attack  # noqa: E402
+from attack import meter  # noqa: E402
 from attack.patch import corner_loc  # noqa: E402
 
 OUT = Path("bench/results/ceiling.csv")
@@ -41,68 +42,35 @@ FIELDS = ["seed", "config", "photo", "target", "corner", "margin", "size", "inpu
 
 
 def head_parts(model):
-    """(pool input hook target, final linear layer, feature cap) of an EfficientNet-Lite classifier."""
-    net = model.net
-    return net._avg_pooling, net._fc, 6.0
+    """(the module whose output or input is the last grid, final linear layer, feature cap) of the model's head
+    (attack.meter.find_head: EfficientNet-Lite, or a torchvision CNN ending in a global mean and one linear layer)."""
+    head = meter.find_head(model)
+    if head is None:
+        raise SystemExit(f"{model.name}: its head is not a global mean over a last grid")
+    return head.module, head.fc, head.cap
 
 
 def clean_features(model, image: torch.Tensor) -> torch.Tensor:
     """The (C, g, g) feature grid that the global average pool receives for one [0,1] image."""
-    pool, _, _ = head_parts(model)
-    grab = {}
-    h = pool.register_forward_pre_hook(lambda m, inp: grab.__setitem__("f", inp[0].detach()))
-    try:
-        with torch.no_grad():
-            model(image[None])
-    finally:
-        h.remove()
-    return grab["f"][0]
+    return meter.grid_features(model, image)[0]
 
 
-def cells(loc: tuple[int, int], size: int, grid: int, stride: int) -> tuple[list, list]:
-    """(centre cells, touched cells) of a patch at ``loc`` (top, left) on a grid×grid feature map."""
-    top, left = loc
-
-    def axis(start: int) -> tuple[list[int], list[int]]:
-        centre = [i for i in range(grid) if start <= stride * i + stride // 2 < start + size]
-        touched = [i for i in range(grid) if stride * i < start + size and start < stride * (i + 1)]
-        return centre, touched
-
-    (cy, ty), (cx, tx) = axis(top), axis(left)
-    return [(i, j) for i in cy for j in cx], [(i, j) for i in ty for j in tx]
+cells = meter.cells  # (centre cells, touched cells) of a patch at loc on a grid×grid feature map
 
 
 def ceiling(feats: torch.Tensor, fc: torch.nn.Linear, free: list, target: int, cap: float,
             steps: int = 1500) -> float:
-    """Highest p(target) with the ``free`` cells anywhere in [0, cap] and the others at their clean values."""
-    c, g, _ = feats.shape
-    if not free:
-        with torch.no_grad():
-            return float(torch.softmax(fc(feats.mean((1, 2))), 0)[target])
-    mask = torch.zeros(g, g, dtype=torch.bool)
-    for i, j in free:
-        mask[i, j] = True
-    fixed = feats[:, ~mask].sum(1)
-    k = int(mask.sum())
-    s = feats[:, mask].sum(1).clone().requires_grad_(True)  # only the sum of the free cells matters
-    opt = torch.optim.Adam([s], lr=cap * k / 40)  # a step size in proportion to the box, decayed to refine
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
-    for _ in range(steps):
-        logp = torch.log_softmax(fc((fixed + s) / (g * g)), 0)[target]
-        opt.zero_grad()
-        (-logp).backward()
-        opt.step()
-        sched.step()
-        with torch.no_grad():
-            s.clamp_(0, cap * k)
-    with torch.no_grad():
-        return float(torch.softmax(fc((fixed + s) / (g * g)), 0)[target])
+    """Highest p(target) with the ``free`` cells anywhere in [0, cap] and the others at their clean values
+    (attack.meter.head_ceiling: projected Adam on the free cells' sum, gradient written out)."""
+    return meter.head_ceiling(feats, fc.weight, fc.bias, [free], target, cap, steps)[0]
 
 
 def run(args) -> list[dict]:
     torch.set_num_threads(args.threads)
     model = attack.load_model(args.model, input_size=args.input_size)
     _, fc, cap = head_parts(model)
+    if cap is None:
+        raise SystemExit(f"{model.name}: its last grid has no cap (ReLU), so the head sets no ceiling")
     photos = {p.name: p for p in attack.sample_images(("ai-benchmark",))}
     rows = []
     for seed in args.seeds:
