@@ -108,33 +108,36 @@ def _mask_boxes(ms: MaskSet) -> torch.Tensor:
     return torch.stack([t, t + ms.size, l, l + ms.size], 1)
 
 
-def _second(model, images, M, fillv, domain, batch_size, pairs, second, forwards, mirror=False, boxes=None) -> None:
+def _second(model, images, M, fillv, domain, batch_size, pairs, second, forwards, mirror=False, boxes=None,
+            engine=None) -> None:
     """Two-mask labels of ``pairs`` (image, i, j), written into ``second[n, i, j]`` (and ``[n, j, i]`` with
-    ``mirror``); each pair adds one forward to its image. With the mask ``boxes``, a pair is the image under mask
-    ``i`` changed inside mask ``j`` only: the pairs of each ``i`` run incrementally against those one-mask images
-    (their activations cost one forward each and stay in :data:`attack.fast.CLEAN_CACHE` for the next chunk)."""
+    ``mirror``); each pair adds one forward to its image. With the mask ``boxes`` and the images' ``engine``, the
+    pairs run incrementally: a pair is the image under mask ``i`` changed inside mask ``j`` only, so the pairs of
+    each ``i`` run against those one-mask images (their activations cost one forward each and stay in
+    :data:`attack.fast.CLEAN_CACHE` for the next chunk); an ``i`` with only a few pairs runs them against the
+    image itself, changed inside the box around both masks."""
     if not pairs:
         return
     pt = torch.tensor(pairs, dtype=torch.long)
     dev = images.device
     labs = torch.empty(len(pairs), dtype=torch.long)
-    done = False
-    if boxes is not None:
-        for i in pt[:, 1].unique().tolist():
-            sel = (pt[:, 1] == i).nonzero().flatten()
-            ns, rows = pt[sel, 0].unique(return_inverse=True)
-            ref = torch.where(M[i], fillv.to(images.dtype), images[ns.to(dev)])
-            engine = local_engine(model, ref, domain)
-            if engine is None:
-                break
-            js = pt[sel, 2]
-            labs[sel] = _labels(model, images[pt[sel, 0].to(dev)], M[i] | M[js.to(dev)], fillv, domain, batch_size,
-                                engine, rows, boxes[js])
-        else:
-            done = True
-    if not done:
+    if boxes is None or engine is None:
         labs = _labels(model, images[pt[:, 0].to(dev)], M[pt[:, 1].to(dev)] | M[pt[:, 2].to(dev)], fillv, domain,
                        batch_size)
+    else:
+        for i in pt[:, 1].unique().tolist():
+            sel = (pt[:, 1] == i).nonzero().flatten()
+            ns, js = pt[sel, 0], pt[sel, 2]
+            both = M[i] | M[js.to(dev)]
+            if len(sel) < 4:  # a one-mask image's forward would cost more than these pairs save with it
+                bi, bj = boxes[i].expand(len(sel), 4), boxes[js]
+                union = torch.stack([torch.minimum(bi[:, 0], bj[:, 0]), torch.maximum(bi[:, 1], bj[:, 1]),
+                                     torch.minimum(bi[:, 2], bj[:, 2]), torch.maximum(bi[:, 3], bj[:, 3])], 1)
+                labs[sel] = _labels(model, images[ns.to(dev)], both, fillv, domain, batch_size, engine, ns, union)
+                continue
+            uniq, rows = ns.unique(return_inverse=True)
+            ref = local_engine(model, torch.where(M[i], fillv.to(images.dtype), images[uniq.to(dev)]), domain)
+            labs[sel] = _labels(model, images[ns.to(dev)], both, fillv, domain, batch_size, ref, rows, boxes[js])
     second[pt[:, 0], pt[:, 1], pt[:, 2]] = labs
     if mirror:
         second[pt[:, 0], pt[:, 2], pt[:, 1]] = labs
@@ -197,14 +200,15 @@ def double_masking(model, images: torch.Tensor, patch_size: int, *, k: int = 6, 
     # Second round, recovery: for each disagreeing mask i of a non-unanimous image, every pair (i, j).
     pairs = [(n, i, j) for n in range(n_img) if not unanimous[n]
              for i in (first[n] != majority[n]).nonzero().flatten().tolist() for j in range(K) if j != i]
-    _second(model, images, M, fillv, domain, batch_size, pairs, second, forwards, boxes=boxes)
+    _second(model, images, M, fillv, domain, batch_size, pairs, second, forwards, boxes=boxes, engine=engine)
     # Certification: the pairs i < j of each unanimous image, K at a time per image; an image stops at its first
     # pair that disagrees (it is then not certified, and the rest of its pairs would not change that).
     if certify:
         todo = {n: [(n, i, j) for i in range(K) for j in range(i + 1, K)] for n in range(n_img) if unanimous[n]}
         while todo:
             chunk = [q for n in todo for q in todo[n][:K]]
-            _second(model, images, M, fillv, domain, batch_size, chunk, second, forwards, mirror=True, boxes=boxes)
+            _second(model, images, M, fillv, domain, batch_size, chunk, second, forwards, mirror=True, boxes=boxes,
+                    engine=engine)
             todo = {n: rest[K:] for n, rest in todo.items()
                     if rest[K:] and bool((second[n][second[n] >= 0] == first[n, 0]).all())}
     idx = torch.arange(K)

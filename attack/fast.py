@@ -164,7 +164,7 @@ def _window(flat: torch.Tensor, side: int, img: torch.Tensor, y0: torch.Tensor, 
     win = flat.index_select(0, idx.reshape(-1))
     off_y, off_x = (iy < 0) | (iy >= side), (ix < 0) | (ix >= side)
     if bool(off_y.any()) or bool(off_x.any()):
-        win.masked_fill_((off_y[:, :, None] | off_x[:, None, :]).reshape(-1, 1), 0)
+        win.index_fill_(0, (off_y[:, :, None] | off_x[:, None, :]).reshape(-1).nonzero().squeeze(1), 0)
     return win
 
 
