@@ -180,3 +180,39 @@ def _ceiling(root: Path) -> str:
     if not rows:
         return "No ceiling rows yet: run `bench/ceiling.py`."
     return tables.ceiling_markdown(tables.summarise_ceiling(rows, tables.read_ablation(root / RESULTS / "ablation.csv")))
+
+
+def _meter_joined(root: Path) -> tuple[list[dict], list[dict]]:
+    meter = tables.read_meter(root / RESULTS / "meter.csv")
+    return tables.meter_joined(meter, tables.read_ablation(root / RESULTS / "ablation.csv"),
+                               tables.default_fields_by_area(224)), meter
+
+
+@block("meter")
+def _meter(root: Path) -> str:
+    """The feasibility meter's band against what training reached (issue 27): success per band, ROC AUC."""
+    joined, meter = _meter_joined(root)
+    if not meter:
+        return "No meter rows yet: run `bench/meter.py`."
+    secs = sorted(float(m["seconds"]) for m in meter)
+    return (tables.meter_markdown(tables.meter_bands(joined))
+            + f"\n\nThe meter took {tables.fmt(secs[len(secs) // 2], 2)} s per call (median; slowest "
+              f"{tables.fmt(secs[-1], 2)} s) over the {len(meter)} readings of `bench/results/meter.csv` (one CPU "
+              "thread, the model already loaded).")
+
+
+@block("placement-grid")
+def _placement_grid(root: Path) -> str:
+    """42×42 at p ≥ 0.9 within 2,000 evaluations: exact corner vs grid vs meter, paired (issue 27)."""
+    joined, meter = _meter_joined(root)
+    cells = tables.summarise_places(joined, meter, size=42)
+    wins = tables.placement_wins(cells)
+    missing = [f"{c['domain']} seed {c['seed']}" for c in cells if c["paired"] < c["configs"]]
+    won = [p for p in ("grid", "meter") if wins[p]]
+    verdict = (f"**The {' and '.join(won)} placement won more paired configs than the exact corner in both domains.**"
+               if won else "**No placement has won more paired configs than the exact corner in both domains yet, "
+               "so the exact corner stays the default** (the app's corner buttons, the CLI's `--corner`; `--place "
+               "grid|meter` is one option away).")
+    todo = (" Not yet measured (no grid rows, or fewer than the corner's): " + "; ".join(missing) + "."
+            if missing else "")
+    return tables.places_markdown(cells) + "\n\n" + verdict + todo

@@ -34,6 +34,13 @@ def read_ablation(path: str | Path) -> list[dict]:
     return rows
 
 
+def placement_of(variant: str) -> str:
+    """Where a variant put the patch: "grid" / "meter" for the ``-pgrid`` / ``-pmeter`` suffixes (attack.meter.place
+    from the config's corner), else "corner" (the corner itself, or ``margin`` px in)."""
+    tail = variant.rsplit("-", 1)[-1]
+    return tail[1:] if tail in ("pgrid", "pmeter") else "corner"
+
+
 def describe_variant(row: dict) -> str:
     r = int(row["restarts"])
     how = RULE_NAMES.get(row["rule"], row["rule"])
@@ -54,6 +61,9 @@ def describe_variant(row: dict) -> str:
     polish = int(row.get("polish") or 0)
     how += f", random-search polish after {polish} steps without gain in the last stage" if polish else ""
     margin = int(row.get("margin") or 0)
+    place = placement_of(row.get("variant", ""))
+    how += {"grid": ", placed to cover the most last-grid cell centres within 16 px of the corner",
+            "meter": ", placed at the feasibility meter's best place within 16 px of the corner"}.get(place, "")
     return how + (f", patch {margin} px in from the corner" if margin else "")
 
 

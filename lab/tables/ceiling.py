@@ -2,6 +2,7 @@
 go, beside what training reached."""
 from __future__ import annotations
 
+from .ablation import placement_of
 from .rows import fmt, median
 
 
@@ -18,6 +19,7 @@ def summarise_ceiling(rows: list[dict], ablation: list[dict] | None = None) -> l
         trained, trained_variant = {}, None
         if ablation:
             mine = [a for a in ablation if int(a["size"]) == size and a["domain"] == "image"
+                    and placement_of(a["variant"]) == "corner"
                     and int(a.get("margin") or 0) == margin
                     and int(a["input_size"]) == int(rs[0]["input_size"]) and int(a["budget"]) == 2000]
             counts: dict[str, int] = {}

@@ -2,6 +2,7 @@
 of the area table's sizes, beside the old default's area-table rows (``ablation.csv`` + ``area_table.csv``)."""
 from __future__ import annotations
 
+from .ablation import placement_of
 from .rows import fmt, median
 
 DEFAULT_AREAS = (0.02, 0.035, 0.05, 0.08)  # bench/area_table.py's areas: the rows of the defaults' area table
@@ -16,9 +17,12 @@ def default_fields_by_area(input_size: int) -> dict[int, dict]:
     return {s: default_fields(s, input_size) for s in (size_for_area(a, input_size) for a in DEFAULT_AREAS)}
 
 
-def _is_default(row: dict, fields: dict) -> bool:
+def _is_default(row: dict, fields: dict, placed: bool = False) -> bool:
     """Whether an ablation row trained with exactly the trainer's defaults at its size (``fields``: restarts, leak,
-    loss, and ``lr``, the default step size per domain)."""
+    loss, and ``lr``, the default step size per domain) at its corner; ``placed``: at any placement (``-pgrid`` /
+    ``-pmeter`` rows too)."""
+    if not placed and placement_of(row["variant"]) != "corner":
+        return False
     lr = fields.get("lr", {}).get(row["domain"])
     return ((lr is None or not row.get("lr") or float(row["lr"]) == float(lr)) and row["rule"] == "adam"
             and row["loss"] == fields.get("loss", "logprob") and row["init"] == "mixed"

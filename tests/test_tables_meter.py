@@ -1,0 +1,64 @@
+"""lab.tables.meter: the meter's bands against training rows, the ROC AUC, and the paired placement table."""
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from lab import tables
+
+FIELDS = {"restarts": 8, "leak": 0.05, "loss": "margin_ce", "lr": {"image": 0.3, "network": 0.05}}
+
+
+def _abl(variant, domain, seed, config, success, p, size=42):
+    return dict(variant=variant, rule="adam", restarts="8", loss="margin_ce", init="mixed", domain=domain,
+                size=str(size), input_size="224", budget="2000", seed=str(seed), config=str(config),
+                success="1" if success else "0", p_target=str(p), leak="0.05", lr="0.3" if domain == "image" else "0.05",
+                margin="0", st_relu6="0", cosine="0", polish="0", tau="0", patience="0", leak_last="1")
+
+
+def _meter(seed, config, size=42, band="possible", moved_meter=False):
+    loc = (0, 0)
+    grid = (11, 11) if size == 42 else loc
+    return dict(seed=str(seed), config=str(config), size=str(size), input_size="224", top="0", left="0", band=band,
+                ceiling_centre="0.01", ceiling_touched="0.99", grid_top=str(grid[0]), grid_left=str(grid[1]),
+                grid_band="likely", grid_ceiling_centre="0.99", grid_ceiling_touched="0.99",
+                meter_top=str(grid[0] + moved_meter), meter_left=str(grid[1]), meter_band="likely",
+                meter_ceiling_centre="0.99", meter_ceiling_touched="0.99", seconds="0.2")
+
+
+def test_auc_matches_scikit_learn():
+    metrics = pytest.importorskip("sklearn.metrics")
+    rng = random.Random(0)
+    ys = [rng.random() < 0.4 for _ in range(60)]
+    scores = [round(rng.random() + 0.5 * y, 1) for y in ys]  # ties on purpose
+    assert tables.auc(ys, scores) == pytest.approx(metrics.roc_auc_score(ys, scores))
+    assert tables.auc([1, 1], [0.2, 0.3]) is None
+
+
+def test_bands_and_paired_places():
+    meter = [_meter(1, c) for c in range(4)] + [_meter(1, 4, moved_meter=True)]
+    meter += [_meter(1, c, size=32, band="unlikely") for c in range(2)]
+    ab = [_abl("adam-r8-margin_ce-mixed-lk5", "image", 1, c, c < 2, 0.95 if c < 2 else 0.5) for c in range(5)]
+    ab += [_abl("adam-r8-margin_ce-mixed-lk5-pgrid", "image", 1, c, c < 3, 0.95 if c < 3 else 0.6) for c in range(4)]
+    ab += [_abl("adam-r8-margin_ce-mixed-lk5", "image", 1, c, False, 0.1, size=32) for c in range(2)]
+    ab += [_abl("adam-r8-lk5", "image", 1, 0, True, 0.95)]  # not the default training: left out
+    joined = tables.meter_joined(meter, ab, {32: FIELDS, 42: FIELDS})
+    assert len(joined) == 11 and {j["place"] for j in joined} == {"corner", "grid"}
+    (img, both) = tables.meter_bands(joined)
+    assert img["likely"] == (3, 4) and img["possible"] == (2, 5) and img["unlikely"] == (0, 2)
+    assert img["auc_band"] == pytest.approx(tables.auc([j["success"] for j in joined],
+                                                       [{"unlikely": 0, "possible": 1, "likely": 2}[j["band"]]
+                                                        for j in joined]))
+    assert "3/4 (75%)" in tables.meter_markdown([img, both])
+    cells = tables.summarise_places(joined, meter)
+    (cell,) = cells
+    assert (cell["paired"], cell["configs"], cell["corner"], cell["grid"]) == (4, 5, 2, 3)
+    assert (cell["meter"], cell["meter_configs"], cell["meter_at_grid"]) == (3, 4, 4)  # config 4: no grid row
+    assert (cell["grid_higher"], cell["grid_lower"]) == (2, 0)
+    md = tables.places_markdown(cells)
+    assert "| image | 1 | 4 of 5 | 2/4 | 3/4 | 3/4 (the grid's place on 4/4) | 2 / 0 |" in md
+    assert tables.placement_wins(cells) == {"grid": False, "meter": False}  # no network rows: no win
+    # the placed rows stay out of the defaults' area table and of the ceiling table's trained column
+    assert all(tables.placement_of(r["variant"]) == "corner" for r in
+               [r for r in ab if tables.defaults._is_default(r, FIELDS)])
