@@ -32,7 +32,7 @@ import torch.nn.functional as F
 
 from .patch import check_loc, corner_loc
 
-__all__ = ["Head", "Meter", "PLACES", "find_head", "grid_features", "cells", "head_ceiling", "meter", "place",
+__all__ = ["Head", "Meter", "PLACES", "find_head", "grid_features", "last_grid", "cells", "head_ceiling", "meter", "place",
            "grid_loc", "MeterUnavailable"]
 
 THRESHOLD = 0.9  # the trainer's stop_at: "succeeded" means p(target) >= 0.9
@@ -172,6 +172,16 @@ def grid_features(model: nn.Module, image: torch.Tensor) -> tuple[torch.Tensor, 
     finally:
         h.remove()
     return grab["f"][0].float().cpu(), logits[0].float().cpu(), head
+
+
+def last_grid(model: nn.Module) -> tuple[int, float] | None:
+    """``(g, stride px)`` of the grid the head averages (7, 32 for EfficientNet-Lite0 at 224), or None where the meter
+    is not available: one forward pass of a grey image."""
+    if find_head(model) is None:
+        return None
+    side = int(getattr(model, "input_size", 224))
+    feats, _, _ = grid_features(model, torch.full((3, side, side), 0.5))
+    return _grid_of(feats, side)
 
 
 def cells(loc: tuple[int, int], size: int, grid: int, stride: float) -> tuple[list, list]:

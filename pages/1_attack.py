@@ -75,9 +75,22 @@ with right:
                + (f" Below the default area the gradient leaks {spec.relu6_leak:g} through ReLU6's clips "
                   "(measured on EfficientNet-Lite0: README)." if spec.relu6_leak else ""))
 with left:
-    loc = widgets.location_picker(image, size, key="attack_loc")
+    grid = cache.last_grid(model, model.name, model.input_size)
+    show_grid = st.checkbox(f"Show the network's {grid[1]:g} px cell grid" if grid else "Show the network's cell grid",
+                            key="attack_grid", disabled=grid is None,
+                            help="The head of this network averages a grid of cells; a patch acts most directly "
+                                 "on the cells whose centre (dot) it covers." if grid else
+                                 "This network's head is not a mean over a grid of cells.")
+    shown = widgets.grid_overlay(image, grid[1]) if show_grid and grid else image
+    loc = widgets.location_picker(shown, size, key="attack_loc")
 
 key = spec.key(model, image_key, target, loc)
+reading = cache.feasibility(model, model.name, model.input_size, image_key, image, target, size, loc)
+BAND_ICONS = {"likely": "🟢", "possible": "🟡", "unlikely": "🔴", "not available": "⚪"}
+
+
+def _move_to(top: int, left: int) -> None:
+    st.session_state["attack_loc_x"], st.session_state["attack_loc_y"] = left, top
 
 
 def _store(res: attack.PatchResult, img: torch.Tensor, from_cache: bool) -> None:
@@ -104,7 +117,16 @@ if pressed and not (job and job.active):  # a press that raced the redraw never 
             st.rerun()  # redraw at once with Train disabled and Stop enabled (this run drew them the other way)
 b2.button("Stop", key="attack_stop", on_click=jobs.stop, args=(JOB,), width="stretch",
           disabled=not (job and job.active))
-b3.caption("The same configuration again is answered from the cache at once.")
+with b3:
+    st.markdown(f"{BAND_ICONS[reading.band]} **{reading.band.capitalize()} at this place** — {reading.reason}")
+    if reading.moved:
+        bt, bl = reading.best_loc
+        st.button(f"Move to the best place nearby (x={bl}, y={bt}: {reading.best_band})", key="attack_meter_move",
+                  on_click=_move_to, args=(bt, bl),
+                  help="The place within 16 px whose cells let the last layer go furthest (the feasibility "
+                       "meter: forward passes only, no training).")
+    st.caption("The meter reads the network's last layers only: a forecast (measured in docs/ATTACK_STRENGTH.md). "
+               "The same configuration again is answered from the cache at once.")
 
 
 def _draw(job: jobs.Job, prog: list) -> None:

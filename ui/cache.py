@@ -14,6 +14,7 @@ import streamlit as st
 import torch
 
 import attack
+import attack.meter
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -218,6 +219,19 @@ def patched_probs(_model, model_name: str, input_size: int, image_key: str, _ima
         device = _model.device
         logits = attack.patch.patched_logits(_model, _image.to(device), _patch.to(device), loc, domain)
     return torch.softmax(logits.float(), 1)[0].cpu()
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def feasibility(_model, model_name: str, input_size: int, image_key: str, _image: torch.Tensor, target: int,
+                size: int, loc: tuple[int, int]) -> attack.meter.Meter:
+    """The feasibility meter (:func:`attack.meter.meter`: forward passes only, ~0.2 s on a CPU) at one place."""
+    return attack.meter.meter(_model, _image, int(target), int(size), tuple(loc))
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def last_grid(_model, model_name: str, input_size: int) -> tuple[int, float] | None:
+    """(cells per side, cell px) of the grid the model's head averages, or None (:func:`attack.meter.last_grid`)."""
+    return attack.meter.last_grid(_model)
 
 
 def model_view(model, images: torch.Tensor, domain: str) -> torch.Tensor:

@@ -315,6 +315,23 @@ def patch_square(x: int, y: int, size: int, scale: float, color: str = "#ff2b2b"
     }]}
 
 
+def grid_overlay(image: torch.Tensor, stride: float, color=(1.0, 0.85, 0.0)) -> torch.Tensor:
+    """A copy of ``image`` (3,H,W) with 1 px lines on the borders of the network's last-grid cells (every
+    ``stride`` px) and a dot on each cell's centre: where a patch must sit to cover a cell."""
+    out = image.clone()
+    c = torch.tensor(color, dtype=out.dtype).view(3, 1)
+    n = out.shape[-1]
+    edges = [int(round(stride * i)) for i in range(1, int(n / stride) + 1) if round(stride * i) < n]
+    for e in edges:
+        out[:, e, :] = c
+        out[:, :, e] = c
+    mids = [int(stride * i + stride / 2) for i in range(int(round(n / stride))) if stride * i + stride / 2 < n]
+    for y in mids:
+        for x in mids:
+            out[:, max(0, y - 1):y + 2, max(0, x - 1):x + 2] = c.view(3, 1, 1)
+    return out
+
+
 def location_picker(image: torch.Tensor, size: int, key: str = "loc", patch_image: torch.Tensor | None = None,
                     canvas_px: int = CANVAS_PX) -> tuple[int, int]:
     """Drag the patch square on the image (canvas), or use the x/y inputs and corner buttons; all stay in sync.
