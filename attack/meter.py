@@ -103,17 +103,16 @@ def _discover(model: nn.Module) -> Head | str:
     net = getattr(model, "net", model)
     if spec is not None and spec.source == "embedded":  # EfficientNet-Lite: ReLU6 -> _avg_pooling -> _fc
         return Head(net._avg_pooling, net._fc, 6.0, use_input=True)
-    seen: list[tuple[nn.Module, torch.Tensor]] = []
+    seen: list[tuple[nn.Module, torch.Size, torch.Tensor, bool]] = []  # module, shape, spatial mean, leaf
     linear: list[tuple[nn.Module, torch.Tensor, torch.Tensor]] = []
 
     def hook(mod, inp, out):
         if isinstance(mod, nn.Linear) and inp and torch.is_tensor(inp[0]):
             linear.append((mod, inp[0].detach(), out.detach()))
-        elif torch.is_tensor(out) and out.dim() == 4:
-            seen.append((mod, out.detach().clone()))
+        elif torch.is_tensor(out) and out.dim() == 4 and out.shape[-1] * out.shape[-2] > 1:  # not a pool's 1x1
+            seen.append((mod, out.shape, out.detach().float().mean((2, 3)), not list(mod.children())))
 
-    leaves = [m for m in net.modules() if not list(m.children())]
-    handles = [m.register_forward_hook(hook) for m in leaves]
+    handles = [m.register_forward_hook(hook) for m in net.modules()]  # containers too (e.g. Inception's Mixed_7c)
     size = int(getattr(model, "input_size", 224))
     try:
         with torch.inference_mode():
@@ -126,13 +125,15 @@ def _discover(model: nn.Module) -> Head | str:
     fc, x, out = linear[-1]
     if x.dim() != 2 or out.shape != logits.shape or not torch.allclose(out, logits, atol=1e-4, rtol=1e-4):
         return "its last linear layer does not give the logits directly"
-    for mod, fmap in reversed(seen):
-        if fmap.shape[-1] * fmap.shape[-2] == 1:  # the pool's own (N,C,1,1) output
-            continue
-        if fmap.shape[1] == x.shape[1] and torch.allclose(fmap.mean((2, 3)), x, atol=1e-4, rtol=1e-3):
-            if fmap.shape[-1] < 2 or fmap.shape[-1] != fmap.shape[-2]:
+    x = x.float()
+    for mod, shape, mean, _ in reversed(seen):
+        if shape[1] == x.shape[1] and torch.allclose(mean, x, atol=1e-4, rtol=1e-3):
+            if shape[-1] != shape[-2]:
                 return "its last grid is not square"
-            return Head(mod, fc, _cap_of(mod))
+            # the cap comes from the innermost module that produced this map (MobileNetV2: features[-1]'s ReLU6)
+            leaf = next((m for m, sh, mn, is_leaf in reversed(seen) if is_leaf and sh == shape
+                         and torch.equal(mn, mean)), mod)
+            return Head(mod, fc, _cap_of(leaf))
     return "its head is not a global mean over a last grid followed by one linear layer"
 
 
@@ -220,8 +221,8 @@ def head_ceiling(feats: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor |
     values. Projected Adam (lr cap·k/40, cosine decay, as bench/ceiling.py) on the sum of the free cells, all sets
     side by side, with the analytic gradient: no autograd graph is built."""
     c, g, _ = feats.shape
-    weight = weight.detach().float()
-    bias = torch.zeros(weight.shape[0]) if bias is None else bias.detach().float()
+    weight = weight.detach().float().cpu()
+    bias = torch.zeros(weight.shape[0]) if bias is None else bias.detach().float().cpu()
     with torch.no_grad():
         out = [None] * len(free_sets)
         rows = []
@@ -290,8 +291,8 @@ def _band(centre: float | None, touched: float | None) -> str:
 def _reason(band: str, nc: int, nt: int, centre, touched, cap) -> str:
     cs = lambda n: f"{n} cell{'s' if n != 1 else ''}"  # noqa: E731
     if centre is None:
-        return (f"covers {cs(nc)} of the last grid, touches {nt}; this network's grid has no cap (ReLU), so its "
-                f"head sets no ceiling here")
+        return (f"covers {cs(nc)} of the last grid, touches {nt}; this network's grid has no cap (its last "
+                f"activation is not ReLU6), so its head sets no ceiling here")
     if band == "likely":
         return f"the {cs(nc)} it covers can lift p(target) to {centre:.2f} by themselves"
     if band == "possible":

@@ -122,6 +122,11 @@ def test_torchvision_heads_relu6_capped_relu_not_informative_vit_like_not_availa
     r = M.meter(resnet, img, 5, 24, (0, 0))
     assert r.available and not r.informative and r.ceiling_centre is None and "no cap" in r.reason
     assert r.band == "possible" and r.cells_centre == 1
+    # containers count too: Inception v3's last grid is Mixed_7c's concatenation (8x8 at 299, no cap)
+    inception = attack.wrap(tvm.inception_v3(weights=None, aux_logits=False, init_weights=False), input_size=299,
+                            name="inc")
+    assert type(M.find_head(inception).module).__name__ == "InceptionE" and M.last_grid(inception) == (8, 37.375)
+    assert M.last_grid(mobile) == (3, 32)
     # a head that is not a global mean of a grid (a token model, a flattened MLP): the meter says so
     flat = attack.wrap(nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 1000)), input_size=32, name="mlp")
     n = M.meter(flat, torch.rand(3, 32, 32), 5, 8, (0, 0))
