@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .fast import local_engine
+from .fast import local_engine, patch_boxes
 from .patch import check_loc, domain_logits
 
 __all__ = ["MaskSet", "mask_set", "CleanserResult", "double_masking", "OcclusionResult", "occlusion_defence",
@@ -100,12 +100,6 @@ def _labels(model, x: torch.Tensor, masks: torch.Tensor, fill: torch.Tensor, dom
                 engine(xi, rows[i:i + batch_size], boxes[i:i + batch_size], domain)
             out.append(logits.argmax(1).cpu())
     return torch.cat(out) if out else torch.zeros(0, dtype=torch.long)
-
-
-def _mask_boxes(ms: MaskSet) -> torch.Tensor:
-    """(K,4) (top, bottom, left, right) of each mask."""
-    t, l = ms.positions[:, 0], ms.positions[:, 1]
-    return torch.stack([t, t + ms.size, l, l + ms.size], 1)
 
 
 def _second(model, images, M, fillv, domain, batch_size, pairs, second, forwards, mirror=False, boxes=None,
@@ -183,7 +177,7 @@ def double_masking(model, images: torch.Tensor, patch_size: int, *, k: int = 6, 
     # A mask changes its image only inside its box: on a folded EfficientNet-Lite every masked forward runs
     # incrementally against the image's own activations (attack.fast.LocalForward); other models run in full.
     engine = local_engine(model, images, domain)
-    boxes = _mask_boxes(ms) if engine is not None else None
+    boxes = patch_boxes(ms.positions, ms.size) if engine is not None else None
     with torch.no_grad():
         undefended = engine.clean_logits.argmax(1).cpu() if engine is not None else \
             torch.cat([domain_logits(model, images[i:i + batch_size], domain).argmax(1).cpu()
@@ -269,7 +263,7 @@ def occlusion_defence(model, images: torch.Tensor, patch_size: int, *, stride: i
         xi = images.repeat_interleave(K, 0)
         mi = M.repeat(n_img, 1, 1, 1)
         rows = torch.arange(n_img).repeat_interleave(K)
-        boxes = torch.stack([pos[:, 0], pos[:, 0] + patch_size, pos[:, 1], pos[:, 1] + patch_size], 1).repeat(n_img, 1)
+        boxes = patch_boxes(pos, patch_size).repeat(n_img, 1)
         for i in range(0, xi.shape[0], batch_size):
             x = torch.where(mi[i:i + batch_size], fillv.to(xi.dtype), xi[i:i + batch_size])
             logits = domain_logits(model, x, domain) if engine is None else \

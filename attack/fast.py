@@ -1,19 +1,24 @@
 """Fast paths for a frozen, folded EfficientNet-Lite: BatchNorm folded into the convolutions (:func:`fold_batchnorm`)
-and incremental inference when only a pasted patch changed (:class:`LocalForward`). Same values as the unfolded
-network on the full input up to float rounding (tests/test_models_fast.py)."""
+and incremental inference when an image changed only inside a box per row (:class:`LocalForward`: a pasted patch,
+a grey mask, an occlusion window, a transplanted region; :func:`local_engine` gives None for any other model, whose
+callers run the full forward). Same values as the unfolded network on the full input up to float rounding
+(tests/test_models_fast.py, tests/test_incremental.py)."""
 from __future__ import annotations
 
 import hashlib
 import threading
 import weakref
 from collections import OrderedDict
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["FoldedConv", "fold_batchnorm", "LocalForward", "local_engine", "CLEAN_CACHE"]
+if TYPE_CHECKING:
+    from .models import Classifier
+
+__all__ = ["FoldedConv", "fold_batchnorm", "LocalForward", "local_engine", "patch_boxes", "CLEAN_CACHE"]
 
 class _FrozenConv(torch.autograd.Function):
     """``F.conv2d`` with a frozen weight whose input gradient is one transposed convolution: bit-for-bit the same
@@ -237,7 +242,8 @@ class _CleanCache:
         _, size, keys = self._blocks.pop(bid)
         self.nbytes -= size
         for k in keys:
-            self._where.pop(k, None)
+            if self._where.get(k, (None,))[0] == bid:  # a later block may hold the same image
+                del self._where[k]
 
     def find(self, keys: list) -> list:
         """For each key: (block tensors, index) or None."""
@@ -515,6 +521,13 @@ def _groups(hh: torch.Tensor, ww: torch.Tensor, skip: torch.Tensor, side: int, m
         sizes = (-(-sizes // 16) * 16).clamp(max=side)
     uniq, inv = torch.unique(sizes, dim=0, return_inverse=True)
     return [((int(u[0]), int(u[1])), keep[inv == j]) for j, u in enumerate(uniq)]
+
+
+def patch_boxes(locs, size: int) -> torch.Tensor:
+    """``(N,4)`` (top, bottom, left, right) boxes of ``size``-px squares at ``locs`` ((top, left) or (N,2)): the
+    ``box`` argument of :class:`LocalForward` for patches pasted at those locations."""
+    t = torch.as_tensor(locs, dtype=torch.long).reshape(-1, 2)
+    return torch.stack([t[:, 0], t[:, 0] + size, t[:, 1], t[:, 1] + size], 1)
 
 
 def local_engine(model, images: torch.Tensor, domain: str = "image", device_types=("cpu",)) -> LocalForward | None:

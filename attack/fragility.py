@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from .fast import local_engine
+from .fast import local_engine, patch_boxes
 from .patch import apply_patch, patched_logits
 
 __all__ = ["shift_map"]
@@ -46,10 +46,8 @@ def shift_map(model, image: torch.Tensor, patch: torch.Tensor, loc, target: int,
         if engine is None:
             logits = patched_logits(model, x, patch.to(device), chunk, domain)
         else:
-            t = torch.tensor(chunk, dtype=torch.long)
-            boxes = torch.stack([t[:, 0], t[:, 0] + size, t[:, 1], t[:, 1] + size], 1)
             logits = engine(apply_patch(x, patch.to(device), chunk, domain, model), torch.zeros(len(chunk),
-                            dtype=torch.long), boxes, domain)
+                            dtype=torch.long), patch_boxes(chunk, size), domain)
         probs = torch.softmax(logits.float(), 1).cpu()
         for j, (r, c) in enumerate(cells[i:i + batch_size]):
             pt[r, c] = probs[j, target]

@@ -19,7 +19,7 @@ import attack.defend as defend
 import attack.fragility as fragility
 import attack.saliency as saliency
 import attack.transfer as transfer
-from attack.fast import CLEAN_CACHE, LocalForward, local_engine
+from attack.fast import CLEAN_CACHE, LocalForward, local_engine, patch_boxes
 from attack.patch import apply_patch, patched_logits
 
 PROB_ATOL, LOGIT_RTOL, GRAD_RTOL = 1e-5, 1e-4, 1e-3
@@ -37,11 +37,6 @@ def _full_forward():
     return stack
 
 
-def _boxes(locs, size):
-    t = torch.as_tensor(locs, dtype=torch.long)
-    return torch.stack([t[:, 0], t[:, 0] + size, t[:, 1], t[:, 1] + size], 1)
-
-
 # --------------------------------------------------------------------------------------------------- the engine
 @pytest.mark.parametrize("domain", ["network", "image"])
 def test_one_box_per_row_equals_the_full_network_values_and_patch_gradient(model, photos, domain):
@@ -54,7 +49,7 @@ def test_one_box_per_row_equals_the_full_network_values_and_patch_gradient(model
         w = torch.rand(6, 3, size, size, generator=torch.Generator().manual_seed(size)).requires_grad_(True)
         inp = apply_patch(x, w, locs, domain, model)
         ref = model(inp) if domain == "image" else model.net(inp)
-        out = lf(inp, rows, _boxes(locs, size), domain)
+        out = lf(inp, rows, patch_boxes(locs, size), domain)
         assert _rel(out, ref) < LOGIT_RTOL
         (g_ref,) = torch.autograd.grad(ref[:, 859].sum(), w, retain_graph=True)
         (g_out,) = torch.autograd.grad(out[:, 859].sum(), w)
@@ -94,6 +89,19 @@ def test_equal_images_share_activations_and_a_repeated_image_costs_no_forward(mo
         assert _rel(LocalForward(model, photos[[5]], cache=False).clean_logits, lf.clean_logits[[3]]) < LOGIT_RTOL
 
 
+def test_the_activation_cache_evicts_the_least_recently_used_block():
+    from attack.fast import _CleanCache
+
+    c = _CleanCache(max_bytes=3 * 400)
+    for name in "abc":
+        c.put([(0, name)], [torch.zeros(100)])  # 400 bytes a block
+    assert c.find([(0, "a")])[0] is not None  # a is now the most recently used
+    c.put([(0, "d"), (0, "e")], [torch.zeros(100)])
+    assert [x is not None for x in c.find([(0, k) for k in "abcde"])] == [True, False, True, True, True]
+    c.put([(0, "big")], [torch.zeros(1000)])  # larger than the cache: not kept
+    assert c.find([(0, "big")]) == [None] and c.nbytes == 3 * 400
+
+
 def test_vulnerability_map_cells_per_row_boxes(model, photo):
     """The vulnerability map trains one patch per grid cell, all cells rows of one batch of the same image: with
     one box per row the step's forward and patch gradient equal the full network's (the union of the cells' boxes
@@ -105,7 +113,7 @@ def test_vulnerability_map_cells_per_row_boxes(model, photo):
     assert lf.slot.unique().numel() == 1  # one image's activations, not one per cell
     w = torch.randn(n, 3, size, size, generator=torch.Generator().manual_seed(0)).requires_grad_(True)
     inp = apply_patch(photo.unsqueeze(0).expand(n, -1, -1, -1), w, locs, "network", model)
-    ref, out = model.net(inp), lf(inp, torch.arange(n), _boxes(locs, size))
+    ref, out = model.net(inp), lf(inp, torch.arange(n), patch_boxes(locs, size))
     assert _rel(out, ref) < LOGIT_RTOL
     (g_ref,) = torch.autograd.grad((ref[:, 859] - ref[:, 0]).sum(), w, retain_graph=True)
     (g_out,) = torch.autograd.grad((out[:, 859] - out[:, 0]).sum(), w)
