@@ -150,6 +150,7 @@ with boot.guard(f"page {page.url_path}"):  # an unexpected error: a short messag
         page.run()
     else:
         boot.warm_up()  # torch, attack, ui modules and the default model, in the background (once per process)
+        boot.wait_for_imports()  # never import attack beside the warm-up thread (a half-initialised module)
         from ui import deeplink, jobs
 
         deeplink.apply()  # ?photo=…&patch=… (ui/deeplink.py): before the sidebar, which reads the model it may set

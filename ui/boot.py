@@ -77,6 +77,15 @@ def _warm() -> None:
         _WARM["done"].set()
 
 
+def wait_for_imports(timeout: float = 120.0) -> None:
+    """Block until the warm-up thread has imported torch, ``attack`` and the ui modules. A page thread that imports
+    ``attack`` while the warm-up thread is half-way through it gets a partially initialised module (Python's import
+    deadlock avoidance: "cannot import name 'MODELS' from partially initialized module 'attack.models'", seen on a
+    deep link to a fresh server); the page would import the same modules anyway, so waiting costs nothing."""
+    if _WARM["thread"] is not None and threading.current_thread() is not _WARM["thread"]:
+        _WARM["imported"].wait(timeout)
+
+
 def cold() -> bool:
     """True in a fresh server until the warm-up has imported torch and the ui modules: Home then draws its light
     version (no torch, no model) and polls until this turns False. Never True in a process that had torch
