@@ -71,10 +71,11 @@ def _attack_parser(sub, LOSSES, OPTIMIZERS) -> None:
     p.add_argument("--image", required=True, help="image path or sample name")
     p.add_argument("--target", required=True, help="target class: id or name (toaster)")
     _add_loc(p)
-    p.add_argument("--place", default="corner", choices=["corner", "grid", "meter"],
+    p.add_argument("--place", default=None, choices=["corner", "grid", "meter"],
                    help="from the chosen place (--corner, --x/--y): corner = exactly there; grid = moved up to 16 px "
                         "to cover the most cells of the network's last grid; meter = the feasibility meter's best "
-                        "place within 16 px (attack.meter; CNNs whose head averages a last grid)")
+                        "place within 16 px (attack.meter; CNNs whose head averages a last grid). Default: exactly "
+                        "there for --x/--y; for --corner, attack.meter.DEFAULT_PLACE where the network has a grid")
     p.add_argument("--size", type=int, default=None, help="patch side in px (default: the measured default)")
     p.add_argument("--area", type=float, default=None, help="patch area as a fraction (0.02 = paper)")
     p.add_argument("--domain", default="network", choices=["network", "image"])

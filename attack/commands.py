@@ -88,6 +88,17 @@ def _loc(args, image_size: int, size: int, fallback=None):
     return check_loc((args.y or 0, args.x or 0), size, image_size)
 
 
+def _place(args, model) -> str:
+    """--place, or its default: the measured DEFAULT_PLACE for a named corner (where the network has a last grid),
+    exactly the given pixels otherwise."""
+    from .meter import DEFAULT_PLACE, find_head
+
+    how = getattr(args, "place", None)
+    if how is not None:
+        return how
+    return DEFAULT_PLACE if getattr(args, "corner", None) and find_head(model) is not None else "corner"
+
+
 def _topk(probs: torch.Tensor, k: int = 5) -> list[dict]:
     from .models import class_names
 
@@ -178,10 +189,13 @@ def cmd_attack(args) -> int:
                         lr=args.lr, steps=args.max_iter, stop_at=args.stop_at, seed=args.seed).resolve(model)
     size = spec.size
     loc = _loc(args, model.input_size, size)
-    chosen, how = loc, getattr(args, "place", "corner")
+    chosen, how = loc, _place(args, model)
     if how != "corner":  # MeterUnavailable (a ValueError) where the network has no last grid: main() reports it
         from .meter import place
         loc = place(model, img, target, size, loc, how)
+        if args.place is None and loc != chosen and not args.quiet:
+            print(f"{args.corner}: {max(abs(loc[0] - chosen[0]), abs(loc[1] - chosen[1]))} px in, to cover more of "
+                  f"the network's last-grid cells (--place corner: the exact corner)", file=sys.stderr)
     key = spec.key(model, image_hash(img), target, loc)
     bar = tqdm(total=args.max_iter, desc=f"{class_names()[target]}", unit="eval", file=sys.stderr,
                disable=args.quiet)

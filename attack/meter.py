@@ -32,12 +32,15 @@ import torch.nn.functional as F
 
 from .patch import check_loc, corner_loc
 
-__all__ = ["Head", "Meter", "PLACES", "find_head", "grid_features", "last_grid", "cells", "head_ceiling", "meter", "place",
+__all__ = ["Head", "Meter", "PLACES", "DEFAULT_PLACE", "find_head", "grid_features", "last_grid", "cells", "head_ceiling", "meter", "place",
            "grid_loc", "MeterUnavailable"]
 
 THRESHOLD = 0.9  # the trainer's stop_at: "succeeded" means p(target) >= 0.9
 RADIUS = 16  # px: how far from the user's place the meter and the placements look
 PLACES = ("corner", "grid", "meter")
+# Where a named corner puts the patch by default (the app's corner buttons, the CLI's --corner): chosen by the paired
+# ablation rows in docs/ATTACK_STRENGTH.md ("Before you train"); explicit pixels and the paper's runs stay exact.
+DEFAULT_PLACE = "corner"
 BANDS = ("likely", "possible", "unlikely", "not available")
 
 

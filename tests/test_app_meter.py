@@ -53,3 +53,17 @@ def test_grid_overlay_draws_cell_borders_and_centres():
     assert out[:, 32, 5].tolist() == pytest.approx([1.0, 0.85, 0.0]) and out[:, 5, 64].sum() > 0  # borders
     assert out[:, 16, 16].sum() > 0 and out[:, 48, 16].sum() > 0  # centre dots
     assert out[:, 5, 5].sum() == 0 and img.sum() == 0  # elsewhere untouched, input not modified
+
+
+def test_corner_buttons_move_onto_the_cells_when_ticked():
+    at = app(PAGE)
+    at.number_input(key="attack_size").set_value(42).run()
+    box = at.checkbox(key="attack_loc_cells")
+    assert "11 px in" in box.label
+    at.checkbox(key="attack_loc_cells").set_value(False).run()
+    at.button(key="attack_loc_corner_bottom-right").click().run()
+    assert (at.number_input(key="attack_loc_x").value, at.number_input(key="attack_loc_y").value) == (182, 182)
+    at.checkbox(key="attack_loc_cells").set_value(True).run()
+    at.button(key="attack_loc_corner_bottom-right").click().run()
+    assert (at.number_input(key="attack_loc_x").value, at.number_input(key="attack_loc_y").value) == (171, 171)
+    assert "Likely at this place" in texts(at)

@@ -142,3 +142,23 @@ def test_cli_attack_place_grid(capsys, tmp_path):
                  "--no-cache", "--out", str(tmp_path / "p.safetensors")])
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert code == 0 and out["loc"] == [11, 11] and out["chosen_loc"] == [0, 0] and out["place"] == "grid"
+
+
+def test_cli_corner_follows_the_default_place_and_pixels_stay_exact(capsys, tmp_path, monkeypatch):
+    base = ["attack", "--image", CONFIG["photo"], "--target", str(CONFIG["target"]), "--size", "42", "--max-iter",
+            "1", "--device", "cpu", "--json", "--no-cache", "--out", str(tmp_path / "p.safetensors")]
+
+    def run(*extra):
+        code = main(base + list(extra))
+        out, err = capsys.readouterr()
+        assert code == 0
+        return json.loads(out.strip().splitlines()[-1]), err
+    out, _ = run("--corner", "top-left", "--quiet")
+    assert out["loc"] == ([11, 11] if M.DEFAULT_PLACE == "grid" else [0, 0])
+    monkeypatch.setattr(M, "DEFAULT_PLACE", "grid")
+    out, err = run("--corner", "top-left")
+    assert out["loc"] == [11, 11] and out["place"] == "grid" and "11 px in" in err and "--place corner" in err
+    out, _ = run("--corner", "top-left", "--place", "corner", "--quiet")
+    assert out["loc"] == [0, 0] and out["place"] == "corner"
+    out, _ = run("--x", "0", "--y", "0", "--quiet")  # explicit pixels: exactly there
+    assert out["loc"] == [0, 0] and out["place"] == "corner"

@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 
 import attack
+import attack.meter
 from attack.models import DEFAULT_MODEL
 
 from . import cache
@@ -280,8 +281,10 @@ def _clamp_loc(key: str, size: int, n: int) -> None:
         st.session_state[k] = int(min(max(int(st.session_state.get(k, 0)), 0), hi))
 
 
-def _on_corner(key: str, corner: str, size: int, n: int) -> None:
+def _on_corner(key: str, corner: str, size: int, n: int, grid: tuple[int, float] | None = None) -> None:
     top, left = attack.corner_loc(corner, n, size)
+    if grid is not None and st.session_state.get(f"{key}_cells"):  # in from the corner, onto the grid's cells
+        top, left = attack.meter.grid_loc((top, left), size, n, *grid)
     st.session_state[f"{key}_x"], st.session_state[f"{key}_y"] = left, top
 
 
@@ -333,10 +336,13 @@ def grid_overlay(image: torch.Tensor, stride: float, color=(1.0, 0.85, 0.0)) -> 
 
 
 def location_picker(image: torch.Tensor, size: int, key: str = "loc", patch_image: torch.Tensor | None = None,
-                    canvas_px: int = CANVAS_PX) -> tuple[int, int]:
+                    canvas_px: int = CANVAS_PX, grid: tuple[int, float] | None = None) -> tuple[int, int]:
     """Drag the patch square on the image (canvas), or use the x/y inputs and corner buttons; all stay in sync.
 
     ``patch_image``: optional displayable patch (3,s,s) drawn into the background at the current place.
+    ``grid``: the network's last grid (cells per side, cell px; :func:`attack.meter.last_grid`): a checkbox then moves
+    the corner buttons in by up to 16 px, onto the most cell centres (on by default when
+    ``attack.meter.DEFAULT_PLACE`` is "grid").
     Returns ``(top, left)`` in model pixels.
     """
     from streamlit_drawable_canvas import st_canvas
@@ -359,8 +365,17 @@ def location_picker(image: torch.Tensor, size: int, key: str = "loc", patch_imag
     c2.number_input("y (top, px)", min_value=0, max_value=n - size, step=1, key=f"{key}_y")
     cols = st.columns(4)
     for col, corner in zip(cols, attack.CORNERS):
-        col.button(corner, key=f"{key}_corner_{corner}", on_click=_on_corner, args=(key, corner, size, n),
+        col.button(corner, key=f"{key}_corner_{corner}", on_click=_on_corner, args=(key, corner, size, n, grid),
                    width="stretch")
+    if grid is not None:
+        if f"{key}_cells" not in st.session_state:
+            st.session_state[f"{key}_cells"] = attack.meter.DEFAULT_PLACE == "grid"
+        top, left = attack.meter.grid_loc((0, 0), size, n, *grid)
+        st.checkbox(f"Corners: {top} px in, onto the network's cells" if top else
+                    "Corners: onto the network's cells (at this size: the corner itself)", key=f"{key}_cells",
+                    help=f"The corner buttons move the patch up to 16 px in from the corner so that it covers the "
+                         f"most {grid[1]:g} px cells of the network's last grid (the exact corner when unticked). "
+                         "Measured: docs/ATTACK_STRENGTH.md, Before you train.")
     return int(st.session_state[f"{key}_y"]), int(st.session_state[f"{key}_x"])
 
 
