@@ -208,11 +208,24 @@ def _placement_grid(root: Path) -> str:
     cells = tables.summarise_places(joined, meter, size=42)
     wins = tables.placement_wins(cells)
     missing = [f"{c['domain']} seed {c['seed']}" for c in cells if c["paired"] < c["configs"]]
+    from attack.meter import DEFAULT_PLACE
+
     won = [p for p in ("grid", "meter") if wins[p]]
-    verdict = (f"**The {' and '.join(won)} placement won more paired configs than the exact corner in both domains.**"
-               if won else "**No placement has won more paired configs than the exact corner in both domains yet, "
-               "so the exact corner stays the default** (the app's corner buttons, the CLI's `--corner`; `--place "
-               "grid|meter` is one option away).")
+    if won and DEFAULT_PLACE in won:
+        verdict = (f"**The {' and '.join(won)} placement won more paired configs than the exact corner in both "
+                   f"domains, so a named corner now means the `{DEFAULT_PLACE}` place** (`attack.meter.DEFAULT_PLACE`: "
+                   "the app's corner buttons, with the checkbox *Corners: … px in, onto the network's cells* ticked, "
+                   "and the CLI's `--corner`, which says so on stderr). The exact corner is one option away "
+                   "(untick the checkbox; `--place corner`); explicit pixels and the paper-geometry runs keep exact "
+                   "places.")
+    elif won:
+        verdict = (f"**The {' and '.join(won)} placement won more paired configs than the exact corner in both "
+                   f"domains**; the default is still `{DEFAULT_PLACE}`.")
+    else:
+        verdict = ("**No placement has won more paired configs than the exact corner in both domains yet, so the "
+                   f"default stays `{DEFAULT_PLACE}`** (`attack.meter.DEFAULT_PLACE`: the app's corner buttons, the "
+                   "CLI's `--corner`; `--place grid|meter` and the checkbox *Corners: … px in, onto the network's "
+                   "cells* are one option away).")
     todo = (" Not yet measured (no grid rows, or fewer than the corner's): " + "; ".join(missing) + "."
             if missing else "")
     return tables.places_markdown(cells) + "\n\n" + verdict + todo
