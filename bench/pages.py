@@ -43,6 +43,7 @@ PAGES = {"home": ("Home", "LaVAN studio"), "lesson": ("Lesson", "text:Step "), "
          "universal": ("Universal patch", "Universal"), "gradients": ("Gradients", "Gradients"),
          "models": ("Models", "Models"), "paper": ("Paper vs us", "Paper vs us"), "defend": ("Defend", "Defend")}
 POLL_MS = 25
+STABLE = 4  # polls in a row (≈ 0.2 s with the page's own evaluation time) for a state to count
 
 
 def _state(pg) -> tuple[str | None, int, int]:
@@ -65,22 +66,21 @@ def _title_has(pg, words: str) -> bool:
 def wait_ready(pg, words: str, t0: float, timeout: float = 240.0) -> tuple[float, float | None]:
     """(seconds until ready, seconds until done: no progress bar either; None when not seen within the timeout)."""
     ready = done = None
-    calm = 0
+    ok_since = calm_since = None
+    n_ok = n_calm = 0
     end = t0 + timeout
     while time.perf_counter() < end:
         state, spinners, bars = _state(pg)
         now = time.perf_counter() - t0
         ok = state == "notRunning" and spinners == 0 and _title_has(pg, words)
-        if ok and ready is None:
-            ready = now
-        if ok and bars == 0:
-            calm += 1
-            if calm == 1:
-                done = now
-            if calm >= 6:  # stays so for ~150 ms: not the gap between two runs
-                return ready, done
-        else:
-            calm, done = 0, None
+        # each must hold for STABLE polls in a row (not the gap between the old page's run and the new one's)
+        ok_since, n_ok = (ok_since if n_ok else now, n_ok + 1) if ok else (None, 0)
+        if ready is None and n_ok >= STABLE:
+            ready = ok_since
+        calm = ok and bars == 0
+        calm_since, n_calm = (calm_since if n_calm else now, n_calm + 1) if calm else (None, 0)
+        if n_calm >= STABLE:
+            return ready if ready is not None else calm_since, calm_since
         pg.wait_for_timeout(POLL_MS)
     return ready if ready is not None else float("inf"), None
 
@@ -155,7 +155,8 @@ def controls(pg, page: str) -> dict | None:
                 first = time.perf_counter() - t0
                 break
             pg.wait_for_timeout(POLL_MS)
-        stop.click()
+        if first is not None:
+            stop.click()
         return {"what": "Train: Train disabled and Stop enabled (the training's live view)",
                 "control": first if first is not None else float("inf"),
                 "progress": first if first is not None else float("inf")}

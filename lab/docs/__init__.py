@@ -32,7 +32,7 @@ import re
 import sys
 from pathlib import Path
 
-from . import app, area, costs, machines, runs, strength  # noqa: F401  (each registers its blocks)
+from . import app, area, costs, machines, pages, runs, strength  # noqa: F401  (each registers its blocks)
 from .registry import _BLOCK, BLOCKS, DOCUMENTS, PRINTED_TABLES, RAW_PRINTOUTS, RESULTS, ROOT, block
 
 __all__ = ["BLOCKS", "DOCUMENTS", "PRINTED_TABLES", "RAW_PRINTOUTS", "RESULTS", "ROOT", "block", "render",
