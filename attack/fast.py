@@ -277,7 +277,7 @@ class _CleanCache:
             self.nbytes = 0
 
 
-# Clean activations of the last images seen (about 17 MiB each for Lite0 at 224), shared by every LocalForward:
+# Clean activations of the last images seen (16 MiB each for Lite0 at 224), shared by every LocalForward:
 # the trainer's chunks, a page's repeated calls and PatchCleanser's second round reuse them instead of
 # recomputing them. ``CLEAN_CACHE.max_bytes = 0`` turns it off.
 CLEAN_CACHE = _CleanCache(192 * 2 ** 20)
