@@ -45,11 +45,14 @@ def tab(server):
 def test_map_click_places_the_patch_on_the_attack_page(tab, server):
     tab.goto(f"{server['url']}/defend?photo=skimage/coffee&patch=lesson/single.safetensors")
     tab.get_by_role("heading", name="Defend").first.wait_for(timeout=120_000)
-    wait_for(tab, lambda: num(tab, "Grid step (px)").count() == 1, 240, "the masks, the verdicts and the map's inputs")
+    main = tab.locator('[data-testid="stMain"]')
+    # the page draws at once; the verdicts come from a background job (ui/background.py) some seconds later
+    wait_for(tab, lambda: num(tab, "Grid step (px)").count() == 1
+             and main.get_by_text("Occlusion heuristic").count() == 1, 240,
+             "the masks, the verdicts and the map's inputs")
     idle(tab)
     healthy(tab)
     assert tab.get_by_text(re.compile(r"\d+ masks of \d+×\d+ px")).count() == 1
-    main = tab.locator('[data-testid="stMain"]')
     assert main.get_by_text("undefended").count() >= 1 and main.get_by_text("Occlusion heuristic").count() == 1
     set_num(tab, "Grid step (px)", 81)
     set_num(tab, "Evaluations per cell", 3)
