@@ -427,12 +427,15 @@ def test_bad_patch_file_shows_an_error_and_keeps_working(which, trained, coffee)
     with pytest.raises(attack.PatchFileError) as info:
         attack.io.patch_from_bytes(data, which, model_name="efficientnet-lite0", input_size=224)
     assert errors[0].endswith(str(info.value))
+    poll(at, lambda a: any(c.proto.id.endswith("-frag_heat") for c in a.get("plotly_chart")))  # a background job
     assert len(at.get("plotly_chart")) == 1  # the session's own patch is still shown
+    assert len(at.error) == 1
 
 
 def test_good_patch_file_is_used(trained, coffee):
     at = app("pages/2_fragility.py")
     at.file_uploader(key="frag_patch_file").upload("p.safetensors", attack.io.patch_bytes(trained)).run()
+    poll(at, lambda a: any(c.proto.id.endswith("-frag_heat") for c in a.get("plotly_chart")))  # a background job
     assert not at.error and len(at.get("plotly_chart")) == 1
     assert "trained at x=24, y=16" in texts(at)
 
