@@ -62,3 +62,15 @@ def test_bands_and_paired_places():
     # the placed rows stay out of the defaults' area table and of the ceiling table's trained column
     assert all(tables.placement_of(r["variant"]) == "corner" for r in
                [r for r in ab if tables.defaults._is_default(r, FIELDS)])
+
+
+def test_placement_wins_needs_more_successes_on_complete_seeds_in_both_domains():
+    def cell(dom, seed, corner, grid, paired=10, configs=10):
+        return dict(domain=dom, seed=seed, configs=configs, paired=paired, corner=corner, grid=grid, meter=grid,
+                    meter_configs=paired)
+    both = [cell("image", 1, 4, 5), cell("network", 1, 4, 6)]
+    assert tables.placement_wins(both) == {"grid": True, "meter": True}
+    assert tables.placement_wins([cell("image", 1, 4, 4), cell("network", 1, 4, 6)])["grid"] is False  # a tie
+    partial = [cell("image", 1, 4, 5), cell("network", 2, 1, 3, paired=4)]  # network seed 2 not finished
+    assert tables.placement_wins(partial)["grid"] is False
+    assert tables.placement_wins(partial + [cell("network", 1, 4, 5)])["grid"] is True  # the complete seed counts

@@ -212,15 +212,15 @@ def _placement_grid(root: Path) -> str:
 
     won = [p for p in ("grid", "meter") if wins[p]]
     if won and DEFAULT_PLACE in won:
-        verdict = (f"**The {' and '.join(won)} placement won more paired configs than the exact corner in both "
-                   f"domains, so a named corner now means the `{DEFAULT_PLACE}` place** (`attack.meter.DEFAULT_PLACE`: "
+        verdict = (f"**The {' and '.join(won)} placement{'s' if len(won) > 1 else ''} won more paired configs than "
+                   f"the exact corner in both domains, so a named corner now means the `{DEFAULT_PLACE}` place** (`attack.meter.DEFAULT_PLACE`: "
                    "the app's corner buttons, with the checkbox *Corners: … px in, onto the network's cells* ticked, "
                    "and the CLI's `--corner`, which says so on stderr). The exact corner is one option away "
                    "(untick the checkbox; `--place corner`); explicit pixels and the paper-geometry runs keep exact "
                    "places.")
     elif won:
-        verdict = (f"**The {' and '.join(won)} placement won more paired configs than the exact corner in both "
-                   f"domains**; the default is still `{DEFAULT_PLACE}`.")
+        verdict = (f"**The {' and '.join(won)} placement{'s' if len(won) > 1 else ''} won more paired configs "
+                   f"than the exact corner in both domains**; the default is still `{DEFAULT_PLACE}`.")
     else:
         verdict = ("**No placement has won more paired configs than the exact corner in both domains yet, so the "
                    f"default stays `{DEFAULT_PLACE}`** (`attack.meter.DEFAULT_PLACE`: the app's corner buttons, the "

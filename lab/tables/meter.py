@@ -188,12 +188,13 @@ def places_markdown(cells: list[dict]) -> str:
 
 def placement_wins(cells: list[dict]) -> dict[str, bool]:
     """Per placement (grid, meter): whether it won more paired configs than the exact corner in both domains (the
-    rule for changing the default; a domain without paired rows is no win)."""
+    rule for changing the default), counting only the seeds whose every corner config has its placed row; a domain
+    without such a seed is no win."""
     out = {}
     for place in ("grid", "meter"):
         ok = True
         for dom in ("image", "network"):
-            mine = [c for c in cells if c["domain"] == dom and c["paired"]]
+            mine = [c for c in cells if c["domain"] == dom and c["paired"] and c["paired"] == c["configs"]]
             n = "paired" if place == "grid" else "meter_configs"
             if not mine or any(c[n] < c["paired"] for c in mine):
                 ok = False
