@@ -8,6 +8,7 @@ import pytest
 import torch
 from streamlit.testing.v1.element_tree import UnknownElement
 
+import attack.meter
 from tests.test_app import _isolated_cache, _server_after_first_run, _walk, app, texts  # noqa: F401  (fixtures)
 from ui import widgets
 
@@ -23,6 +24,7 @@ def _canvas_args(at) -> dict:
 def test_meter_beside_train_and_one_click_to_the_best_place():
     at = app(PAGE)
     at.number_input(key="attack_size").set_value(42).run()
+    at.checkbox(key="attack_loc_cells").set_value(False).run()  # the exact corner, whatever the default place
     at.button(key="attack_loc_corner_top-left").click().run()
     body = texts(at)
     assert "Possible at this place" in body and "it touches reach" in body  # 1 cell covered, 4 touched
@@ -59,7 +61,7 @@ def test_corner_buttons_move_onto_the_cells_when_ticked():
     at = app(PAGE)
     at.number_input(key="attack_size").set_value(42).run()
     box = at.checkbox(key="attack_loc_cells")
-    assert "11 px in" in box.label
+    assert "11 px in" in box.label and box.value is (attack.meter.DEFAULT_PLACE == "grid")
     at.checkbox(key="attack_loc_cells").set_value(False).run()
     at.button(key="attack_loc_corner_bottom-right").click().run()
     assert (at.number_input(key="attack_loc_x").value, at.number_input(key="attack_loc_y").value) == (182, 182)
