@@ -162,3 +162,17 @@ def test_train_pressed_twice_trains_once():
     at.button(key="attack_stop").click().run()
     first.thread.join(60)
     assert not first.thread.is_alive()
+
+
+def test_going_back_to_a_cached_answer_stops_the_other_computation(trained):
+    """Radius 3 (computed, cached), then 8 (a job starts), then 3 again: the cache answers and the radius-8 job,
+    which nobody wants any more, is stopped."""
+    res, coffee = trained
+    at = app("pages/2_fragility.py", result=res, result_image=coffee)
+    poll(at, lambda a: any(c.proto.id.endswith("-frag_heat") for c in a.get("plotly_chart")))
+    at.slider(key="frag_radius").set_value(8).run()
+    wide = jobs_of(at)["frag_map"]
+    assert wide.active
+    at.slider(key="frag_radius").set_value(3).run()
+    assert wide.cancel.is_set() and "frag_map" not in jobs_of(at)
+    assert any(c.proto.id.endswith("-frag_heat") for c in at.get("plotly_chart"))

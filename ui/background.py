@@ -77,9 +77,11 @@ def analysis(job_key: str, kind: str, model, image_hash: str | None, patch_hash:
     ``job_key`` already computes the same key, or was stopped by the visitor) that computes it."""
     key = result_key(kind, model, image_hash, patch_hash, loc, **params)
     value = results().get(key)
-    if value is not None:
-        return Analysis(key, value)
     job = jobs.get(job_key)
+    if value is not None:
+        if job is not None and job.active and job.meta.get("result_key") != key:
+            jobs.forget(job_key)  # the visitor went back to a cached answer: the other computation is not wanted
+        return Analysis(key, value)
     if job is not None and job.meta.get("result_key") == key:
         if job.result is not None:
             return Analysis(key, job.result, job)
