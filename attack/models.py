@@ -20,7 +20,8 @@ import torch
 from torch import nn
 
 from . import sources
-from .fast import FoldedConv, LocalForward, fold_batchnorm  # noqa: F401 - re-exported (attack.models.LocalForward)
+from .fast import LocalForward  # noqa: F401 - re-exported (attack.models.LocalForward)
+from .fold import FoldedConv, fold_batchnorm
 
 __all__ = ["MODELS", "ModelSpec", "Classifier", "load_model", "wrap", "model_spec", "class_names", "class_index",
            "predict", "default_device", "describe", "ModelError", "WeightsMissing", "FoldedConv", "fold_batchnorm",

@@ -17,6 +17,7 @@ from typing import Callable
 
 import torch
 
+from .fast import LocalForward, patch_boxes
 from .losses import target_minus_source
 from .optim import RULES, domain_rule, halving_schedule, relu6_backward, single_row_rule
 from .patch import apply_patch, as_locs, check_loc, from_domain, patched_logits, to_domain
@@ -111,7 +112,6 @@ def _local_forward(model, images: torch.Tensor, device: torch.device, local: boo
     the early layers' full maps dominate a step), else None; a model it does not support gives None."""
     if local is False or (local is None and device.type != "cpu"):
         return None
-    from .models import LocalForward
     try:
         return LocalForward(model, images)
     except (ValueError, AttributeError, TypeError, RuntimeError):
@@ -157,8 +157,9 @@ class _Batch:
             if self.lf is None:
                 logits = patched_logits(self.model, self.images[self.img_rows[run_dev]], delta, run_locs, spec.domain)
             else:
-                box = (int(run_locs[:, 0].min()), int(run_locs[:, 0].max()) + spec.size,
-                       int(run_locs[:, 1].min()), int(run_locs[:, 1].max()) + spec.size)
+                # one box per row where places differ (reproduce chunks, vulnerability map): their union is the image
+                boxes = patch_boxes(run_locs, spec.size)
+                box = tuple(boxes[0].tolist()) if bool((boxes == boxes[:1]).all()) else boxes
                 x = apply_patch(self.images[self.img_rows[run_dev]], delta, run_locs, spec.domain, self.model)
                 logits = self.lf(x, self.img_rows[run_dev], box, spec.domain)
             score = (target_minus_source(logits, self.tgt_rows[run_dev], self.src_rows[run_dev], spec.loss)

@@ -219,3 +219,23 @@ def test_a_wrapped_network_takes_the_full_forward_path(small, photos):
     ref = Occlusion(small).attribute(x[:1], target=859, sliding_window_shapes=(3, 112, 112), strides=(3, 56, 56),
                                      baselines=0.5, perturbations_per_eval=16).sum(1).clamp(min=0)
     assert torch.allclose(heat, ref, atol=1e-6)
+
+
+def test_the_trainer_at_mixed_corners_uses_one_box_per_row_and_trains_as_the_full_forward(model, photos):
+    """A chunk with patches in different corners (reproduce, the vulnerability map): the trainer passes one box per
+    row (their union would be the whole image) and trains what the full forward trains (float tolerance: p within
+    1e-3 after 6 steps of Adam; the local path rounds differently)."""
+    imgs, locs = photos[:3], [(0, 0), (0, 224 - 40), (224 - 40, 0)]
+    seen = []
+    real = LocalForward.__call__
+
+    def spy(self, x, rows, box=None, domain="network"):
+        seen.append(box)
+        return real(self, x, rows, box, domain)
+    spec = attack.TrainingSpec(size=40, steps=6, restarts=1, seed=0)
+    with mock.patch.object(LocalForward, "__call__", spy):
+        fast = attack.train_patches(model, imgs, 859, locs, spec.replace(local=True), seeds=[0, 1, 2])
+    full = attack.train_patches(model, imgs, 859, locs, spec.replace(local=False), seeds=[0, 1, 2])
+    assert any(isinstance(b, torch.Tensor) and b.shape == (3, 4) for b in seen)
+    for a, b in zip(fast, full):
+        assert abs(a.p_target - b.p_target) < 1e-3 and a.evaluations == b.evaluations
