@@ -98,23 +98,29 @@ def _store(res: attack.PatchResult, img: torch.Tensor, from_cache: bool) -> None
     st.session_state["result_from_cache"] = from_cache
 
 
-job = jobs.get(JOB)
-b1, b2, b3 = st.columns([1, 1, 3])
-pressed = b1.button("Train", type="primary", key="attack_train", width="stretch", disabled=bool(job and job.active))
-if pressed and not (job and job.active):  # a press that raced the redraw never replaces the running training
+def _train(model, image, image_key: str, target: int, loc, spec, key: str) -> None:
+    """Train's on_click: it runs before the script, so the run the press causes already draws Train disabled, Stop
+    enabled and the live view (one run, not two). A press that raced the redraw never replaces the running
+    training. Its arguments are the inputs of the run that drew the button: a click is its own interaction."""
+    running = jobs.get(JOB)
+    if running is not None and running.active:
+        return
     hit = cache.patch_cache().get(key)
     if hit is not None:
         jobs.forget(JOB)
         _store(hit, image, True)
-        job = None
-    else:
-        st.session_state.pop("result", None)
-        # on_done runs in the worker thread (no st.* calls): the one store rule of the CLI's cache too
-        job = jobs.start(JOB, attack.train_patch, model, image, target, loc, **spec.kwargs(), page=PAGE,
-                         on_done=functools.partial(attack.cache.store, cache.patch_cache(), key, image_hash=image_key),
-                         meta={"image": image, "loc": loc, "domain": domain})
-        if job.active:
-            st.rerun()  # redraw at once with Train disabled and Stop enabled (this run drew them the other way)
+        return
+    st.session_state.pop("result", None)
+    # on_done runs in the worker thread (no st.* calls): the one store rule of the CLI's cache too
+    jobs.start(JOB, attack.train_patch, model, image, target, loc, **spec.kwargs(), page=PAGE,
+               on_done=functools.partial(attack.cache.store, cache.patch_cache(), key, image_hash=image_key),
+               meta={"image": image, "loc": loc, "domain": spec.domain})
+
+
+job = jobs.get(JOB)
+b1, b2, b3 = st.columns([1, 1, 3])
+b1.button("Train", type="primary", key="attack_train", width="stretch", disabled=bool(job and job.active),
+          on_click=_train, args=(model, image, image_key, target, loc, spec, key))
 b2.button("Stop", key="attack_stop", on_click=jobs.stop, args=(JOB,), width="stretch",
           disabled=not (job and job.active))
 with b3:
