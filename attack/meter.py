@@ -39,8 +39,10 @@ THRESHOLD = 0.9  # the trainer's stop_at: "succeeded" means p(target) >= 0.9
 RADIUS = 16  # px: how far from the user's place the meter and the placements look
 PLACES = ("corner", "grid", "meter")
 # Where a named corner puts the patch by default (the app's corner buttons, the CLI's --corner): chosen by the paired
-# ablation rows in docs/ATTACK_STRENGTH.md ("Before you train"); explicit pixels and the paper's runs stay exact.
-DEFAULT_PLACE = "corner"
+# ablation rows in docs/ATTACK_STRENGTH.md ("Before you train"): 42x42 on Lite0, seeds 1-2, 2,000 evaluations, grid
+# 9/20 vs exact corner 8/20 (image) and 10/20 vs 9/20 (network) -- more in both domains, the rule, though by
+# one config each. Explicit pixels and the paper's runs stay exact; "corner" is one option away.
+DEFAULT_PLACE = "grid"
 BANDS = ("likely", "possible", "unlikely", "not available")
 
 

@@ -52,7 +52,7 @@ def test_bands_follow_the_cells_a_corner_patch_covers(model, img, no_backward):
 def test_meter_runs_without_gradients_within_the_page_budget(model, img, no_backward):
     M.meter(model, img, CONFIG["target"], 42, (0, 0))  # the head is found once per model
     best = float("inf")
-    for _ in range(3):
+    for _ in range(5):  # the best of five: the CPU is shared with other work
         t = time.perf_counter()
         with torch.inference_mode():  # no autograd at all: nothing in the meter needs a graph
             m = M.meter(model, img, CONFIG["target"], 42, (0, 182))
