@@ -163,6 +163,35 @@ def controls(pg, page: str) -> dict | None:
     return None
 
 
+def after_training(pg) -> dict:
+    """A 40-evaluation training to its end: seconds from the Result heading until no element of the page is grey
+    (Streamlit's stale elements, ``data-stale="true"``) and the script run has ended (issue 26: the canvas, inputs
+    and top-5 stayed grey ~8 s after a run)."""
+    pg.wait_for_timeout(3500)  # one start per 3 s and tab (ui/jobs/limits.py)
+    box = pg.get_by_role("spinbutton", name="Max evaluations", exact=True)
+    box.fill("40")
+    box.press("Enter")
+    wait_ready(pg, PAGES["attack"][1], time.perf_counter())
+    pg.get_by_role("button", name="Train").click()
+    shown = None
+    t_end = time.perf_counter() + 240
+    while time.perf_counter() < t_end:
+        heading = pg.evaluate("() => Array.from(document.querySelectorAll('h3'))"
+                              ".some(h => h.innerText.includes('Result'))")
+        if heading and shown is None:
+            shown = time.perf_counter()
+        if shown is not None:
+            state, _, _ = _state(pg)
+            stale = pg.evaluate("() => document.querySelectorAll('[data-stale=\"true\"]').length")
+            if stale == 0 and state == "notRunning":
+                t = time.perf_counter() - shown
+                return {"what": "a 40-evaluation training ends: from its Result heading until no grey (stale) "
+                                "element is left", "control": t, "progress": t}
+        pg.wait_for_timeout(POLL_MS)
+    return {"what": "a 40-evaluation training ends: from its Result heading until no grey (stale) element is left",
+            "control": float("inf"), "progress": float("inf")}
+
+
 def fmt(v) -> str:
     if v is None:
         return "–"
@@ -218,6 +247,9 @@ def main() -> None:
             c = controls(pg, "attack")
             ctrl.append({"page": "attack", **c})
             print(f"  control attack: {fmt(c['control'])} s (first answer {fmt(c['progress'])} s)", flush=True)
+            c = after_training(pg)
+            ctrl.append({"page": "attack", **c})
+            print(f"  after a training: {fmt(c['control'])} s", flush=True)
         ctx.close()
         # by URL, a fresh session each time
         for visit in (1, 2):
