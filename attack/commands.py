@@ -89,14 +89,14 @@ def _loc(args, image_size: int, size: int, fallback=None):
 
 
 def _place(args, model) -> str:
-    """--place, or its default: the measured DEFAULT_PLACE for a named corner (where the network has a last grid),
-    exactly the given pixels otherwise."""
-    from .meter import DEFAULT_PLACE, find_head
+    """--place, or its default: for a named corner the place measured on this model family
+    (:func:`attack.meter.default_place`), exactly the given pixels otherwise."""
+    from .meter import default_place
 
     how = getattr(args, "place", None)
     if how is not None:
         return how
-    return DEFAULT_PLACE if getattr(args, "corner", None) and find_head(model) is not None else "corner"
+    return default_place(model) if getattr(args, "corner", None) else "corner"
 
 
 def _topk(probs: torch.Tensor, k: int = 5) -> list[dict]:

@@ -82,7 +82,8 @@ with left:
                                  "on the cells whose centre (dot) it covers." if grid else
                                  "This network's head is not a mean over a grid of cells.")
     shown = widgets.grid_overlay(image, grid[1]) if show_grid and grid else image
-    loc = widgets.location_picker(shown, size, key="attack_loc", grid=grid)
+    loc = widgets.location_picker(shown, size, key="attack_loc", grid=grid,
+                                  cells_default=attack.meter.default_place(model) == "grid")
 
 key = spec.key(model, image_key, target, loc)
 reading = cache.feasibility(model, model.name, model.input_size, image_key, image, target, size, loc)

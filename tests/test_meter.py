@@ -162,3 +162,16 @@ def test_cli_corner_follows_the_default_place_and_pixels_stay_exact(capsys, tmp_
     assert out["loc"] == [0, 0] and out["place"] == "corner"
     out, _ = run("--x", "0", "--y", "0", "--quiet")  # explicit pixels: exactly there
     assert out["loc"] == [0, 0] and out["place"] == "corner"
+
+
+def test_the_measured_default_place_applies_only_to_the_models_it_was_measured_on(model):
+    class Grid(nn.Module):  # a global-mean head over a ReLU grid, as ResNet's
+        def __init__(self):
+            super().__init__()
+            self.features = nn.Sequential(nn.Conv2d(3, 8, 32, stride=32), nn.ReLU())
+            self.pool, self.fc = nn.AdaptiveAvgPool2d(1), nn.Linear(8, 1000)
+
+        def forward(self, x):
+            return self.fc(self.pool(self.features(x)).flatten(1))
+    assert M.default_place(model) == M.DEFAULT_PLACE  # the embedded Lite0 the rows were trained on
+    assert M.default_place(attack.wrap(Grid(), input_size=224)) == "corner"  # never measured: the exact corner

@@ -336,13 +336,14 @@ def grid_overlay(image: torch.Tensor, stride: float, color=(1.0, 0.85, 0.0)) -> 
 
 
 def location_picker(image: torch.Tensor, size: int, key: str = "loc", patch_image: torch.Tensor | None = None,
-                    canvas_px: int = CANVAS_PX, grid: tuple[int, float] | None = None) -> tuple[int, int]:
+                    canvas_px: int = CANVAS_PX, grid: tuple[int, float] | None = None,
+                    cells_default: bool = False) -> tuple[int, int]:
     """Drag the patch square on the image (canvas), or use the x/y inputs and corner buttons; all stay in sync.
 
     ``patch_image``: optional displayable patch (3,s,s) drawn into the background at the current place.
     ``grid``: the network's last grid (cells per side, cell px; :func:`attack.meter.last_grid`): a checkbox then moves
-    the corner buttons in by up to 16 px, onto the most cell centres (on by default when
-    ``attack.meter.DEFAULT_PLACE`` is "grid").
+    the corner buttons in by up to 16 px, onto the most cell centres (ticked by default when ``cells_default``: the
+    page passes ``attack.meter.default_place(model) == "grid"``).
     Returns ``(top, left)`` in model pixels.
     """
     from streamlit_drawable_canvas import st_canvas
@@ -369,7 +370,7 @@ def location_picker(image: torch.Tensor, size: int, key: str = "loc", patch_imag
                    width="stretch")
     if grid is not None:
         if f"{key}_cells" not in st.session_state:
-            st.session_state[f"{key}_cells"] = attack.meter.DEFAULT_PLACE == "grid"
+            st.session_state[f"{key}_cells"] = bool(cells_default)
         top, left = attack.meter.grid_loc((0, 0), size, n, *grid)
         st.checkbox(f"Corners: {top} px in, onto the network's cells" if top else
                     "Corners: onto the network's cells (at this size: the corner itself)", key=f"{key}_cells",
