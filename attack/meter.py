@@ -10,13 +10,11 @@ gradient written out (``W^T (e_t - softmax(z))``): no autograd, no backward pass
 * ``centre``: the cells whose centre lies inside the patch (what it covers);
 * ``touched``: every cell whose footprint overlaps the patch (a looser bound).
 
-The meter turns them into a band — ``likely`` (the covered cells alone reach p ≥ 0.9), ``possible`` (only the
-touched cells do), ``unlikely`` (not even those) — and searches the placements within ``radius`` px for the best
-ceiling. Neither set is a strict bound on training (a deep network spreads a patch's effect into further cells,
-partially): the band is a forecast, measured against committed training rows in docs/ATTACK_STRENGTH.md.
-
-Where the head is not a global mean of a last grid (ViT, MobileNetV3's two-layer head) the meter says "not
-available"; where the grid is not capped (ReLU) it gives the geometry and says the ceiling is not informative.
+The band: ``likely`` (the covered cells alone reach p ≥ 0.9), ``possible`` (only the touched cells do),
+``unlikely`` (not even those); the best ceiling within ``radius`` px is searched too. Neither set bounds training
+strictly (a deep network spreads a patch's effect): the band is a forecast, measured in docs/ATTACK_STRENGTH.md.
+No global mean of a last grid (ViT, MobileNetV3's two-layer head): "not available"; an uncapped grid (ReLU): the
+geometry, and the ceiling said to be not informative.
 
 Example: >>> m = meter(model, img, target=980, size=42, loc=(0, 0)); m.band, m.reason, m.best_loc
 """

@@ -22,7 +22,7 @@ st.markdown(
     "the image is untouched. In the paper, a 42×42 patch (2% of a 299×299 image) reached p ≥ 0.9 on "
     f"{lab.findings.PAPER['single']['success_0_9']:.0%} of images within 10,000 iterations on Inception v3; on "
     "EfficientNet-Lite0, the embedded default, a patch needs a larger area or restarts for the same share (measured: "
-    "README, *Attack strength*).")
+    "docs/ATTACK_STRENGTH.md).")
 
 model = widgets.current_model()
 with st.expander("Photo", expanded=True):
@@ -50,7 +50,7 @@ with right:
                              "margin_ce: the target's logit margin over every other class until it is top-1, then "
                              "log p(target). auto: logprob at the measured default area "
                              f"({attack.spec.DEFAULT_AREA:.0%}) or larger, {attack.spec.LOSS_SMALL} below it "
-                             "(measured on EfficientNet-Lite0: README).")
+                             "(measured on EfficientNet-Lite0: docs/ATTACK_STRENGTH.md).")
     c3, c4, c5 = st.columns(3)
     rule = c3.selectbox("Update rule", attack.optim.RULES, key="attack_rule",
                         index=attack.optim.RULES.index(auto.optimizer),
@@ -61,7 +61,7 @@ with right:
                             help="Patches trained side by side from different starts; at each stage only the best "
                                  "quarter goes on (successive halving). auto: 1 at the measured default area "
                                  f"({attack.spec.DEFAULT_AREA:.0%}) or larger, {attack.spec.RESTARTS_SMALL} below it "
-                                 "(measured on EfficientNet-Lite0: README).")
+                                 "(measured on EfficientNet-Lite0: docs/ATTACK_STRENGTH.md).")
     steps = int(c5.number_input("Max evaluations", min_value=1, max_value=10_000, value=2000, step=100,
                                 key="attack_steps",
                                 help="Budget of forward+backward evaluations of the model: restarts × iterations. "
@@ -73,7 +73,7 @@ with right:
                f"{spec.restarts} restart(s), at most {steps:,} forward+backward evaluations; "
                "stops at p(target) ≥ 0.9."
                + (f" Below the default area the gradient leaks {spec.relu6_leak:g} through ReLU6's clips "
-                  "(measured on EfficientNet-Lite0: README)." if spec.relu6_leak else ""))
+                  "(measured on EfficientNet-Lite0: docs/ATTACK_STRENGTH.md)." if spec.relu6_leak else ""))
 with left:
     grid = cache.last_grid(model, model.name, model.input_size)
     show_grid = st.checkbox(f"Show the network's {grid[1]:g} px cell grid" if grid else "Show the network's cell grid",

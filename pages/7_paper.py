@@ -16,7 +16,7 @@ boot.header("📄 Paper vs us", (
     "its caps and the machines that computed it. "
     f"Read from `{reports.shown(reports.reports_dir())}` when this page loads."))
 
-st.subheader("At a glance (the README's table)")
+st.subheader("At a glance (the README's paper-vs-us table)")
 st.dataframe(pd.DataFrame([{"finding": f.claim, "paper": f.paper, "ours": f.ours.replace("**", ""),
                             "report": f"reports/{f.report}.md"} for f in findings.findings(reports.reports_dir())]),
              hide_index=True, width="stretch", key="paper_findings")
@@ -49,7 +49,7 @@ for v in views:
 
 
 def _area_table(title: str, caption: str, table: tuple[list[dict], str | None], key: str) -> None:
-    """One of the README's area tables: its rows, or the warning that says why there are none."""
+    """One of the area tables of docs/ATTACK_STRENGTH.md: its rows, or the warning that says why there are none."""
     st.subheader(title)
     st.caption(caption)
     rows, problem = table
@@ -59,7 +59,7 @@ def _area_table(title: str, caption: str, table: tuple[list[dict], str | None], 
         st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", key=key)
 
 
-_area_table("Patch area vs success (README's table)",
+_area_table("Patch area vs success (docs/ATTACK_STRENGTH.md)",
             "`bench/area_table.py`: the same random (photo, target, corner) configs for every cell, one batch per "
             "cell, default loss; rows accumulate in `bench/results/area_table.csv` while the benchmark runs. "
             "Cells not listed have not been measured yet. EfficientNet-Lite0 at 224×224.",

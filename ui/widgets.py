@@ -231,7 +231,7 @@ def default_patch(model) -> tuple[int, str]:
     n, area = model.input_size, model.spec.default_area
     if area is None:
         return (int(attack.train.default_patch_size(n)),
-                f"the default area {attack.train.DEFAULT_AREA:.2%}, measured on EfficientNet-Lite0 (README)")
+                f"the default area {attack.train.DEFAULT_AREA:.2%}, measured on EfficientNet-Lite0 (docs/ATTACK_STRENGTH.md)")
     side = attack.size_for_area(area, n)
     if abs(area - PAPER_SIZE ** 2 / PAPER_INPUT ** 2) < 1e-9:
         return side, "the paper's 42×42 on 299×299 (no default was measured on this model)"
@@ -246,7 +246,7 @@ def size_picker(input_size: int, key: str = "size", default: int | None = None, 
     """Patch side in pixels, the paper's area one click away. The default is ``default``, else the ``model``'s
     (:func:`default_patch`), else the measured default area (EfficientNet-Lite0). With ``model``, the value
     follows a change of the sidebar's model (back to that model's default)."""
-    why = f"the default area {attack.train.DEFAULT_AREA:.2%}, measured on EfficientNet-Lite0 (README)"
+    why = f"the default area {attack.train.DEFAULT_AREA:.2%}, measured on EfficientNet-Lite0 (docs/ATTACK_STRENGTH.md)"
     if model is not None and default is None:
         default, why = default_patch(model)
     default = int(default or attack.train.default_patch_size(input_size))
