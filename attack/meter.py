@@ -38,8 +38,7 @@ RADIUS = 16  # px: how far from the user's place the meter and the placements lo
 PLACES = ("corner", "grid", "meter")
 # Where a named corner puts the patch by default (the app's corner buttons, the CLI's --corner): chosen by the paired
 # ablation rows in docs/ATTACK_STRENGTH.md ("Before you train"): 42x42 on Lite0, seeds 1-2, 2,000 evaluations, grid
-# 9/20 vs exact corner 8/20 (image) and 10/20 vs 9/20 (network) -- more in both domains, the issue's rule, though by
-# one config each. Explicit pixels and the paper's runs stay exact; "corner" is one option away.
+# 9/20 vs exact corner 8/20 (image), 10/20 vs 9/20 (network): more in both domains, by one config each.
 DEFAULT_PLACE = "grid"
 
 
@@ -51,13 +50,13 @@ BANDS = ("likely", "possible", "unlikely", "not available")
 
 
 class MeterUnavailable(ValueError):
-    """The model's head is not a global mean over a last grid followed by one linear layer (the message says why)."""
+    """The model's head is not a global mean over a last grid and one linear layer (the message says why)."""
 
 
 @dataclass(frozen=True)
 class Head:
-    """Where a model's last grid is read: ``module``'s output (or its input, ``use_input``) is the ``(N,C,g,g)`` map
-    whose spatial mean ``fc`` maps to the logits; ``cap`` bounds each cell (6.0 for ReLU6, None when unbounded)."""
+    """``module``'s output (or input: ``use_input``) is the ``(N,C,g,g)`` map whose mean ``fc`` maps to the logits;
+    ``cap`` bounds each cell (6.0 for ReLU6, None when unbounded)."""
     module: nn.Module
     fc: nn.Linear
     cap: float | None
@@ -66,9 +65,8 @@ class Head:
 
 @dataclass(frozen=True)
 class Meter:
-    """The meter's answer for one (photo, target, size, loc). Ceilings are p(target) in [0,1] (None when the head
-    has no cap or no grid); ``best_loc`` is the best place within ``radius`` px (``loc`` itself when nothing nearby
-    is better)."""
+    """The meter's answer for one (photo, target, size, loc): ceilings are p(target) (None: no cap or no grid);
+    ``best_loc``, the best place within ``radius`` px (``loc`` when nothing nearby is better)."""
     band: str
     reason: str
     loc: tuple[int, int]
