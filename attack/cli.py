@@ -166,6 +166,11 @@ def build_parser(prog: str = "python -m attack") -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None = None) -> int:
     """Parse ``argv`` with ``parser`` (default :func:`build_parser`; ``lavan`` passes one with the lab's commands
     added) and run the chosen command."""
+    lab_command = next(iter(sys.argv[1:] if argv is None else argv), None) in ("reproduce", "docs")
+    if parser is None and lab_command:  # the lab's commands live beside the library, not in it
+        print("error: `reproduce` and `docs` are the lab's commands: run `lavan …` or `python -m lab …`",
+              file=sys.stderr)
+        return 2
     parser = parser or build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "threads", None):

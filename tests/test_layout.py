@@ -53,3 +53,10 @@ def test_the_lavan_command_works_from_another_folder(tmp_path):
     assert lavan.is_file(), "no lavan command: run `make setup` (it installs the project with pip install -e .)"
     out = subprocess.run([str(lavan), "--help"], cwd=tmp_path, capture_output=True, text=True, check=True).stdout
     assert out.startswith("usage: lavan") and "reproduce" in out and "attack" in out
+
+
+def test_the_librarys_cli_points_at_lavan_for_the_lab_commands(capsys):
+    from attack.cli import main
+
+    assert main(["reproduce", "single", "--quick"]) == 2
+    assert "lavan" in capsys.readouterr().err
