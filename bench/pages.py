@@ -65,7 +65,7 @@ def _title_has(pg, words: str) -> bool:
 
 def wait_ready(pg, words: str, t0: float, timeout: float = 240.0) -> tuple[float, float | None]:
     """(seconds until ready, seconds until done: no progress bar either; None when not seen within the timeout)."""
-    ready = done = None
+    ready = None
     ok_since = calm_since = None
     n_ok = n_calm = 0
     end = t0 + timeout

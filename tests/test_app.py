@@ -152,6 +152,7 @@ def test_home_says_which_model_and_device_and_links_every_page():
 def test_first_run_of_a_fresh_server_goes_through_app_py(monkeypatch):
     """On a fresh server Streamlit runs a deep-linked pages/ file on its own; ui.boot reruns it through app.py."""
     from streamlit.runtime.pages_manager import PagesManager
+
     import ui.boot
 
     calls = []
