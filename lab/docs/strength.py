@@ -216,9 +216,10 @@ def _placement_grid(root: Path) -> str:
     margin = "; ".join(f"{d}: grid {sum(c['grid'] for c in cs)}/{sum(c['paired'] for c in cs)} against the corner's "
                        f"{sum(c['corner'] for c in cs)}/{sum(c['paired'] for c in cs)}" for d, cs in full.items() if cs)
     if won:
-        small = all(abs(sum(c["grid"] - c["corner"] for c in cs)) <= 1 for cs in full.values())
-        margin += (" — by one config per domain, the size of the difference the issue called noise for the blanket "
-                   "8 px shift (`-m8`, 9/20 vs 8/20); the rule asks only for more in both domains" if small else "")
+        small = [d for d, cs in full.items() if abs(sum(c["grid"] - c["corner"] for c in cs)) <= 1]
+        margin += (f" — in the {' and '.join(small)} domain{'s' if len(small) > 1 else ''} by one config, the size "
+                   "of the difference the issue called noise for the blanket 8 px shift (`-m8`, 9/20 vs 8/20); the "
+                   "rule asks only for more in both domains" if small else "")
     if won and DEFAULT_PLACE in won:
         verdict = (f"**The {' and '.join(won)} placement{'s' if len(won) > 1 else ''} won more paired configs than "
                    f"the exact corner in both domains, so a named corner now means the `{DEFAULT_PLACE}` place** (`attack.meter.DEFAULT_PLACE`: "
