@@ -38,7 +38,7 @@ RADIUS = 16  # px: how far from the user's place the meter and the placements lo
 PLACES = ("corner", "grid", "meter")
 # Where a named corner puts the patch by default (the app's corner buttons, the CLI's --corner): chosen by the paired
 # ablation rows in docs/ATTACK_STRENGTH.md ("Before you train"): 42x42 on Lite0, 2,000 evaluations, grid vs exact
-# corner 9/20 vs 8/20 (image), 10/20 vs 9/20 (network) on seeds 1-2 when set; image seed 3 since: 12/30 vs 9/30.
+# corner 9/20 vs 8/20 (image), 10/20 vs 9/20 (network) on seeds 1-2 when set; seeds 1-3: 12/30 vs 9/30 in each.
 DEFAULT_PLACE = "grid"
 
 
