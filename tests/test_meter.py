@@ -3,7 +3,6 @@ head discovery for torchvision CNNs."""
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 import torch
@@ -49,16 +48,11 @@ def test_bands_follow_the_cells_a_corner_patch_covers(model, img, no_backward):
         assert all(max(abs(c["loc"][0] - m.loc[0]), abs(c["loc"][1] - m.loc[1])) <= 16 for c in m.candidates)
 
 
-def test_meter_runs_without_gradients_within_the_page_budget(model, img, no_backward):
-    M.meter(model, img, CONFIG["target"], 42, (0, 0))  # the head is found once per model
-    best = float("inf")
-    for _ in range(5):  # the best of five: the CPU is shared with other work
-        t = time.perf_counter()
-        with torch.inference_mode():  # no autograd at all: nothing in the meter needs a graph
-            m = M.meter(model, img, CONFIG["target"], 42, (0, 182))
-        best = min(best, time.perf_counter() - t)
+def test_meter_runs_without_gradients(model, img, no_backward):
+    """No autograd at all (its speed is a benchmark's business: bench/meter.py, never a timed unit test)."""
+    with torch.inference_mode():
+        m = M.meter(model, img, CONFIG["target"], 42, (0, 182))
     assert m.band == "possible" and m.best_loc == (11, 171)
-    assert best < 1.0, f"the meter took {best:.2f} s (page budget: 1 s)"
 
 
 def test_head_ceiling_matches_projected_adam_with_autograd():
