@@ -204,6 +204,10 @@ def test_drag_the_patch_and_the_inputs_follow(tab, server):
 
 def test_training_shows_a_live_chart_and_stops(tab, server):
     set_num(tab, "Max evaluations", "10000")
+    # a 20 px patch cannot reach p 0.9 on Lite0 within seconds (the default 63 px won in 6 s on an idle machine,
+    # before Stop was pressed): the training must still be running when the test stops it
+    size_before = num(tab, "Patch side (px)").input_value()
+    set_num(tab, "Patch side (px)", "20")
     tab.get_by_role("button", name="Train", exact=True).click()
     # the chart is redrawn twice a second, so poll for it rather than wait for one element to settle
     wait_for(tab, lambda: tab.locator(".st-key-attack_live .js-plotly-plot").count() > 0, 120, "the live chart")
@@ -227,6 +231,7 @@ def test_training_shows_a_live_chart_and_stops(tab, server):
     assert tab.get_by_text("(stopped)").count() == 1
     assert tab.locator(".st-key-attack_live").count() == 0  # the live view is gone once the thread ended
     shot(tab, "04_attack_result")
+    set_num(tab, "Patch side (px)", size_before)  # the next tests start from the page's default patch
 
 
 def test_a_short_training_finishes_then_comes_from_the_cache(tab, server):
