@@ -57,11 +57,30 @@ def test_bands_and_paired_places():
     assert (cell["meter"], cell["meter_configs"], cell["meter_at_grid"]) == (3, 4, 4)  # config 4: no grid row
     assert (cell["grid_higher"], cell["grid_lower"]) == (2, 0)
     md = tables.places_markdown(cells)
-    assert "| image | 1 | 4 of 5 | 2/4 | 3/4 | 3/4 (the grid's place on 4/4) | 2 / 0 |" in md
+    assert "| image | 1 | 4 of 5 | 2/4 | 3/4 | 3/4 (the grid's place on 4/4) | 2 / 0 | 3/4 |" in md
     assert tables.placement_wins(cells) == {"grid": False, "meter": False}  # no network rows: no win
     # the placed rows stay out of the defaults' area table and of the ceiling table's trained column
     assert all(tables.placement_of(r["variant"]) == "corner" for r in
                [r for r in ab if tables.defaults._is_default(r, FIELDS)])
+
+
+def test_a_place_that_is_the_corner_counts_the_corner_row_and_a_moved_meter_needs_its_own_row():
+    # 50 px: grid and meter stay at the corner; 32 px: the grid stays, the meter moves 1 px in (its own -pmeter row)
+    meter = [_meter(1, c, size=50, band="likely") for c in range(3)]
+    meter += [dict(_meter(1, c, size=32, band="unlikely"), meter_top="1", meter_left="1") for c in range(3)]
+    ab = [_abl("adam-r8-margin_ce-mixed-lk5", "image", 1, c, c < 2, 0.95 if c < 2 else 0.5, size=50) for c in range(3)]
+    ab += [_abl("adam-r8-margin_ce-mixed-lk5", "image", 1, c, False, 0.1, size=32) for c in range(3)]
+    ab += [_abl("adam-r8-margin_ce-mixed-lk5-pmeter", "image", 1, c, c == 0, 0.92 if c == 0 else 0.2, size=32)
+           for c in range(2)]  # config 2: not trained yet
+    joined = tables.meter_joined(meter, ab, {32: FIELDS, 50: FIELDS})
+    (c50,) = tables.summarise_places(joined, meter, size=50)
+    assert (c50["paired"], c50["corner"], c50["grid"], c50["meter"], c50["meter_configs"]) == (3, 2, 2, 2, 3)
+    assert (c50["grid_at_corner"], c50["meter_at_corner"], c50["meter_at_grid"], c50["best"]) == (3, 3, 0, 2)
+    (c32,) = tables.summarise_places(joined, meter, size=32)
+    assert (c32["paired"], c32["corner"], c32["grid"], c32["grid_at_corner"]) == (3, 0, 0, 3)
+    assert (c32["meter"], c32["meter_configs"], c32["meter_at_corner"], c32["best"], c32["best_of"]) == (1, 2, 0, 1, 2)
+    md = tables.places_markdown([c32])
+    assert "| image | 1 | 3 of 3 | 0/3 | 0/3 (the corner on 3/3) | 1/2 | – (the same place) | 1/2 |" in md
 
 
 def test_placement_wins_needs_more_successes_on_complete_seeds_in_both_domains():

@@ -116,11 +116,27 @@ def meter_markdown(cells: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _placed_row(rows: dict, dom: str, seed: int, c: int, m: dict | None, place: str) -> dict | None:
+    """The training row that stands for ``place`` of one config: the corner's row where the place *is* the corner
+    (meter.csv), the grid's row where the meter's place is the grid's (the same inputs: not trained twice), else the
+    place's own ``-pgrid`` / ``-pmeter`` row (None when not trained)."""
+    corner = rows.get((dom, seed, c, "corner"))
+    if place == "corner" or m is None:
+        return corner if place == "corner" else rows.get((dom, seed, c, place))
+    at = (m[f"{place}_top"], m[f"{place}_left"])
+    if at == (m["top"], m["left"]):
+        return corner
+    if place == "meter" and at == (m["grid_top"], m["grid_left"]):
+        return _placed_row(rows, dom, seed, c, m, "grid")
+    return rows.get((dom, seed, c, place))
+
+
 def summarise_places(joined: list[dict], meter: list[dict], size: int = 42, input_size: int = 224) -> list[dict]:
-    """The paired placement table at ``size``: per domain and seed, the configs that the exact corner and the grid
-    both trained, and p ≥ 0.9 for corner, grid and meter. A config whose meter place is the grid's place (meter.csv)
-    counts the grid's row for the meter too (the same inputs: not trained twice); a meter place elsewhere needs its
-    own ``-pmeter`` row, and a config without one is left out of the meter column (``meter_configs``)."""
+    """The paired placement table at ``size``: per domain and seed, the configs whose exact corner and grid place
+    both have a training row, and p ≥ 0.9 for corner, grid and meter. A place that is the corner itself (meter.csv:
+    50 px, and the grid at 32 px) counts the corner's row; a meter place that is the grid's counts the grid's row;
+    a meter place elsewhere needs its own ``-pmeter`` row, and a config without one is left out of the meter column
+    (``meter_configs``). ``best``: configs won at one place at least, over those with all three rows (``best_of``)."""
     by_m = {(int(m["seed"]), int(m["config"]), int(m["size"])): m for m in meter if int(m["input_size"]) == input_size}
     rows = {(j["domain"], j["seed"], j["config"], j["place"]): j for j in joined if j["size"] == size}
     out = []
@@ -128,61 +144,76 @@ def summarise_places(joined: list[dict], meter: list[dict], size: int = 42, inpu
         seeds = sorted({k[1] for k in rows if k[0] == dom and k[3] == "corner"})
         for seed in seeds:
             cfgs = sorted({k[2] for k in rows if k[0] == dom and k[1] == seed and k[3] == "corner"})
-            paired = [c for c in cfgs if (dom, seed, c, "grid") in rows]
-            meter_ok, meter_n, same = 0, 0, 0
-            for c in paired:
-                m = by_m.get((seed, c, size))
-                at_grid = m is not None and (m["meter_top"], m["meter_left"]) == (m["grid_top"], m["grid_left"])
-                row = rows.get((dom, seed, c, "grid")) if at_grid else rows.get((dom, seed, c, "meter"))
-                same += at_grid
-                if row is not None:
-                    meter_n += 1
-                    meter_ok += row["success"]
+            placed = {c: {p: _placed_row(rows, dom, seed, c, by_m.get((seed, c, size)), p) for p in PLACES}
+                      for c in cfgs}
+            paired = [c for c in cfgs if placed[c]["grid"] is not None]
+            at = {p: sum(1 for c in paired if (m := by_m.get((seed, c, size))) is not None
+                         and (m[f"{p}_top"], m[f"{p}_left"]) == (m["top"], m["left"])) for p in ("grid", "meter")}
+            meter_at_grid = sum(1 for c in paired if (m := by_m.get((seed, c, size))) is not None
+                                and (m["meter_top"], m["meter_left"]) == (m["grid_top"], m["grid_left"])
+                                and (m["grid_top"], m["grid_left"]) != (m["top"], m["left"]))
+            with_meter = [c for c in paired if placed[c]["meter"] is not None]
+            ok = lambda c, p: placed[c][p]["success"]  # noqa: E731
+            pt = lambda c, p: placed[c][p]["p_target"]  # noqa: E731
             out.append(dict(domain=dom, seed=seed, size=size, configs=len(cfgs), paired=len(paired),
-                            corner=sum(rows[(dom, seed, c, "corner")]["success"] for c in paired),
-                            corner_all=sum(rows[(dom, seed, c, "corner")]["success"] for c in cfgs),
-                            grid=sum(rows[(dom, seed, c, "grid")]["success"] for c in paired),
-                            meter=meter_ok, meter_configs=meter_n, meter_at_grid=same,
-                            grid_higher=sum(rows[(dom, seed, c, "grid")]["p_target"]
-                                            > rows[(dom, seed, c, "corner")]["p_target"] + 0.005 for c in paired),
-                            grid_lower=sum(rows[(dom, seed, c, "grid")]["p_target"]
-                                           < rows[(dom, seed, c, "corner")]["p_target"] - 0.005 for c in paired)))
+                            corner=sum(ok(c, "corner") for c in paired),
+                            corner_all=sum(ok(c, "corner") for c in cfgs),
+                            grid=sum(ok(c, "grid") for c in paired),
+                            meter=sum(ok(c, "meter") for c in with_meter), meter_configs=len(with_meter),
+                            meter_at_grid=meter_at_grid, grid_at_corner=at["grid"], meter_at_corner=at["meter"],
+                            best=sum(any(ok(c, p) for p in PLACES) for c in with_meter), best_of=len(with_meter),
+                            grid_higher=sum(pt(c, "grid") > pt(c, "corner") + 0.005 for c in paired),
+                            grid_lower=sum(pt(c, "grid") < pt(c, "corner") - 0.005 for c in paired)))
     return out
 
 
 def places_markdown(cells: list[dict]) -> str:
-    """Exact corner vs grid vs meter at one size, per domain and seed, plus a total per domain."""
+    """Exact corner vs grid vs meter at one size, per domain and seed, plus a total per domain; the last column:
+    configs won at one of the three places at least (what a per-config choice of place could reach at best)."""
     if not cells:
         return "No exact-corner rows at this size yet."
     size = cells[0]["size"]
     lines = [f"| {size}×{size}, domain | seed | configs with both corner and grid rows | exact corner, p ≥ 0.9 | "
-             "grid, p ≥ 0.9 | meter, p ≥ 0.9 | grid ended higher / lower in p than the corner |",
-             "|---|---|---|---|---|---|---|"]
+             "grid, p ≥ 0.9 | meter, p ≥ 0.9 | grid ended higher / lower in p than the corner | "
+             "won at one place at least |",
+             "|---|---|---|---|---|---|---|---|"]
+
+    def same(c, k, what):
+        return f" (the {what} on {c[k]}/{c['paired']})" if c.get(k) else ""
+
+    def grid_cell(c):
+        return f"{c['grid']}/{c['paired']}" + same(c, "grid_at_corner", "corner")
 
     def meter_cell(c):
         if not c["meter_configs"]:
             return "not measured"
-        note = (f" (the grid's place on {c['meter_at_grid']}/{c['paired']})" if c["meter_at_grid"] else "")
-        return f"{c['meter']}/{c['meter_configs']}{note}"
+        return (f"{c['meter']}/{c['meter_configs']}" + same(c, "meter_at_grid", "grid's place")
+                + same(c, "meter_at_corner", "corner"))
+
+    def best_cell(c):
+        return f"{c['best']}/{c['best_of']}" if c.get("best_of") else "–"
+
+    def moved(c):
+        return "– (the same place)" if c.get("grid_at_corner") == c["paired"] else \
+            f"{c['grid_higher']} / {c['grid_lower']}"
     for dom in ("image", "network"):
         mine = [c for c in cells if c["domain"] == dom]
         for c in mine:
             if not c["paired"]:
                 lines.append(f"| {dom} | {c['seed']} | 0 of {c['configs']} | ({c['corner_all']}/{c['configs']}) | "
-                             f"not measured | not measured | – |")
+                             f"not measured | not measured | – | – |")
                 continue
             lines.append(f"| {dom} | {c['seed']} | {c['paired']} of {c['configs']} | {c['corner']}/{c['paired']} | "
-                         f"{c['grid']}/{c['paired']} | {meter_cell(c)} | {c['grid_higher']} / {c['grid_lower']} |")
+                         f"{grid_cell(c)} | {meter_cell(c)} | {moved(c)} | {best_cell(c)} |")
         if len(mine) > 1:
-            tot = {k: sum(c[k] for c in mine) for k in ("paired", "configs", "corner", "grid", "meter",
-                                                        "meter_configs", "meter_at_grid", "grid_higher",
-                                                        "grid_lower")}
-            tot["size"] = size
+            keys = ("paired", "configs", "corner", "grid", "meter", "meter_configs", "meter_at_grid", "grid_higher",
+                    "grid_lower", "grid_at_corner", "meter_at_corner", "best", "best_of")
+            tot = {k: sum(c.get(k, 0) for c in mine) for k in keys}
             meter = meter_cell(tot) if tot["paired"] else "not measured"
-            grid = f"{tot['grid']}/{tot['paired']}" if tot["paired"] else "not measured"
+            grid = grid_cell(tot) if tot["paired"] else "not measured"
             corner = f"{tot['corner']}/{tot['paired']}" if tot["paired"] else "–"
             lines.append(f"| **{dom}** | all | {tot['paired']} of {tot['configs']} | {corner} | {grid} | {meter} | "
-                         f"{tot['grid_higher']} / {tot['grid_lower']} |")
+                         f"{moved(tot)} | {best_cell(tot)} |")
     return "\n".join(lines)
 
 
