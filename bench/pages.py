@@ -163,6 +163,30 @@ def controls(pg, page: str) -> dict | None:
     return None
 
 
+def meter_control(pg) -> dict:
+    """A corner button on the Attack page: seconds until the page shows the feasibility meter's answer for the new
+    place (the x input holds the new place, the meter's line is drawn and the script run has ended). The meter runs
+    forward passes only (attack.meter; tests/test_meter.py checks that no backward pass runs)."""
+    box = pg.get_by_role("spinbutton", name="x (left, px)", exact=True)
+    old = box.input_value()
+    t0 = time.perf_counter()
+    pg.get_by_role("button", name="bottom-right", exact=True).click()
+    first = None
+    while time.perf_counter() - t0 < 60:
+        moved = box.input_value() != old
+        if first is None and moved:
+            first = time.perf_counter() - t0
+        state, spinners, _ = _state(pg)
+        if moved and state == "notRunning" and spinners == 0 and \
+                pg.evaluate("() => document.body.innerText.includes('at this place')"):
+            t = time.perf_counter() - t0
+            return {"what": "corner button bottom-right: the feasibility meter's answer for the new place",
+                    "control": t, "progress": first}
+        pg.wait_for_timeout(POLL_MS)
+    return {"what": "corner button bottom-right: the feasibility meter's answer for the new place",
+            "control": float("inf"), "progress": first if first is not None else float("inf")}
+
+
 def after_training(pg) -> dict:
     """A 40-evaluation training to its end: seconds from the Result heading until no element of the page is grey
     (Streamlit's stale elements, ``data-stale="true"``) and the script run has ended (issue 26: the canvas, inputs
@@ -244,6 +268,10 @@ def main() -> None:
                         wait_ready(pg, PAGES[page][1], time.perf_counter())
         if "attack" in pages:
             wait_ready(pg, PAGES["attack"][1], click_sidebar(pg, PAGES["attack"][0]))
+            c = meter_control(pg)
+            ctrl.append({"page": "attack", **c})
+            print(f"  meter: {fmt(c['control'])} s", flush=True)
+            wait_ready(pg, PAGES["attack"][1], time.perf_counter())
             c = controls(pg, "attack")
             ctrl.append({"page": "attack", **c})
             print(f"  control attack: {fmt(c['control'])} s (first answer {fmt(c['progress'])} s)", flush=True)

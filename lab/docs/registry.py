@@ -50,6 +50,7 @@ PRINTED_TABLES = {"input-size": ("input_size.txt", 0), "speed-cpu": ("speed.txt"
                   "pages": ("pages_2026-12-06.txt", 0), "pages-controls": ("pages_2026-12-06.txt", 1),
                   "pages-before": ("pages_2026-12-06_before.txt", 0),
                   "pages-before-controls": ("pages_2026-12-06_before.txt", 1),
+                  "pages-meter-controls": ("pages_meter_2026-12-06.txt", 1),
                   "load30-2026-12-06-1": ("load30_2026-12-06_run1.txt", 0),
                   "load30-2026-12-06-2": ("load30_2026-12-06_run2.txt", 0)}
 # Of those, the printouts saved as the bench printed them (the others are transcribed and say from where).
@@ -58,7 +59,8 @@ RAW_PRINTOUTS = ("speed.txt", "speed_steps.txt", "speed_steps_2.txt", "speed_ste
                  "load30_2026-12-01_nice0.txt", "payload_2026-12-01.txt",
                  "load30_2026-12-01_charts_run1.txt", "load30_2026-12-01_before_charts_run1.txt",
                  "load30_2026-12-01_charts_run2.txt", "load30_2026-12-01_before_charts_run2.txt",
-                 "pages_2026-12-06.txt", "pages_2026-12-06_before.txt", "load30_2026-12-06_run1.txt",
+                 "pages_2026-12-06.txt", "pages_2026-12-06_before.txt", "pages_meter_2026-12-06.txt",
+                 "load30_2026-12-06_run1.txt",
                  "load30_2026-12-06_run2.txt")
 for _name, (_file, _index) in PRINTED_TABLES.items():
     block(_name)(lambda root, _file=_file, _index=_index:

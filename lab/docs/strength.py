@@ -198,7 +198,21 @@ def _meter(root: Path) -> str:
     return (tables.meter_markdown(tables.meter_bands(joined))
             + f"\n\nThe meter took {tables.fmt(secs[len(secs) // 2], 2)} s per call (median; slowest "
               f"{tables.fmt(secs[-1], 2)} s) over the {len(meter)} readings of `bench/results/meter.csv` (one CPU "
-              "thread, the model already loaded).")
+              "thread, the model already loaded)." + _meter_on_page(root))
+
+
+def _meter_on_page(root: Path) -> str:
+    """The page bench's meter row (bench/pages.py: a corner button until the meter's answer is drawn)."""
+    path = root / RESULTS / "pages_meter_2026-12-06.txt"
+    if not path.is_file():
+        return ""
+    row = next((r for r in tables.printed_table(path, 1)[1] if "feasibility meter" in r), None)
+    if row is None:
+        return ""
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    return (f" On the Attack page, from a corner button until the meter's answer for the new place is drawn: "
+            f"{cells[2]} s (first change on screen {cells[3]} s; `bench/pages.py`, docs/BENCHMARKS.md), "
+            + ("within" if float(cells[2]) <= 1.0 else "over") + " the issue's budget of 1 s.")
 
 
 @block("placement-grid")
