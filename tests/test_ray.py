@@ -103,4 +103,6 @@ def test_ray_engine_runs_a_torchvision_model_from_the_hub_cache(tmp_path, monkey
     assert sorted(r["model"] for r in trained) == models
     scored = _rows(tmp_path / "ray" / "crossmodel.csv")
     assert {(r["train_model"], r["eval_model"]) for r in scored} == {(a, b) for a in models for b in models}
-    assert "--models efficientnet-lite0 torchvision:mobilenet_v3_small" in (tmp_path / "ray" / "crossmodel.md").read_text()
+    md = (tmp_path / "ray" / "crossmodel.md").read_text()
+    assert "--models efficientnet-lite0 torchvision:mobilenet_v3_small" in md
+    assert md.startswith("# Cross-model transfer between efficientnet-lite0, mobilenet_v3_small\n")

@@ -146,3 +146,13 @@ def test_cap_text_names_the_rows_a_time_budget_cut_short():
     assert _cap_text(rows, "max_steps", "t") == "5000; cut by --time-budget at 3691 for baseball"
     assert _cap_text(rows[:1], "max_steps", "t") == "5000"
     assert _cap_text([], "max_steps", "t") == "none yet"
+
+
+def test_the_crossmodel_title_names_its_models():
+    from lab.reproduce.report import title
+
+    lite = {"matrix_confident": {"efficientnet-lite0": {}, "efficientnet-lite2": {}}}
+    assert title("crossmodel", lite) == "Cross-model transfer between EfficientNet-Lite models"
+    mixed = {"matrix_confident": {"efficientnet-lite0": {}, "torchvision:resnet18": {}}}
+    assert title("crossmodel", mixed) == "Cross-model transfer between efficientnet-lite0, resnet18"
+    assert title("single", {}) == "Single-image LaVAN patches: success and iterations"

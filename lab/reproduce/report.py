@@ -20,10 +20,22 @@ TITLES = {
     "universal": "Universal (image-domain) patches on held-out photos",
     "classes": "Target difficulty per class",
     "saliency": "Does the network localise the patch? Attribution mass inside it",
-    "crossmodel": "Cross-model transfer between EfficientNet-Lite models",
+    "crossmodel": "Cross-model transfer between {models}",
     "brown": "LaVAN vs Brown et al.'s adversarial patch (EOT)",
     "defend": "Defending against the patch: PatchCleanser double masking and occlusion",
 }
+
+
+def title(name: str, out: dict) -> str:
+    """The report's title; the cross-model one names its models ("EfficientNet-Lite models" when all are Lite)."""
+    models = list((out.get("matrix_confident") or {}).keys())
+    if not models:
+        what = "models"
+    elif all(m.startswith("efficientnet-lite") for m in models):
+        what = "EfficientNet-Lite models"
+    else:
+        what = ", ".join(m.removeprefix("torchvision:") for m in models)
+    return TITLES[name].format(models=what)
 
 
 def machine() -> str:
@@ -73,7 +85,7 @@ def write_report(opts, out: dict, wall: float, device: str) -> dict:
     table, notes = out.pop("_table", []), out.pop("_notes", [])
     paper = {k: v for k, v in PAPER[opts.name].items() if not k.startswith("_")}
     caps = out.get("iteration_caps") or out.get("iteration_cap") or out.get("max_steps")
-    meta = {"name": opts.name, "title": TITLES[opts.name], "command": opts.command, "commands": commands,
+    meta = {"name": opts.name, "title": title(opts.name, out), "command": opts.command, "commands": commands,
             "model": opts.model, "device": device, "seed": opts.seed, "quick": opts.quick,
             "machine": " | ".join(machines), "wall_s": round(wall, 1),
             "wall_s_total": round(sum(s["wall_s"] for s in sessions), 1), "configs_done": out.get("configs"),
