@@ -199,3 +199,23 @@ def test_a_visitor_cannot_make_the_server_download_a_huge_model(tmp_path, monkey
     monkeypatch.setenv("LAVAN_MAX_DOWNLOAD_MPARAMS", "5")
     with pytest.raises(attack.ModelError, match="up to 5M"):
         cache.download_model("torchvision:resnet18")
+
+
+def test_many_small_downloads_cannot_fill_the_servers_disk(tmp_path, monkeypatch):
+    from ui import cache
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    folder = attack.sources.checkpoints_dir()
+    folder.mkdir(parents=True)
+    (folder / "earlier-download.pth").write_bytes(b"\0" * (30 * 2**20))  # 30 MB already downloaded
+    def refuse(*a, **k):
+        raise AssertionError("a download was started")
+    monkeypatch.setattr(attack.sources.urllib.request, "urlopen", refuse)
+    monkeypatch.setenv("LAVAN_MAX_DOWNLOADS_MB", "60")  # resnet18: 11.7M parameters, ~45 MB
+    with pytest.raises(attack.ModelError, match="needs about 45 MB and the downloaded models already take 30 of the "
+                                                "60 MB") as err:
+        cache.download_model("torchvision:resnet18")
+    assert str(tmp_path) not in str(err.value)
+    monkeypatch.setenv("LAVAN_MAX_DOWNLOADS_MB", "100")  # room: the download starts (and is refused here)
+    with pytest.raises(AssertionError, match="a download was started"):
+        cache.download_model("torchvision:resnet18")

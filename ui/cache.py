@@ -95,13 +95,31 @@ def download_model(name: str, progress=None) -> None:
     it. ``progress(done_bytes, total_bytes)`` follows the download. Raises ``attack.WeightsMissing`` (offline, or
     a bad file: its ``public_message()`` names no server path); the model itself is loaded by :func:`get_model`.
     Models above the operator's size cap ($LAVAN_MAX_DOWNLOAD_MPARAMS, million parameters, default 150: every
-    ResNet, Inception v3, ViT-B and ConvNeXt-B fit; ViT-H's 2.5 GB does not) are refused before any byte moves."""
+    ResNet, Inception v3, ViT-B and ConvNeXt-B fit; ViT-H's 2.5 GB does not) are refused before any byte moves, and
+    so is a download that would take the hub folder past $LAVAN_MAX_DOWNLOADS_MB (default 2048 MB in all)."""
     cap = float(os.environ.get("LAVAN_MAX_DOWNLOAD_MPARAMS", "150"))
     info = attack.sources.torchvision_info(name)
     if info.num_params / 1e6 > cap:
         raise attack.ModelError(f"{attack.sources.PREFIX}{info.name} has {info.num_params / 1e6:.0f}M parameters; "
                                 f"this server downloads models up to {cap:.0f}M (operator setting)")
+    if not info.path.is_file():
+        # the hub folder as a whole: many requests of models under the cap must not fill the server's disk either
+        total = float(os.environ.get("LAVAN_MAX_DOWNLOADS_MB", "2048"))
+        used = _folder_bytes(info.path.parent) / 2**20
+        need = info.num_params * 4 / 2**20  # float32 weights: the file is about this size
+        if used + need > total:
+            raise attack.ModelError(f"{attack.sources.PREFIX}{info.name} needs about {need:.0f} MB and the downloaded "
+                                    f"models already take {used:.0f} of the {total:.0f} MB this server keeps for "
+                                    "them (operator setting); use a model already loaded")
     attack.sources.download_weights(name, progress)
+
+
+def _folder_bytes(folder: Path) -> int:
+    """Bytes of the files directly in ``folder`` (0 when it does not exist)."""
+    try:
+        return sum(p.stat().st_size for p in folder.iterdir() if p.is_file())
+    except OSError:
+        return 0
 
 
 def inception_weights() -> str | None:
