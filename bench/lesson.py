@@ -21,6 +21,7 @@ import datetime as dt
 import json
 import os
 import platform
+import re
 import statistics
 import sys
 import tempfile
@@ -35,8 +36,8 @@ CHROMIUM = os.environ.get("LAVAN_CHROMIUM", "/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 VIEWPORT = {"width": 1280, "height": 720}
-STEPS = ["What the model sees", "A patch in the corner", "Nudge it by one pixel", "The patch on another photo",
-         "One patch for every photo", "Where does the network look?", "Another network",
+STEPS = ["What the model sees", "A patch in the corner", "Nudge it by one pixel", "Where the square sits",
+         "The patch on another photo", "One patch for every photo", "Where does the network look?", "Another network",
          "Masking recovers the label"]  # ui.lesson.STEPS
 
 
@@ -76,7 +77,11 @@ def _control(pg, step: int) -> tuple[str, float] | None:
         t = time.perf_counter()
         pg.get_by_role("button", name="→", exact=True).click()
         return "→ 1 px", _until(pg, lambda: _text(pg, 3) not in ("", before), 30, "the nudge") - t
-    if step == 5:
+    if step == 4:  # the toggle's second option names lesson.json's offset ("11 px in")
+        t = time.perf_counter()
+        pg.locator('[data-testid="stRadio"]').get_by_text(re.compile(r"^\d+ px in$")).first.click()
+        return "px in", _until(pg, lambda: _text(pg, 4) not in ("", before), 30, "the grid place's prediction") - t
+    if step == 6:
         box = pg.get_by_role("spinbutton", name="x (left, px)", exact=True)
         x = int(box.input_value())
         box.fill(str(160 if x < 80 else 0))
@@ -84,19 +89,19 @@ def _control(pg, step: int) -> tuple[str, float] | None:
         t = time.perf_counter()
         box.press("Enter")
         return "x input", _until(pg, lambda: pg.get_by_text(caption).count() > 0, 30, "the moved patch") - t
-    if step == 6:
+    if step == 7:
         t = time.perf_counter()
         pg.get_by_text("Grad-CAM", exact=True).click()
         return "Grad-CAM", _until(pg, lambda: pg.get_by_text("Grad-CAM for").count() > 0, 30, "the Grad-CAM map") - t
-    if step == 7:
+    if step == 8:
         t = time.perf_counter()
         pg.get_by_text("efficientnet-lite2", exact=True).click()
         return "Lite2", _until(pg, lambda: pg.get_by_text("as efficientnet-lite2 sees it").count() > 0, 60,
                                "Lite2's prediction") - t
-    if step == 8:
+    if step == 9:
         t = time.perf_counter()
         pg.get_by_text("no defence", exact=True).click()
-        return "no defence", _until(pg, lambda: _text(pg, 8) not in ("", before), 30, "the undefended prediction") - t
+        return "no defence", _until(pg, lambda: _text(pg, 9) not in ("", before), 30, "the undefended prediction") - t
     return None
 
 

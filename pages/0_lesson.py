@@ -1,4 +1,4 @@
-"""Lesson: the paper's findings in eight instant screens (shipped patches, forwards only), each with a door into
+"""Lesson: the paper's findings in nine instant screens (shipped patches, forwards only), each with a door into
 the full page."""
 from __future__ import annotations
 
@@ -32,4 +32,4 @@ if st.session_state.get("model_name", m["model"]) != m["model"]:  # the sidebar'
                f"sidebar's model ({st.session_state['model_name']}); the full pages use the sidebar's.")
 left, right = st.columns([1, 1.25], gap="large")
 st.session_state["lesson_shown"] = lesson.STEP_FUNCS[step - 1](m, left, right)
-lesson.prefetch(m)  # step 6's maps, in the background, after this step is drawn
+lesson.prefetch(m)  # step 7's maps, in the background, after this step is drawn

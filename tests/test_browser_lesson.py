@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import pytest
 from browser_kit import ARGS, ARTIFACTS, CHROMIUM, healthy, idle, num, require_chromium, server_fixture, wait_for
@@ -15,6 +16,7 @@ from browser_kit import ARGS, ARTIFACTS, CHROMIUM, healthy, idle, num, require_c
 from bench.lesson import STEPS, VIEWPORT, walk_lesson
 
 pytestmark = pytest.mark.browser
+PLACE = json.loads((Path(__file__).resolve().parent.parent / "assets" / "lesson" / "lesson.json").read_text())["place"]
 SHOTS = ARTIFACTS / "screenshots"
 require_chromium()
 server = server_fixture("streamlit-lesson.log")
@@ -52,16 +54,18 @@ def test_walk_every_step_from_a_fresh_server(tab, server):
     by = {r["step"]: r for r in rows}
     assert by[2]["prediction"].startswith("🎯")  # the patch wins
     assert by[3]["prediction"].startswith("🎯") and not by[3]["prediction_after"].startswith("🎯")  # nudged: lost
-    assert not by[7]["prediction"].startswith("🎯")  # the other network is not fooled
-    assert not by[8]["prediction"].startswith("🎯") and by[8]["prediction_after"].startswith("🎯")  # masked / not
+    assert by[4]["control"] == "px in" and by[4]["prediction_after"] != by[4]["prediction"]  # the grid place's patch
+    assert by[4]["prediction_after"].startswith("🎯")
+    assert not by[8]["prediction"].startswith("🎯")  # the other network is not fooled
+    assert not by[9]["prediction"].startswith("🎯") and by[9]["prediction_after"].startswith("🎯")  # masked / not
     # and back again
     tab.get_by_role("button", name="← Back").click()
-    # while the rerun draws step 7, Streamlit can still show step 8's second prediction as a stale element inside
-    # the new container (a strict locator then sees two); wait for the run to end and step 7's one prediction
-    pred = tab.locator(".st-key-lesson_pred_7 .lesson-big")
+    # while the rerun draws step 8, Streamlit can still show step 9's second prediction as a stale element inside
+    # the new container (a strict locator then sees two); wait for the run to end and step 8's one prediction
+    pred = tab.locator(".st-key-lesson_pred_8 .lesson-big")
     pred.first.wait_for()
     idle(tab)
-    wait_for(tab, lambda: pred.count() == 1, 60, "step 7's single prediction")
+    wait_for(tab, lambda: pred.count() == 1, 60, "step 8's single prediction")
     assert not pred.inner_text().startswith("🎯")
     healthy(tab)
 
@@ -103,11 +107,12 @@ def test_try_it_yourself_opens_fragility_with_the_nudged_patch(tab, server):
 
 @pytest.mark.parametrize("step,title,check", [
     (2, "Attack one image", "skimage/coffee — the model sees"),
-    (4, "Transfer", "The photos with a"),
-    (5, "Universal patch", "baseball"),
-    (6, "Gradients", "mass inside patch"),
-    (7, "Models", "efficientnet-lite1"),
-    (8, "Defend", "Patch size to defend against"),  # last: its 6 x 6 double masking then runs on in the server
+    (4, "Attack one image", f"{PLACE['image']} — the model sees"),  # the exact corner's patch, on its photo
+    (5, "Transfer", "The photos with a"),
+    (6, "Universal patch", "baseball"),
+    (7, "Gradients", "mass inside patch"),
+    (8, "Models", "efficientnet-lite1"),
+    (9, "Defend", "Patch size to defend against"),  # last: its 6 x 6 double masking then runs on in the server
 ])
 def test_try_it_yourself_opens_the_page_with_the_same_state(tab, server, step, title, check):
     _try_it(tab, server, step)

@@ -116,15 +116,63 @@ def test_step3_one_pixel_nudge_snaps_back_and_reset_restores():
     assert shown(at)["hit"]
 
 
-def test_step4_border_slider_brings_the_patch_back():
+def test_step4_the_grid_place_wins_where_the_exact_corner_does_not():
+    """The toggle swaps the two shipped patches: the exact corner's stays below p 0.9, the grid place's reaches it;
+    the cell-centre counts are attack.meter's, and the page shows lesson.json's offset, never a server path."""
+    pl = M["place"]
     at = open_lesson(4)
+    assert "Step 4 of 9 — Where the square sits" in "\n".join(m.value for m in at.markdown).replace("</b>", "")
+    corner = shown(at)
+    assert corner["place"] == "corner" and corner["loc"] == pl["patches"]["corner"]["loc"]
+    assert corner["p_target"] < 0.9 and abs(corner["p_target"] - pl["patches"]["corner"]["p_target"]) < 2e-3
+    assert [o for o in at.radio(key="lesson_place").options] == ["exact corner", f"{pl['offset']} px in"]
+    ok(at.radio(key="lesson_place").set_value("grid").run())
+    grid = shown(at)
+    assert grid["place"] == "grid" and grid["loc"] == pl["patches"]["grid"]["loc"]
+    assert grid["p_target"] >= 0.9 and grid["hit"] and grid["p_target"] != corner["p_target"]
+    assert (corner["cells_centre"], grid["cells_centre"]) == (1, 4)  # 1 centre at the corner, 2 x 2 in from it
+    assert grid["cells_centre"] == pl["patches"]["grid"]["cells_centre"]
+    text = "\n".join(m.value for m in at.markdown) + "\n".join(c.value for c in at.caption)
+    assert f"{pl['offset']} px in" in text and "forward+backward evaluations" in text
+    assert f"covers {grid['cells_centre']} cell centres" in text
+    assert str(ROOT) not in text and "/work/" not in text and "/home/" not in text
+    assert len(links(at)) == 1
+
+
+def test_step4_shipped_patches_match_their_manifest(model):
+    """lesson.json's 'place' section against the files and attack.meter: the same size and budget, the exact corner
+    and the grid place 'offset' px in from it, and the p(target) each reaches there (forwards only)."""
+    from attack.meter import meter, place
+
+    pl = M["place"]
+    img = attack.load_image(next(s.path for s in attack.sample_images() if s.name == pl["image"]), 224)
+    assert pl["tried"] and pl["tried"][-1]["image"] == pl["image"] and pl["budget"] == 2000
+    for how, q in pl["patches"].items():
+        res = attack.load_patch(ROOT / q["file"], model_name=M["model"], input_size=M["input_size"])
+        assert (res.target, list(res.loc), res.size, res.domain) == (pl["target"], q["loc"], 42, "image")
+        assert list(place(model, img, res.target, res.size, pl["corner"], how)) == q["loc"]
+        assert res.meta["command"] == q["command"] and f"--place {how}" in q["command"]
+        assert f"--max-iter {pl['budget']}" in q["command"] and "--threads 1" in q["command"]
+        assert q["evaluations"] <= pl["budget"]
+        m = meter(model, img, res.target, res.size, tuple(res.loc))
+        assert (m.cells_centre, m.cells_touched) == (q["cells_centre"], q["cells_touched"])
+        with torch.no_grad():
+            p = torch.softmax(attack.patch.patched_logits(model, img, res.patch, res.loc, res.domain), 1)[0]
+        assert abs(float(p[res.target]) - q["p_target"]) < 2e-3
+    c, g = pl["patches"]["corner"], pl["patches"]["grid"]
+    assert c["p_target"] < 0.9 <= g["p_target"]
+    assert pl["offset"] == max(abs(a - b) for a, b in zip(c["loc"], g["loc"])) > 0
+
+
+def test_step5_border_slider_brings_the_patch_back():
+    at = open_lesson(5)
     assert not shown(at)["hit"]
     ok(at.slider(key="lesson_border").set_value(25).run())
     assert shown(at)["hit"]
 
 
-def test_step5_universal_patch_moves_with_the_inputs():
-    at = open_lesson(5)
+def test_step6_universal_patch_moves_with_the_inputs():
+    at = open_lesson(6)
     show = M["universal"]["showcase"]
     assert at.selectbox(key="lesson_uni_photo").value == show["image"]
     before = shown(at)
@@ -136,8 +184,8 @@ def test_step5_universal_patch_moves_with_the_inputs():
     assert not at.exception
 
 
-def test_step6_gradient_maps_compare_share_with_area():
-    at = open_lesson(6)
+def test_step7_gradient_maps_compare_share_with_area():
+    at = open_lesson(7)
     first = shown(at)
     assert 0.0 <= first["share"] <= 1.0 and first["hit"]
     ok(at.radio(key="lesson_method").set_value("grad_cam").run())
@@ -146,8 +194,8 @@ def test_step6_gradient_maps_compare_share_with_area():
     assert f"which is {area:.0%} of the image" in "\n".join(m.value for m in at.markdown)
 
 
-def test_step7_other_networks_are_not_fooled():
-    at = open_lesson(7)
+def test_step8_other_networks_are_not_fooled():
+    at = open_lesson(8)
     out = shown(at)
     assert out["model"] == "efficientnet-lite1" and not out["hit"]
     assert out["label"] == M["other_model"]["top1_label"]
@@ -155,9 +203,9 @@ def test_step7_other_networks_are_not_fooled():
     assert shown(at)["model"] == "efficientnet-lite2" and shown(at)["p_target"] != out["p_target"]
 
 
-def test_step8_masking_recovers_the_label_beside_the_undefended_one():
+def test_step9_masking_recovers_the_label_beside_the_undefended_one():
     d = M["defend"]
-    at = open_lesson(8)
+    at = open_lesson(9)
     out = shown(at)
     assert out["defence"] == "cleanser" and out["undefended"] == M["single"]["target_label"]
     assert not out["hit"] and out["label"] == d["label_name"] == M["single"]["source_label"]
@@ -170,8 +218,8 @@ def test_step8_masking_recovers_the_label_beside_the_undefended_one():
     assert shown(at)["label"] == d["occlusion"]["label_name"] and not shown(at)["hit"]
 
 
-def test_step8_precomputed_defence_matches_its_masks(model):
-    """lesson.json's step-8 numbers against the files: the mask the label came from hides the whole patch and its one
+def test_step9_precomputed_defence_matches_its_masks(model):
+    """lesson.json's step-9 numbers against the files: the mask the label came from hides the whole patch and its one
     forward says that label, as do the first-round labels of every mask (36 forwards, not the 45 s second round)."""
     from attack.defend import mask_set
 
@@ -194,7 +242,7 @@ def test_reload_keeps_the_step():
     at.query_params["step"] = "4"
     at.run()
     ok(at.switch_page(LESSON).run())
-    assert at.session_state["lesson_step"] == 4
+    assert at.session_state["lesson_step"] == 4 and shown(at)["place"] == "corner"  # "Where the square sits"
 
 
 # ------------------------------------------------------------------------------------------------ deep links
@@ -215,15 +263,24 @@ def _follow(at: AppTest, link) -> AppTest:
     return ok(fresh.switch_page(page[name]).run()), name
 
 
-@pytest.mark.parametrize("step", [1, 2, 3, 4, 5, 6, 7, 8])
+@pytest.mark.parametrize("step", [1, 2, 3, 4, 5, 6, 7, 8, 9])
 def test_try_it_yourself_opens_the_full_page_with_the_same_photo_and_patch(step):
     at = open_lesson(step)
     if step == 3:
         at.button(key="lesson_nudge_right").click().run()
+    if step == 4:
+        ok(at.radio(key="lesson_place").set_value("grid").run())
     (link,) = links(at)
     page, name = _follow(at, link)
     src = page.session_state["image_src"]
-    if step == 5:
+    if step == 4:  # the grid-place patch, at its place, on its photo
+        pl = M["place"]
+        res = page.session_state["result"]
+        assert name == "attack" and src["name"] == pl["image"]
+        assert (res.target, list(res.loc), res.size) == (pl["target"], pl["patches"]["grid"]["loc"], pl["size"])
+        assert page.number_input(key="attack_loc_x").value == pl["patches"]["grid"]["loc"][1]
+        return
+    if step == 6:
         assert name == "universal"
         assert page.session_state["universal"].target == M["universal"]["target"]
         assert src["name"] == at.selectbox(key="lesson_uni_photo").value
@@ -235,7 +292,7 @@ def test_try_it_yourself_opens_the_full_page_with_the_same_photo_and_patch(step)
         return
     res = page.session_state["result"]
     assert (res.target, list(res.loc)) == (M["single"]["target"], M["single"]["loc"])
-    expected = {2: "attack", 3: "fragility", 4: "transfer", 6: "gradients", 7: "models", 8: "defend"}[step]
+    expected = {2: "attack", 3: "fragility", 5: "transfer", 7: "gradients", 8: "models", 9: "defend"}[step]
     assert name == expected
     if step == 2:
         assert page.selectbox(key="attack_target").value.startswith(f"{M['single']['target']} ·")
@@ -243,9 +300,9 @@ def test_try_it_yourself_opens_the_full_page_with_the_same_photo_and_patch(step)
     if step == 3:
         assert page.number_input(key="frag_dx").value == 1
         assert f"trained at x={res.loc[1]}, y={res.loc[0]}" in "\n".join(c.value for c in page.caption)
-    if step == 7:
-        assert "efficientnet-lite1" in page.dataframe[0].value["model"].tolist()
     if step == 8:
+        assert "efficientnet-lite1" in page.dataframe[0].value["model"].tolist()
+    if step == 9:
         import time
 
         end = time.time() + 240

@@ -1,4 +1,4 @@
-"""The Lesson page's logic: eight screens of the paper's findings, each one picture, two or three sentences and a
+"""The Lesson page's logic: nine screens of the paper's findings, each one picture, two or three sentences and a
 prediction in large type, computed with forwards only on the patches shipped in ``assets/`` (``lesson.json`` says
 which; ``make lesson-assets`` regenerates them with the CLI).
 
@@ -18,6 +18,7 @@ import torch
 from PIL import Image, ImageDraw
 
 import attack
+import attack.meter
 from attack.evaluate import cross_model_eval
 
 from . import cache, deeplink, widgets
@@ -26,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 MANIFEST = ROOT / "assets" / "lesson" / "lesson.json"
 PICTURE_PX = 360  # shown side of each picture: with the text column beside it, a step fits 1280x720
 STEPS = [("photo", "What the model sees"), ("patch", "A patch in the corner"), ("nudge", "Nudge it by one pixel"),
-         ("transfer", "The patch on another photo"), ("universal", "One patch for every photo"),
+         ("place", "Where the square sits"), ("transfer", "The patch on another photo"), ("universal", "One patch for every photo"),
          ("gradients", "Where does the network look?"), ("models", "Another network"),
          ("defend", "Masking recovers the label")]
 METHODS = {"saliency": "plain gradients (saliency)", "grad_cam": "Grad-CAM"}
@@ -71,13 +72,19 @@ def photo(name: str, size: int) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------------------------------------------- drawing
-def picture(image: torch.Tensor, caption: str = "", box: tuple[int, int, int] | None = None) -> None:
-    """One picture, enlarged without smoothing (a one-pixel move stays visible); ``box`` = (top, left, side) outline."""
+def picture(image: torch.Tensor, caption: str = "", box: tuple[int, int, int] | None = None,
+            rings: list[tuple[float, float]] = ()) -> None:
+    """One picture, enlarged without smoothing (a one-pixel move stays visible); ``box`` = (top, left, side) outline;
+    ``rings``: (y, x) points (image px) marked with a red dot."""
     side = image.shape[-1]
     big = widgets.to_pil(image).resize((2 * side, 2 * side), Image.Resampling.NEAREST)
+    draw = ImageDraw.Draw(big)
     if box is not None:
         t, l, s = (2 * v for v in box)
-        ImageDraw.Draw(big).rectangle((l, t, l + s - 1, t + s - 1), outline=(255, 255, 255), width=2)
+        draw.rectangle((l, t, l + s - 1, t + s - 1), outline=(255, 255, 255), width=2)
+    for y, x in rings:
+        draw.ellipse((2 * x - 8, 2 * y - 8, 2 * x + 8, 2 * y + 8), fill=(229, 57, 53), outline=(255, 255, 255),
+                     width=3)  # a red dot ringed in white: visible on the patch's noise too
     st.image(big, caption=caption or None, width=PICTURE_PX)
 
 
@@ -214,6 +221,57 @@ def step_nudge(m: dict, left, right) -> dict:
     return out
 
 
+PLACES = {"corner": "exact corner", "grid": "{offset} px in"}  # step 4's toggle (the offset from lesson.json)
+
+
+def step_place(m: dict, left, right) -> dict:
+    """Step 4: the same-size patch trained at the exact corner and at the grid place (lesson.json's ``place``, made by
+    scripts/lesson_assets.py --place-only); the picture shows the network's last grid and the cell centres covered,
+    counted by attack.meter on the photo (forwards only)."""
+    pl = m.get("place")
+    if not pl:
+        st.info("This step's patches are missing from lesson.json: run `make lesson-assets LESSON_ARGS=--place-only`.")
+        return {}
+    model = _model(m)
+    img = photo(pl["image"], model.input_size)
+    key = attack.image_hash(img)
+    meters = {how: cache.feasibility(model, model.name, model.input_size, key, img, pl["target"], pl["size"],
+                                     tuple(q["loc"])) for how, q in pl["patches"].items()}
+    mc, mg = meters["corner"], meters["grid"]
+    names = {how: label.format(offset=pl["offset"]) for how, label in PLACES.items()}
+    with right:
+        st.markdown(f"The same **{pl['size']}×{pl['size']}** patch, trained twice on this photo with the same budget: "
+                    f"once at the exact corner, once **{pl['offset']} px in**. The network's last layer averages a "
+                    f"**{mc.grid}×{mc.grid} grid of {mc.stride:g} px cells**, each capped at 6 (ReLU6), so a patch "
+                    f"can only push the cells it covers: at the corner it covers {mc.cells_centre} cell "
+                    f"centre{'s' if mc.cells_centre != 1 else ''}, {pl['offset']} px in it covers "
+                    f"{mg.cells_centre}, and still stays in the corner.")
+        how = st.radio("Where the patch was trained", list(PLACES), format_func=names.get, horizontal=True,
+                       key="lesson_place", label_visibility="collapsed")
+    q, mt = pl["patches"][how], meters[how]
+    res = patch(q["file"])
+    probs = _probs(model, img, res, res.loc)
+    centres, _ = attack.meter.cells(tuple(res.loc), res.size, mt.grid, mt.stride)
+    with left:
+        picture(widgets.grid_overlay(cache.patched_view(model, img, res.patch, res.loc, res.domain), mt.stride),
+                f"{pl['image']}: patch at x={res.loc[1]}, y={res.loc[0]} ({names[how]}); yellow: the "
+                f"{mt.grid}×{mt.grid} cells and their centres, red: the centres it covers",
+                rings=[(mt.stride * (i + 0.5), mt.stride * (j + 0.5)) for i, j in centres])
+    with right:
+        p_t = float(probs[res.target])
+        out = prediction(4, cache.topk_from_probs(probs), res.target, probs,
+                         note=f"trained with {q['evaluations']:,} forward+backward evaluations (restarts × "
+                              f"iterations; budget {pl['budget']:,}): "
+                              + ("reaches p ≥ 0.9, the paper's criterion" if p_t >= 0.9
+                                 else "stops short of p 0.9, the paper's criterion"))
+        st.markdown(f"<div class='lesson-mid'>covers {mt.cells_centre} cell centre{'s' if mt.cells_centre != 1 else ''}"
+                    f" <span class='lesson-small'>(touches {mt.cells_touched} cells)</span></div>",
+                    unsafe_allow_html=True)
+        try_it("attack", "train it at any place", photo=pl["image"], patch=q["file"])
+    out.update(place=how, cells_centre=mt.cells_centre, cells_touched=mt.cells_touched, loc=list(res.loc))
+    return out
+
+
 @st.cache_data(show_spinner=False, max_entries=64)
 def _border_probs(_model, model_name: str, src_key: str, _src, dst_key: str, _dst, patch_key: str, _patch,
                   loc: tuple, border: float, domain: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -240,7 +298,7 @@ def step_transfer(m: dict, left, right) -> dict:
     with left:
         picture(view, f"{dst_name} with the patch and a {border}% border", box=(t, l, max(b - t, r - l)))
     with right:
-        out = prediction(4, cache.topk_from_probs(probs), res.target, probs,
+        out = prediction(5, cache.topk_from_probs(probs), res.target, probs,
                          note=f"copied from {m['single']['image']}: {(b - t) * (r - l) / model.input_size ** 2:.0%}"
                               " of the image")
         try_it("transfer", "the border sweep", photo=m["single"]["image"],
@@ -272,7 +330,7 @@ def step_universal(m: dict, left, right) -> dict:
     with left:
         picture(cache.patched_view(model, img, res.patch, (y, x), res.domain), f"{name}, patch at x={x}, y={y}")
     with right:
-        out = prediction(5, cache.topk_from_probs(probs), res.target, probs)
+        out = prediction(6, cache.topk_from_probs(probs), res.target, probs)
         try_it("universal", "drag it with the mouse", photo=name, patch=u["file"], x=x, y=y)
     return out
 
@@ -285,7 +343,7 @@ def _pool() -> ThreadPoolExecutor:
 @st.cache_resource(show_spinner=False, max_entries=16)
 def _heat(model_name: str, patch_rel: str, photo_name: str, method: str) -> Future:
     """The attribution map of the patched photo for the target, computed once per process in a worker thread
-    (started when the lesson opens, so that Captum's ~4 s import and the backward pass are done by step 6)."""
+    (started when the lesson opens, so that Captum's ~4 s import and the backward pass are done by step 7)."""
     model, res = cache.get_model(model_name), patch(patch_rel)
     img = photo(photo_name, model.input_size)
 
@@ -296,22 +354,22 @@ def _heat(model_name: str, patch_rel: str, photo_name: str, method: str) -> Futu
     return _pool().submit(work)
 
 
-# Step 7's choice, whatever the sidebar's model: opening the lesson loads these two beside its own model (prefetch),
+# Step 8's choice, whatever the sidebar's model: opening the lesson loads these two beside its own model (prefetch),
 # as the step asks "does the patch fool another network"; they stay loaded and show in the sidebar's memory line.
 OTHER_MODELS = ("efficientnet-lite1", "efficientnet-lite2")
 
 
 @st.cache_resource(show_spinner=False)
 def _warm_models(names: tuple[str, ...]) -> Future:
-    """Load step 7's networks once per process in the lesson's worker thread, after step 6's maps: loading one
-    costs 0.5-1.5 s here, which was step 7's (and its Lite2 switch's) whole wait on a cold server. The worker fills
+    """Load step 8's networks once per process in the lesson's worker thread, after step 7's maps: loading one
+    costs 0.5-1.5 s here, which was step 8's (and its Lite2 switch's) whole wait on a cold server. The worker fills
     the shared cache (ui.cache.get_model), so the pages get the same copies; it has no page, so the cache's
     "Loading model…" spinner goes nowhere (Streamlit logs a "missing ScriptRunContext" line for it)."""
     return _pool().submit(lambda: [cache.get_model(name) for name in names])
 
 
 def prefetch(m: dict) -> None:
-    """Start step 6's maps and step 7's networks in the background (a no-op once they exist)."""
+    """Start step 7's maps and step 8's networks in the background (a no-op once they exist)."""
     for method in METHODS:
         _heat(m["model"], m["single"]["file"], m["single"]["image"], method)
     _warm_models(tuple(n for n in OTHER_MODELS if n in cache.available_models()))
@@ -365,7 +423,7 @@ def step_gradients(m: dict, left, right) -> dict:
         st.markdown(f"<div class='lesson-big'>{share:.0%} <span class='lesson-mid'>of the map is in the patch"
                     f"</span></div><div class='lesson-mid'>which is {area:.0%} of the image "
                     f"({share / area:.1f}× its share)</div>" + _measured_ratios(), unsafe_allow_html=True)
-        out = prediction(6, cache.topk_from_probs(probs), res.target, probs)
+        out = prediction(7, cache.topk_from_probs(probs), res.target, probs)
         out["share"] = share
         try_it("gradients", "four methods, both classes", photo=m["single"]["image"], patch=m["single"]["file"])
     return out
@@ -401,7 +459,7 @@ def step_models(m: dict, left, right) -> dict:
     with left:
         picture(out["view"], f"as {name} sees it ({out['view'].shape[-1]}×{out['view'].shape[-1]})")
     with right:
-        pred = prediction(7, cache.topk_from_probs(out["patched"]), res.target, out["patched"],
+        pred = prediction(8, cache.topk_from_probs(out["patched"]), res.target, out["patched"],
                           note=f"{model.name}, which the patch was trained on: "
                                f"{attack.class_names()[int(own.argmax())]}"
                                f", p({attack.class_names()[res.target]}) = {float(own[res.target]):.2f}")
@@ -432,7 +490,7 @@ def _masked_probs(_model, model_name: str, image_key: str, _image: torch.Tensor,
 
 
 def step_defend(m: dict, left, right) -> dict:
-    """Step 8: the defended prediction beside the undefended one. Double masking costs ``d["forwards"]`` forwards
+    """Step 9: the defended prediction beside the undefended one. Double masking costs ``d["forwards"]`` forwards
     (45 s here), so its answer comes from lesson.json (scripts/lesson_assets.py --defend-only); the step runs one
     forward: the patched photo under the mask that answer came from (or the occlusion window, or no mask)."""
     d = m.get("defend")
@@ -475,12 +533,12 @@ def step_defend(m: dict, left, right) -> dict:
                    f"{'lesson-hit' if u == res.target else ''}'>{'🎯 ' if u == res.target else ''}"
                    f"{html.escape(names[u])} {float(und[u]):.0%}</div>", unsafe_allow_html=True)
         with b:
-            out = prediction(8, cache.topk_from_probs(probs), res.target, probs, note=note,
+            out = prediction(9, cache.topk_from_probs(probs), res.target, probs, note=note,
                              lead=f"with {DEFENCES[choice]}" if choice != "none" else "no defence")
         try_it("defend", "every mask, and the certificate", photo=m["single"]["image"], patch=m["single"]["file"])
     out.update(defence=choice, undefended=names[u])
     return out
 
 
-STEP_FUNCS = [step_photo, step_patch, step_nudge, step_transfer, step_universal, step_gradients, step_models,
+STEP_FUNCS = [step_photo, step_patch, step_nudge, step_place, step_transfer, step_universal, step_gradients, step_models,
               step_defend]
