@@ -3,6 +3,10 @@
 Entries are safetensors patch files written atomically (temp file + rename) and named by the key; the history
 is kept in a JSON side file. Each entry records its own key and SHA-256 digests of its patch tensor and history, so a
 corrupted, truncated or tampered entry is detected, deleted and reported as a miss, never served.
+
+The directory is size-capped ($LAVAN_CACHE_MAX_MB, default 2048 MiB, or ``max_bytes=``): a hit marks its entry as
+used, and a put evicts the least recently used entries when over the cap (:mod:`attack.disk_lru`, shared with
+:class:`attack.result_cache.ResultCache`).
 """
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from .disk_lru import DiskLRU
 from .io import PatchFileError, load_patch, save_patch
 from .results import PatchResult
 
@@ -43,10 +48,15 @@ def cache_key(**fields) -> str:
 
 
 class PatchCache:
-    """``get(key) -> PatchResult | None`` and ``put(key, result)``; safe to share between threads/processes."""
+    """``get(key) -> PatchResult | None`` and ``put(key, result)``; safe to share between threads/processes.
+    ``max_bytes``: the directory's size cap (None: $LAVAN_CACHE_MAX_MB or 2048 MiB; 0: unbounded); least recently
+    used entries are evicted after a put (:class:`attack.disk_lru.DiskLRU`). Only ``<key>.safetensors`` /
+    ``<key>.json`` files in the directory itself are counted (not ``results/`` or other folders)."""
 
-    def __init__(self, root: str | Path | None = None):
+    def __init__(self, root: str | Path | None = None, *, max_bytes: int | None = None):
         self.root = Path(root) if root is not None else default_cache_dir()
+        self.lru = DiskLRU(self.root, depth=0, suffixes=(".safetensors", ".json"), complete=".safetensors",
+                           max_bytes=max_bytes)
 
     def _paths(self, key: str) -> tuple[Path, Path]:
         if not all(c in "0123456789abcdef" for c in key) or len(key) != 64:
@@ -74,6 +84,7 @@ class PatchCache:
                 except OSError:
                     pass
             return None
+        self.lru.touch(patch_path, hist_path)
         result.meta["cached"] = True
         return result
 
@@ -90,16 +101,19 @@ class PatchCache:
             f.write(hist_text)
         os.replace(tmp, hist_path)
         save_patch(patch_path, result)
+        self.lru.after_put(key, hist_path, patch_path)
         return patch_path
 
     def clear(self) -> int:
-        n = 0
-        if self.root.exists():
-            for p in self.root.iterdir():
-                if p.suffix in (".safetensors", ".json"):
-                    p.unlink()
-                    n += 1
-        return n
+        """Delete every entry; returns how many files went."""
+        return self.lru.clear()
+
+    def stats(self) -> dict:
+        """``{"entries", "bytes", "max_bytes"}`` of the directory (one scan; ``max_bytes`` None = unbounded)."""
+        return self.lru.stats()
+
+    def size_bytes(self) -> int:
+        return self.lru.size_bytes()
 
 
 def training_key(model, image_hash: str, target: int, loc, size: int, *, domain: str, loss: str, steps: int,

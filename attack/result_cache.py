@@ -5,7 +5,9 @@ A result is plain JSON (numbers, strings, lists, dicts; NaN allowed), keyed by :
 that determines it: the kind of analysis, the model's name and input size, the image hash, the patch hash, the
 place and the analysis' parameters. Entries are written atomically (temp file + rename), carry their own key and a
 SHA-256 of their value, and a corrupt, truncated or foreign entry is deleted and reported as a miss (the caller
-recomputes it). Never pickle: a cache directory may be shared.
+recomputes it). Never pickle: a cache directory may be shared. The ``results/`` folder is size-capped like the
+patch cache ($LAVAN_CACHE_MAX_MB, default 2048 MiB, or ``max_bytes=``; least recently used entries are evicted after
+a put, by the same :class:`attack.disk_lru.DiskLRU`).
 
 Example: >>> rc = ResultCache(); key = result_key("fragility", model, image_hash, patch_hash, loc, radius=3)
 >>> rc.get(key) or rc.put(key, compute())
@@ -20,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .cache import cache_key, default_cache_dir
+from .disk_lru import DiskLRU
 
 __all__ = ["ResultCache", "result_key", "RESULTS_VERSION"]
 
@@ -41,10 +44,12 @@ def _canonical(value: Any) -> str:
 
 class ResultCache:
     """``get(key) -> value | None`` and ``put(key, value) -> value`` under ``<root>/results/``; safe to share
-    between threads and processes (a reader sees a whole entry or none)."""
+    between threads and processes (a reader sees a whole entry or none). ``max_bytes``: the size cap of
+    ``results/`` (None: $LAVAN_CACHE_MAX_MB or 2048 MiB; 0: unbounded)."""
 
-    def __init__(self, root: str | Path | None = None):
+    def __init__(self, root: str | Path | None = None, *, max_bytes: int | None = None):
         self.root = (Path(root) if root is not None else default_cache_dir()) / "results"
+        self.lru = DiskLRU(self.root, depth=1, suffixes=(".json",), max_bytes=max_bytes)
 
     def path(self, key: str) -> Path:
         if len(key) != 64 or not all(c in "0123456789abcdef" for c in key):
@@ -69,6 +74,7 @@ class ResultCache:
             except OSError:
                 pass
             return None
+        self.lru.touch(path)
         return entry["value"]
 
     def put(self, key: str, value: Any) -> Any:
@@ -87,4 +93,16 @@ class ResultCache:
             except OSError:
                 pass
             raise
+        self.lru.after_put(key, path)
         return value
+
+    def clear(self) -> int:
+        """Delete every entry; returns how many files went."""
+        return self.lru.clear()
+
+    def stats(self) -> dict:
+        """``{"entries", "bytes", "max_bytes"}`` of ``results/`` (one scan; ``max_bytes`` None = unbounded)."""
+        return self.lru.stats()
+
+    def size_bytes(self) -> int:
+        return self.lru.size_bytes()
