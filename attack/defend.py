@@ -21,6 +21,7 @@ all cells as rows of one batch, and returns the p(target) each cell reached and 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -89,9 +90,11 @@ def _fill_value(model, domain: str, fill: float, device) -> torch.Tensor:
 
 
 def _labels(model, x: torch.Tensor, masks: torch.Tensor, fill: torch.Tensor, domain: str, batch_size: int,
-            engine=None, rows: torch.Tensor | None = None, boxes: torch.Tensor | None = None) -> torch.Tensor:
+            engine=None, rows: torch.Tensor | None = None, boxes: torch.Tensor | None = None,
+            on_batch: Callable[[int, list[int]], None] | None = None) -> torch.Tensor:
     """Top-1 labels of ``x`` (N,3,H,W) under ``masks`` (N,1,H,W) bool, in batches; with an ``engine``
-    (:func:`attack.fast.local_engine`) each row changes its clean image ``rows`` only inside ``boxes`` (N,4)."""
+    (:func:`attack.fast.local_engine`) each row changes its clean image ``rows`` only inside ``boxes`` (N,4).
+    ``on_batch(start, labels)`` after each batch: the labels of rows ``start …``."""
     out = []
     with torch.no_grad():
         for i in range(0, x.shape[0], batch_size):
@@ -99,6 +102,8 @@ def _labels(model, x: torch.Tensor, masks: torch.Tensor, fill: torch.Tensor, dom
             logits = domain_logits(model, xi, domain) if engine is None else \
                 engine(xi, rows[i:i + batch_size], boxes[i:i + batch_size], domain)
             out.append(logits.argmax(1).cpu())
+            if on_batch is not None:
+                on_batch(i, out[-1].tolist())
     return torch.cat(out) if out else torch.zeros(0, dtype=torch.long)
 
 
@@ -155,13 +160,17 @@ class CleanserResult:
 
 
 def double_masking(model, images: torch.Tensor, patch_size: int, *, k: int = 6, domain: str = "image",
-                   certify: bool = True, fill: float = 0.5, batch_size: int = 64) -> CleanserResult:
+                   certify: bool = True, fill: float = 0.5, batch_size: int = 64,
+                   on_first: Callable[[int, list[int]], None] | None = None) -> CleanserResult:
     """PatchCleanser double masking (Xiang et al. 2022) of model inputs ``images`` against a ``patch_size`` patch.
 
     Args: images (N,3,H,W) model inputs ([0,1], or normalised for ``domain="network"``); patch_size: side of the
     patch to defend against; k: masks per axis (Default: 6, the paper's 6 x 6 for ImageNet); certify: also run
     the two-mask pairs that decide certification (only for images whose first round is unanimous, and
-    only until a pair disagrees) (Default: True); fill: grey level of masked pixels (Default: 0.5).
+    only until a pair disagrees) (Default: True); fill: grey level of masked pixels (Default: 0.5);
+    on_first: ``on_first(start, labels)`` as the first round goes, one row of masks at a time (row ``start`` of the
+    image-major N·K first-round rows on): a page draws the verdicts as they come; an exception raised in it stops
+    the run (Default: None, the first round in one batch).
     Returns: CleanserResult.
     Example: >>> r = double_masking(model, images, 63); r.label, r.certified, r.forwards"""
     if images.dim() == 3:
@@ -184,8 +193,10 @@ def double_masking(model, images: torch.Tensor, patch_size: int, *, k: int = 6, 
                        for i in range(0, n_img, batch_size)])
     # First round: every image under every mask, one batched pass.
     xi = images.repeat_interleave(K, 0)
-    first = _labels(model, xi, M.repeat(n_img, 1, 1, 1), fillv, domain, batch_size, engine,
-                    torch.arange(n_img).repeat_interleave(K), None if boxes is None else boxes.repeat(n_img, 1))
+    first = _labels(model, xi, M.repeat(n_img, 1, 1, 1), fillv, domain,
+                    batch_size if on_first is None else max(1, round(K ** 0.5)), engine,
+                    torch.arange(n_img).repeat_interleave(K), None if boxes is None else boxes.repeat(n_img, 1),
+                    on_batch=on_first)
     first = first.view(n_img, K)
     forwards = torch.full((n_img,), 1 + K, dtype=torch.long)
     majority = torch.mode(first, dim=1).values

@@ -63,6 +63,28 @@ def test_certified_photo_keeps_its_label_under_random_patches(model, photo):
     assert (r.forwards >= 1 + len(r.masks)).all()
 
 
+def test_the_first_round_can_be_watched_row_by_row_and_stopped(model, real_attack):
+    """``on_first`` sees the first round one row of masks at a time (the Defend page draws them as they come) and
+    changes nothing in the result; an exception raised in it stops the run."""
+    res, loc = real_attack.result, real_attack.loc
+    x = apply_patch(real_attack.image, res.patch, loc, "network", model).unsqueeze(0)
+    plain = double_masking(model, x, 63, k=4, domain="network", certify=False)
+    seen: dict[int, list[int]] = {}
+    watched = double_masking(model, x, 63, k=4, domain="network", certify=False,
+                             on_first=lambda start, labels: seen.__setitem__(start, labels))
+    assert sorted(seen) == [0, 4, 8, 12] and all(len(v) == 4 for v in seen.values())  # 16 masks, 4 per row
+    assert sum(seen.values(), []) == plain.first[0].tolist() == watched.first[0].tolist()
+    assert watched.label.tolist() == plain.label.tolist() and watched.forwards.tolist() == plain.forwards.tolist()
+
+    class Stop(Exception):
+        pass
+
+    def stop(start, labels):
+        raise Stop
+    with pytest.raises(Stop):
+        double_masking(model, x, 63, k=4, domain="network", certify=False, on_first=stop)
+
+
 def test_real_patch_masked_away(model, real_attack):
     """The trained 63-px network-domain patch: the masks that cover it see the clean label, their two-mask rows
     equal the clean photo's, and the defence returns the clean label exactly when one of those rows is unanimous."""

@@ -22,12 +22,16 @@ EXPLAIN = (
     "large also change some clean predictions.")
 
 
+class _Stopped(Exception):
+    """Raised in double_masking's first-round callback when the page's job was stopped."""
+
+
 def defend_patched(model, image: torch.Tensor, patch: torch.Tensor, loc: tuple[int, int], domain: str, size: int,
                    k: int, *, callback=None, cancel=None) -> dict | None:
     """Double masking and the occlusion heuristic on the patched image, as plain values (JSON: the result cache
     keeps them), for a :mod:`ui.background` job. The first round's verdicts are reported mask row by mask row (the
-    page's grid fills in as they come), then double masking and the occlusion heuristic give the result (its first
-    round is the one shown). None when stopped."""
+    page's grid fills in as they come: ``double_masking``'s ``on_first``, so the round runs once), then the second
+    round and the occlusion heuristic give the result. None when stopped."""
     from attack.patch import domain_logits
 
     dev = model.device
@@ -42,20 +46,21 @@ def defend_patched(model, image: torch.Tensor, patch: torch.Tensor, loc: tuple[i
             callback({"done": done, "total": steps, "text": text, "partial": {**partial,
                                                                              "first": list(partial["first"])}})
 
-    grey = torch.full((1, 3, 1, 1), 0.5, device=dev)
-    fill = model.normalize(grey) if domain == "network" else grey
-    masks = ms.masks().to(dev)
+    def on_first(start: int, labels: list[int]) -> None:
+        if cancel is not None and cancel.is_set():
+            raise _Stopped
+        partial["first"][start:start + len(labels)] = labels
+        end = min(K, start + len(labels))
+        report(2 + start // per_row, f"First round: masks {start + 1}–{end} of {K}" if end < K else
+               "Second round (pairs of masks) and the occlusion heuristic")
+
     with torch.no_grad():
         partial["undefended"] = int(domain_logits(model, x, domain).argmax(1)[0])
-        report(1, "First round: one mask at a time")
-        for n, i in enumerate(range(0, K, per_row)):
-            if cancel is not None and cancel.is_set():
-                return None
-            xi = torch.where(masks[i:i + per_row], fill.to(x.dtype), x.expand(len(masks[i:i + per_row]), -1, -1, -1))
-            partial["first"][i:i + per_row] = domain_logits(model, xi, domain).argmax(1).tolist()
-            report(2 + n, f"First round: masks {i + 1}–{min(K, i + per_row)} of {K}")
-    report(steps - 1, "Second round (pairs of masks) and the occlusion heuristic")
-    r = double_masking(model, x, size, k=k, domain=domain, certify=False)
+    report(1, "First round: one mask at a time")
+    try:
+        r = double_masking(model, x, size, k=k, domain=domain, certify=False, on_first=on_first)
+    except _Stopped:
+        return None
     if cancel is not None and cancel.is_set():
         return None
     o = occlusion_defence(model, x, size, domain=domain)
