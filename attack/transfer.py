@@ -41,8 +41,9 @@ def border_transfer(model, src: torch.Tensor, dst: torch.Tensor, patch: torch.Te
 
     Args: src (3,H,W) the image the patch was trained on; dst (N,3,H,W) other images; loc: where the patch sits.
     Returns: {"borders": [...], "confident": [...], "argmax": [...], "not_source": [...], "mean_p_target": [...],
-    "area": [...]} — fractions over the destination images (each judged against its own clean argmax), and the
-    share of the image that was copied.
+    "area": [...], "top1": [[...]], "top1_p": [[...]], "p_target_each": [[...]]} — fractions over the destination
+    images (each judged against its own clean argmax), the share of the image that was copied, and per border each
+    destination image's top-1 class, its probability and p(target).
     """
     device = next(model.buffers()).device
     src, dst, patch = src.to(device), dst.to(device), patch.to(device)
@@ -53,7 +54,8 @@ def border_transfer(model, src: torch.Tensor, dst: torch.Tensor, patch: torch.Te
     engine = local_engine(model, dst, "image")
     clean = (engine.clean_logits if engine is not None else model(dst)).argmax(1).cpu()
     rows = torch.arange(dst.shape[0])
-    out = {"borders": [], "confident": [], "argmax": [], "not_source": [], "mean_p_target": [], "area": []}
+    out = {"borders": [], "confident": [], "argmax": [], "not_source": [], "mean_p_target": [], "area": [],
+           "top1": [], "top1_p": [], "p_target_each": []}
     h = src.shape[-1]
     for b in borders:
         x = border_paste(src, dst, patch, loc, float(b), domain, model)
@@ -66,4 +68,8 @@ def border_transfer(model, src: torch.Tensor, dst: torch.Tensor, patch: torch.Te
             out[k].append(float(v.float().mean()))
         out["mean_p_target"].append(float(probs[:, target].mean()))
         out["area"].append((bt - t) * (r - l) / float(h * h))
+        top_p, top = probs.max(1)
+        out["top1"].append(top.tolist())
+        out["top1_p"].append([round(float(v), 4) for v in top_p])
+        out["p_target_each"].append([round(float(v), 4) for v in probs[:, target]])
     return out

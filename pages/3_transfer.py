@@ -52,22 +52,45 @@ if a.value is not None:
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def _pasted(_model, model_name: str, input_size: int, src_key: str, _src, dst_key: tuple, _dst, patch_key: str,
-            _patch, loc: tuple, border: float, domain: str):
-    """The photos with the border pasted, their probabilities and views (one batched forward per border)."""
+def _views(_model, model_name: str, input_size: int, src_key: str, _src, dst_key: tuple, _dst, patch_key: str,
+           _patch, loc: tuple, border: float, domain: str) -> torch.Tensor:
+    """The photos with the border pasted, as shown (no forward: their predictions come from the sweep)."""
+    x = attack.transfer.border_paste(_src.to(_model.device), _dst.to(_model.device), _patch.to(_model.device),
+                                     loc, border, domain, _model)
+    return cache.model_view(_model, x, domain).cpu()
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _predicted(_model, model_name: str, input_size: int, src_key: str, _src, dst_key: tuple, _dst, patch_key: str,
+               _patch, loc: tuple, border: float, domain: str, target: int) -> tuple[list, list, list]:
+    """(top-1, its probability, p(target)) per photo at one border, for a border the sweep has not reached yet
+    (one batched forward)."""
     with torch.no_grad():
         x = attack.transfer.border_paste(_src.to(_model.device), _dst.to(_model.device), _patch.to(_model.device),
                                          loc, border, domain, _model)
         probs = torch.softmax(attack.patch.domain_logits(_model, x, domain).float(), 1).cpu()
-        return probs, cache.model_view(_model, x, domain).cpu()
+    top_p, top = probs.max(1)
+    return top.tolist(), top_p.tolist(), probs[:, target].tolist()
+
+
+def _swept(border: float) -> tuple[list, list, list] | None:
+    """The photos' predictions at ``border`` from the sweep (its value, or its partial result while it runs)."""
+    out = a.value
+    if out is None and a.job is not None and a.job.progress:
+        out = a.job.progress[-1].get("partial")
+    if not out or "top1" not in out or border not in out["borders"]:
+        return None  # a result cached before the sweep kept per-photo predictions, or a border not reached yet
+    i = out["borders"].index(border)
+    return out["top1"][i], out["top1_p"][i], out["p_target_each"][i]
 
 
 st.subheader(f"The photos with a {border:.0%} border")
-probs, views = _pasted(model, model.name, model.input_size, src_key, image, tuple(dst_names), dst, patch_key,
-                       res.patch, tuple(res.loc), border, res.domain)
+args = (model, model.name, model.input_size, src_key, image, tuple(dst_names), dst, patch_key, res.patch,
+        tuple(res.loc), border, res.domain)
+views = _views(*args)
+top1, top1_p, p_target = _swept(border) or _predicted(*args, int(res.target))
 cols = st.columns(4)
 for j, nm in enumerate(dst_names):
-    top = int(probs[j].argmax())
     cols[j % 4].image(widgets.to_pil(views[j]), width="stretch",
-                      caption=f"{'🎯' if top == res.target else '·'} {attack.class_names()[top]} "
-                              f"({float(probs[j, top]):.0%}) · p(target) {float(probs[j, res.target]):.2f}")
+                      caption=f"{'🎯' if top1[j] == res.target else '·'} {attack.class_names()[top1[j]]} "
+                              f"({top1_p[j]:.0%}) · p(target) {p_target[j]:.2f}")

@@ -130,6 +130,34 @@ def test_transfer_curve_gains_points_and_stop_ends_it(trained):
     assert fig["data"][0]["x"][0] == 0 and fig["data"][0]["x"][-1] == 50 and len(fig["data"][0]["x"]) == 11
 
 
+def test_transfer_photo_grid_reads_the_sweep(trained, monkeypatch):
+    """Once the sweep has run, moving the border slider draws the photos' predictions from the sweep's per-photo
+    results: the captions equal attack.border_transfer's at that border, with no forward of the page's own."""
+    res, coffee = trained
+    at = app("pages/3_transfer.py", result=res, result_image=coffee)
+    poll(at, lambda a: any(c.proto.id.endswith("-transfer_chart") for c in a.get("plotly_chart")))
+    import attack.patch
+
+    def no_forward(*a, **k):
+        raise AssertionError("the page ran a forward for the photo grid")
+    monkeypatch.setattr(attack.patch, "domain_logits", no_forward)
+    at.slider(key="transfer_border").set_value(40).run()
+    monkeypatch.undo()
+    assert not at.exception, [e.message for e in at.exception]
+    from ui import cache
+
+    model = cache.get_model("efficientnet-lite0")
+    shown = [img.proto.imgs[0].caption for img in at.get("image")][-8:]  # the grid: the last 8 pictures
+    samples = cache.samples()
+    names = [s[0] for s in samples if s[0].startswith("ai-benchmark/")][:8]
+    assert len(shown) == len(names) == 8
+    paths = {s[0]: s[1] for s in samples}
+    dst = torch.stack([cache.sample_tensor(paths[n], model.input_size, model.resize_size) for n in names])
+    out = attack.border_transfer(model, coffee, dst, res.patch, res.loc, res.target, borders=(0.4,), domain=res.domain)
+    for j, cap in enumerate(shown):
+        assert cap.endswith(f"p(target) {out['p_target_each'][0][j]:.2f}"), (cap, out["p_target_each"][0][j])
+
+
 def test_fragility_map_is_a_job_and_cached(trained):
     res, coffee = trained
     at = app("pages/2_fragility.py", result=res, result_image=coffee)

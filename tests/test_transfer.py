@@ -67,3 +67,10 @@ def test_border_transfer_monotonic_sanity(model, photos, real_attack):
     assert out["mean_p_target"][0] == pytest.approx(float(p0), abs=1e-5)
     for key in ("confident", "argmax", "not_source", "mean_p_target"):
         assert all(0.0 <= v <= 1.0 for v in out[key])
+    # per photo (the Transfer page's grid reads them instead of running its own forwards): consistent with the means
+    for i in range(len(borders)):
+        each, top1 = out["p_target_each"][i], out["top1"][i]
+        assert len(each) == len(top1) == len(out["top1_p"][i]) == 2
+        assert sum(each) / 2 == pytest.approx(out["mean_p_target"][i], abs=1e-4)
+        assert sum(t == res.target for t in top1) / 2 == out["argmax"][i]
+        assert all(p >= q - 1e-4 for p, q in zip(out["top1_p"][i], each))

@@ -19,7 +19,8 @@ def transfer_sweep(model, src: torch.Tensor, dst: torch.Tensor, patch: torch.Ten
     points: dict[float, dict] = {}
 
     def merged() -> dict:
-        keys = ("borders", "confident", "argmax", "not_source", "mean_p_target", "area")
+        keys = ("borders", "confident", "argmax", "not_source", "mean_p_target", "area", "top1", "top1_p",
+                "p_target_each")
         out = {k: [] for k in keys}
         for b in sorted(points):
             for k in keys:
