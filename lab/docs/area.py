@@ -173,19 +173,9 @@ def _unmoved(sizes: list[int]) -> str:
 
 def _grid_rates(root: Path) -> dict[tuple[str, int], tuple[int, int]]:
     """(domain, size) -> (successes, configs) of the default training at the grid place (``-pgrid`` rows)."""
-    rows = tables.read_ablation(root / RESULTS / "ablation.csv")
-    out: dict[tuple[str, int], tuple[int, int]] = {}
-    for size, fields in tables.default_fields_by_area(224).items():
-        for dom in ("image", "network"):
-            picked: dict[tuple, dict] = {}
-            for r in rows:
-                if (r["domain"] == dom and int(r["size"]) == size and int(r["input_size"]) == 224
-                        and int(r["budget"]) == 2000 and tables.placement_of(r["variant"]) == "grid"
-                        and tables.defaults._is_default(r, fields, placed=True)):
-                    picked.setdefault((r["seed"], r["config"]), r)
-            if picked:
-                out[(dom, size)] = (sum(r["success"] == "1" for r in picked.values()), len(picked))
-    return out
+    cells = tables.default_area_cells(tables.read_ablation(root / RESULTS / "ablation.csv"), [],
+                                      tables.default_fields_by_area(224), place="grid")
+    return {(c["domain"], c["size"]): (c["successes"], c["configs"]) for c in cells if c["configs"]}
 
 
 @block("compare-optimisers")

@@ -32,19 +32,22 @@ def _is_default(row: dict, fields: dict, placed: bool = False) -> bool:
 
 
 def default_area_cells(rows: list[dict], baseline: list[dict], defaults: dict[int, dict], input_size: int = 224,
-                       budget: int = 2000, domains: tuple[str, ...] = ("image", "network")) -> list[dict]:
+                       budget: int = 2000, domains: tuple[str, ...] = ("image", "network"),
+                       place: str = "corner") -> list[dict]:
     """The area table of the trainer's defaults (issue 12): for each patch side in ``defaults`` (side -> the fields a
     default training at that side has: ``restarts``, ``leak``, ``loss`` (default "logprob"), ``lr`` per domain) and each
     domain, the ablation rows trained with exactly those settings (Adam, init mixed, nothing else on; any variant
     name), beside the old default's area-table rows (Adam, one patch) on the same (seed, config). A cell nobody
-    measured has ``configs`` 0."""
+    measured has ``configs`` 0. ``place``: the rows at the exact corner (default) or at a placement (``"grid"``,
+    ``"meter"``: the ``-pgrid`` / ``-pmeter`` rows)."""
     out = []
     for dom in domains:
         for size, fields in sorted(defaults.items()):
             picked: dict[tuple[int, int], dict] = {}
             for r in rows:
                 if (r["domain"] == dom and int(r["size"]) == size and int(r["input_size"]) == input_size
-                        and int(r["budget"]) == budget and _is_default(r, fields)):
+                        and int(r["budget"]) == budget and placement_of(r["variant"]) == place
+                        and _is_default(r, fields, placed=True)):
                     picked.setdefault((int(r["seed"]), int(r["config"])), r)
             rs = list(picked.values())
             ev = [int(r["evaluations"]) for r in rs if r["success"] == "1"]
