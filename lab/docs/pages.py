@@ -40,3 +40,32 @@ def _pages_slowest(root: Path) -> str:
             d = slowest(after, f"{way} {visit} done")
             lines.append(f"| {label} | {visit} | {b[0]} {b[1]:.2f} | {a[0]} {a[1]:.2f} | {d[0]} {d[1]:.2f} |")
     return "\n".join(lines)
+
+
+def control_seconds(path: Path, page: str) -> tuple[float, float] | None:
+    """(redraw, first answer) seconds of ``page``'s control in a printout's controls table (None when absent)."""
+    for line in tables.printed_table(path, 1)[1][2:]:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if cells[0] == page:
+            return float(cells[2]), float(cells[3])
+    return None
+
+
+@block("pages-transfer-ab")
+def _pages_transfer_ab(root: Path) -> str:
+    """The Transfer page's border slider before and after the photo grid read the sweep (be2ea92), alternating runs
+    on the same machine (bench/results/pages_transfer_{before,after}_<round>.txt)."""
+    lines = ["| round | load average as the before run started | before: redraw (first answer), s | after: redraw (first answer), s |",
+             "|---|---|---|---|"]
+    rnd = 1
+    while (root / RESULTS / f"pages_transfer_before_{rnd}.txt").is_file():
+        cells = []
+        for w in ("before", "after"):
+            path = root / RESULTS / f"pages_transfer_{w}_{rnd}.txt"
+            got = control_seconds(path, "transfer") if path.is_file() else None
+            cells.append("–" if got is None else f"{got[0]:.2f} ({got[1]:.2f})")
+        note = next((ln for ln in tables.printed_tables(root / RESULTS / f"pages_transfer_before_{rnd}.txt")[0]
+                     if ln.startswith("load ")), "load –")
+        lines.append(f"| {rnd} | {note.split()[1]} | {cells[0]} | {cells[1]} |")
+        rnd += 1
+    return "\n".join(lines)

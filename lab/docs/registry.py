@@ -60,6 +60,8 @@ RAW_PRINTOUTS = ("speed.txt", "speed_steps.txt", "speed_steps_2.txt", "speed_ste
                  "load30_2026-12-01_charts_run1.txt", "load30_2026-12-01_before_charts_run1.txt",
                  "load30_2026-12-01_charts_run2.txt", "load30_2026-12-01_before_charts_run2.txt",
                  "pages_2026-12-06.txt", "pages_2026-12-06_before.txt", "pages_meter_2026-12-06.txt",
+                 "pages_transfer_before_1.txt", "pages_transfer_after_1.txt", "pages_transfer_before_2.txt",
+                 "pages_transfer_after_2.txt",
                  "load30_2026-12-06_run1.txt",
                  "load30_2026-12-06_run2.txt")
 for _name, (_file, _index) in PRINTED_TABLES.items():
