@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from .disk_lru import DiskLRU
+from .disk_lru import Capped, DiskLRU
 from .io import PatchFileError, load_patch, save_patch
 from .results import PatchResult
 
@@ -47,7 +47,7 @@ def cache_key(**fields) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-class PatchCache:
+class PatchCache(Capped):
     """``get(key) -> PatchResult | None`` and ``put(key, result)``; safe to share between threads/processes.
     ``max_bytes``: the directory's size cap (None: $LAVAN_CACHE_MAX_MB or 2048 MiB; 0: unbounded); least recently
     used entries are evicted after a put (:class:`attack.disk_lru.DiskLRU`). Only ``<key>.safetensors`` /
@@ -103,17 +103,6 @@ class PatchCache:
         save_patch(patch_path, result)
         self.lru.after_put(key, hist_path, patch_path)
         return patch_path
-
-    def clear(self) -> int:
-        """Delete every entry; returns how many files went."""
-        return self.lru.clear()
-
-    def stats(self) -> dict:
-        """``{"entries", "bytes", "max_bytes"}`` of the directory (one scan; ``max_bytes`` None = unbounded)."""
-        return self.lru.stats()
-
-    def size_bytes(self) -> int:
-        return self.lru.size_bytes()
 
 
 def training_key(model, image_hash: str, target: int, loc, size: int, *, domain: str, loss: str, steps: int,

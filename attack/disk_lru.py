@@ -34,7 +34,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["DiskLRU", "cap_bytes", "DEFAULT_MAX_MB", "ENV_VAR", "STALE_S", "KEEP_FRACTION", "RESCAN_S"]
+__all__ = ["DiskLRU", "Capped", "cap_bytes", "DEFAULT_MAX_MB", "ENV_VAR", "STALE_S", "KEEP_FRACTION", "RESCAN_S"]
 
 ENV_VAR = "LAVAN_CACHE_MAX_MB"
 DEFAULT_MAX_MB = 2048
@@ -238,6 +238,22 @@ class DiskLRU:
             for k in [k for k in _budget if k[0] == self._budget_key[0]]:
                 del _budget[k]
         return n
+
+
+class Capped:
+    """What a size-capped cache offers besides get/put (its ``lru``: the :class:`DiskLRU` of its directory)."""
+    lru: DiskLRU
+
+    def clear(self) -> int:
+        """Delete every entry; returns how many files went."""
+        return self.lru.clear()
+
+    def stats(self) -> dict:
+        """``{"entries", "bytes", "max_bytes"}`` of the directory (one scan; ``max_bytes`` None = unbounded)."""
+        return self.lru.stats()
+
+    def size_bytes(self) -> int:
+        return self.lru.size_bytes()
 
 
 def _unlink(path: str | Path) -> bool:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .cache import cache_key, default_cache_dir
-from .disk_lru import DiskLRU
+from .disk_lru import Capped, DiskLRU
 
 __all__ = ["ResultCache", "result_key", "RESULTS_VERSION"]
 
@@ -42,7 +42,7 @@ def _canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
-class ResultCache:
+class ResultCache(Capped):
     """``get(key) -> value | None`` and ``put(key, value) -> value`` under ``<root>/results/``; safe to share
     between threads and processes (a reader sees a whole entry or none). ``max_bytes``: the size cap of
     ``results/`` (None: $LAVAN_CACHE_MAX_MB or 2048 MiB; 0: unbounded)."""
@@ -95,14 +95,3 @@ class ResultCache:
             raise
         self.lru.after_put(key, path)
         return value
-
-    def clear(self) -> int:
-        """Delete every entry; returns how many files went."""
-        return self.lru.clear()
-
-    def stats(self) -> dict:
-        """``{"entries", "bytes", "max_bytes"}`` of ``results/`` (one scan; ``max_bytes`` None = unbounded)."""
-        return self.lru.stats()
-
-    def size_bytes(self) -> int:
-        return self.lru.size_bytes()
