@@ -2,7 +2,7 @@
 ``/fragility?photo=skimage/coffee&patch=lesson/single.safetensors&dx=1``.
 
 app.py calls :func:`apply` on every run, before the sidebar and the page, so each page finds the state it already
-reads (``ui/widgets.py``): ``image_src`` (the photo), ``result``/``result_image`` (a single-image patch and its photo)
+reads (``ui/widgets/``): ``image_src`` (the photo), ``result``/``result_image`` (a single-image patch and its photo)
 or ``universal`` (a universal patch), ``model_name`` (the patch's model), plus a few page inputs (:data:`EXTRAS`).
 A link is applied once per distinct set of parameters, so the page's own controls work afterwards. ``patch`` names
 a file under ``assets/`` only (no other path is opened); ``photo`` a sample photo name.

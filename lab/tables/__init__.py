@@ -1,7 +1,7 @@
 """Readers and summaries of the committed benchmark results (``bench/results/``), as data and as Markdown.
 
 The bench scripts write the rows; this package is the one place that turns them into the tables that README.md and
-the docs/ pages (:mod:`lab.docs`), the app's "Paper vs us" page (``ui/reports.py``) and the scripts' own
+the docs/ pages (:mod:`lab.docs`), the app's "Paper vs us" page (``ui/reports/``) and the scripts' own
 ``--report`` show. Pure functions of rows: no torch, no model, no streamlit. One module per data source:
 
   rows       the results folder, ``read_rows`` (any results CSV), ``median`` and ``fmt``
