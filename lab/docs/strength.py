@@ -254,7 +254,7 @@ def _placement_grid(root: Path) -> str:
     return tables.places_markdown(cells) + "\n\n" + verdict + todo + _goal(cells)
 
 
-GOAL = 0.6  # issue 27: the best placement should win >= 60% of the 42x42 configs in both domains
+PLACE_GOAL = 0.6  # issue 27: the best placement should win >= 60% of the 42x42 configs in both domains
 
 
 def _goal(cells: list[dict]) -> str:
@@ -265,9 +265,9 @@ def _goal(cells: list[dict]) -> str:
     if not all(t["paired"] and t["best_of"] for t in tot.values()):
         return ""
     rate = {d: max(t["grid"] / t["paired"], t["meter"] / t["meter_configs"]) for d, t in tot.items()}
-    met = all(r >= GOAL for r in rate.values())
+    met = all(r >= PLACE_GOAL for r in rate.values())
     best = "; ".join(f"{d} {t['best']}/{t['best_of']} ({100 * t['best'] / t['best_of']:.0f}%)" for d, t in tot.items())
-    return (f"\n\n**The goal of {GOAL:.0%} for the best placement is {'met' if met else 'not met'}**: "
+    return (f"\n\n**The goal of {PLACE_GOAL:.0%} for the best placement is {'met' if met else 'not met'}**: "
             + ", ".join(f"{d} {100 * r:.0f}%" for d, r in rate.items()) + ". "
             + ("" if met else "Choosing the place per config could not have met it either: the configs won at one of "
                f"the places at least (the table's last column, an oracle that knows the outcome) are {best}. "
