@@ -84,7 +84,9 @@ def meter_bands(joined: list[dict]) -> list[dict]:
                     auc_touched=auc(ys, [j["ceiling_touched"] for j in rs]),
                     auc_within_size={s: auc([int(j["success"]) for j in rs if j["size"] == s],
                                             [j["ceiling_touched"] for j in rs if j["size"] == s])
-                                     for s in sorted({j["size"] for j in rs})})
+                                     for s in sorted({j["size"] for j in rs})},
+                    wins_within_size={s: sum(j["success"] for j in rs if j["size"] == s)
+                                      for s in sorted({j["size"] for j in rs})})
         for b in BANDS:
             inb = [j for j in rs if j["band"] == b]
             cell[b] = (sum(j["success"] for j in inb), len(inb))
@@ -108,7 +110,10 @@ def meter_markdown(cells: list[dict]) -> str:
              "*possible* | *unlikely* | AUC of the band | AUC of the ceiling, covered / touched cells | "
              "AUC of the touched-cell ceiling within one size |", "|---|---|---|---|---|---|---|---|"]
     for c in cells:
-        within = ", ".join(f"{s} px {_auc(a)}" for s, a in c["auc_within_size"].items())
+        few = c.get("wins_within_size", {})
+        within = ", ".join(f"{s} px {_auc(a)}" + (f" ({few[s]} success{'es' if few[s] > 1 else ''})"
+                                                   if a is not None and few.get(s, 99) < 5 else "")
+                           for s, a in c["auc_within_size"].items())
         lines.append(f"| {c['domain']} | {c['rows']} ({'/'.join(map(str, c['sizes']))} px; seeds "
                      f"{', '.join(map(str, c['seeds']))}; {', '.join(c['places'])}) | {_rate(*c['likely'])} | "
                      f"{_rate(*c['possible'])} | {_rate(*c['unlikely'])} | {_auc(c['auc_band'])} | "
