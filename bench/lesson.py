@@ -162,7 +162,7 @@ model = attack.load_model("efficientnet-lite0", channels_last=True); lap("load e
 attack.class_names(); lap("attack.class_names() (imports torchvision)")
 img = attack.load_image(next(s.path for s in attack.sample_images() if s.name == "skimage/coffee"), 224)
 attack.predict(model, img); lap("first forward")
-import captum.attr; lap("import captum.attr (step 6, in the background)")
+import captum.attr; lap("import captum.attr (step 7, in the background)")
 print(json.dumps(out))
 """
 

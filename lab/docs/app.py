@@ -62,13 +62,34 @@ def _lesson_line(root: Path) -> str:
     ctl = sorted(r["control_warm"] for r in rows if r["control_warm"] is not None)
     first = next(r for r in lesson_rows(d) if r["step"] == 1)
     load = d.get("load_average") or []
-    return (f"Measured ({d['date']}, this 2-core machine shared with other jobs, load average "
+    return (f"Measured ({d['date']}, this 2-core machine, load average "
             f"{' → '.join(f'{x:.1f}' for x in load)}): {warm[0]:.2f}–{warm[-1]:.2f} s from Next to the drawn "
             "prediction "
             f"(steps {rows[0]['step']}–{rows[-1]['step']}, warm medians), {ctl[0]:.2f}–{ctl[-1]:.2f} s from a "
             f"control to its redraw; step 1 in a new tab {first['warm']:.2f} s warm, {first['cold']:.2f} s on a cold "
             "server "
             "(`bench/results/lesson.json`, docs/BENCHMARKS.md).")
+
+
+@block("lesson-step1")
+def _lesson_step1(root: Path) -> str:
+    """Where step 1's time goes in a new tab (the walks' phases) and what a cold server pays first (``cold_costs``)."""
+    d = _lesson(root)
+    firsts = [w[0] for w in d["walks"] if w and w[0]["step"] == 1 and "phases" in w[0]]
+    if not firsts:
+        return "No step-1 phases in `bench/results/lesson.json`."
+    warm = firsts[1:] or firsts
+    med = {k: statistics.median(f["phases"][k] for f in warm) for k in warm[0]["phases"]}
+    cold = firsts[0]["phases"]
+    costs = d.get("cold_costs", {})
+    goal = "meets" if med["prediction_drawn"] <= 1.0 else "misses"
+    return (f"**Step 1 in a new tab {goal} the 1 s goal** (warm, median of {len(warm)} walks): the page's own "
+            f"JavaScript loads first (page `load` event {med['page_loaded']:.2f} s after the request, websocket open "
+            f"at {med['websocket_open']:.2f} s; Streamlit's frontend bundle, the same for every page), then the "
+            f"script run draws the header at {med['header_drawn']:.2f} s and the prediction at "
+            f"{med['prediction_drawn']:.2f} s. A cold server (walk 1) drew the header at {cold['header_drawn']:.2f} s "
+            f"and the prediction at {cold['prediction_drawn']:.2f} s; what a fresh interpreter pays, one thing after "
+            "another: " + ", ".join(f"{k} {v:.2f} s" for k, v in costs.items()) + ".")
 
 
 def _coldstart_rows(root: Path, name: str) -> dict[str, float]:
