@@ -105,7 +105,9 @@ def step_place(m: dict, left, right) -> dict:
                     f"**{mc.grid}×{mc.grid} grid of {mc.stride:g} px cells**, each capped at 6 (ReLU6), so a patch "
                     f"can only push the cells it covers: at the corner it covers {mc.cells_centre} cell "
                     f"centre{'s' if mc.cells_centre != 1 else ''}, {pl['offset']} px in it covers "
-                    f"{mg.cells_centre}, and still stays in the corner.")
+                    f"{mg.cells_centre}, and still lies within "
+                    f"{(pl['offset'] + pl['size']) / model.input_size:.0%} of the image side from its corner, "
+                    "across and down.")
         how = st.radio("Where the patch was trained", list(PLACES), format_func=names.get, horizontal=True,
                        key="lesson_place", label_visibility="collapsed")
     q, mt = pl["patches"][how], meters[how]
