@@ -21,7 +21,6 @@ Rows go to ``bench/results/ceiling.csv`` beside the p(target) that training reac
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 from pathlib import Path
 
@@ -31,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as `python b
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from area_table import draw_configs  # noqa: E402
+from rows import replace_rows  # noqa: E402
 
 import attack  # noqa: E402
 from attack import meter  # noqa: E402
@@ -97,18 +97,9 @@ def run(args) -> list[dict]:
                            ceiling_touched=solve(touched))
                 rows.append(row)
                 print(row, flush=True)
-    OUT.parent.mkdir(parents=True, exist_ok=True)
     key = lambda r: (int(r["seed"]), int(r["config"]), int(r["size"]), int(r["input_size"]),  # noqa: E731
                      int(r.get("margin") or 0))
-    mine = {key(r) for r in rows}
-    kept = []
-    if OUT.exists():  # rows of other sizes / input sizes stay; this run's rows replace their old selves
-        with OUT.open(newline="") as f:
-            kept = [r for r in csv.DictReader(f) if key(r) not in mine]
-    with OUT.open("w", newline="") as f:
-        w = csv.DictWriter(f, FIELDS)
-        w.writeheader()
-        w.writerows(sorted(kept + rows, key=key))
+    replace_rows(OUT, FIELDS, rows, key)  # rows of other sizes / input sizes stay; this run's replace theirs
     return rows
 
 

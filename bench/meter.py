@@ -11,7 +11,6 @@ steps), timed per call on this machine.
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 import time
 from pathlib import Path
@@ -22,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as `python b
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from area_table import draw_configs  # noqa: E402
+from rows import replace_rows  # noqa: E402
 
 import attack  # noqa: E402
 from attack import meter  # noqa: E402
@@ -65,16 +65,7 @@ def run(args) -> list[dict]:
                 print(rows[-1], flush=True)
     key = lambda r: (str(r["model"]), int(r["input_size"]), int(r["seed"]), int(r["config"]),  # noqa: E731
                      int(r["size"]))
-    mine = {key(r) for r in rows}
-    kept = []
-    if OUT.exists():  # rows of other seeds / sizes stay; this run's rows replace their old selves
-        with OUT.open(newline="") as f:
-            kept = [r for r in csv.DictReader(f) if key(r) not in mine]
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    with OUT.open("w", newline="") as f:
-        w = csv.DictWriter(f, FIELDS)
-        w.writeheader()
-        w.writerows(sorted(kept + rows, key=key))
+    replace_rows(OUT, FIELDS, rows, key)  # rows of other seeds / sizes stay; this run's replace their old selves
     return rows
 
 
