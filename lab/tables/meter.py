@@ -121,19 +121,18 @@ def meter_markdown(cells: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def _placed_row(rows: dict, dom: str, seed: int, c: int, m: dict | None, place: str) -> dict | None:
-    """The training row that stands for ``place`` of one config: the corner's row where the place *is* the corner
-    (meter.csv), the grid's row where the meter's place is the grid's (the same inputs: not trained twice), else the
-    place's own ``-pgrid`` / ``-pmeter`` row (None when not trained)."""
-    corner = rows.get((dom, seed, c, "corner"))
+def _stands_for(m: dict | None, place: str) -> str:
+    """Which trained placement stands for ``place`` of one config (``m``: its meter.csv row): ``"corner"`` where the
+    place *is* the corner, ``"grid"`` where the meter's place is the grid's (the same inputs: not trained twice),
+    else the place itself (its own ``-pgrid`` / ``-pmeter`` row)."""
     if place == "corner" or m is None:
-        return corner if place == "corner" else rows.get((dom, seed, c, place))
+        return place
     at = (m[f"{place}_top"], m[f"{place}_left"])
     if at == (m["top"], m["left"]):
-        return corner
+        return "corner"
     if place == "meter" and at == (m["grid_top"], m["grid_left"]):
-        return _placed_row(rows, dom, seed, c, m, "grid")
-    return rows.get((dom, seed, c, place))
+        return "grid"
+    return place
 
 
 def summarise_places(joined: list[dict], meter: list[dict], size: int = 42, input_size: int = 224) -> list[dict]:
@@ -149,14 +148,11 @@ def summarise_places(joined: list[dict], meter: list[dict], size: int = 42, inpu
         seeds = sorted({k[1] for k in rows if k[0] == dom and k[3] == "corner"})
         for seed in seeds:
             cfgs = sorted({k[2] for k in rows if k[0] == dom and k[1] == seed and k[3] == "corner"})
-            placed = {c: {p: _placed_row(rows, dom, seed, c, by_m.get((seed, c, size)), p) for p in PLACES}
-                      for c in cfgs}
+            stands = {c: {p: _stands_for(by_m.get((seed, c, size)), p) for p in PLACES} for c in cfgs}
+            placed = {c: {p: rows.get((dom, seed, c, stands[c][p])) for p in PLACES} for c in cfgs}
             paired = [c for c in cfgs if placed[c]["grid"] is not None]
-            at = {p: sum(1 for c in paired if (m := by_m.get((seed, c, size))) is not None
-                         and (m[f"{p}_top"], m[f"{p}_left"]) == (m["top"], m["left"])) for p in ("grid", "meter")}
-            meter_at_grid = sum(1 for c in paired if (m := by_m.get((seed, c, size))) is not None
-                                and (m["meter_top"], m["meter_left"]) == (m["grid_top"], m["grid_left"])
-                                and (m["grid_top"], m["grid_left"]) != (m["top"], m["left"]))
+            at = {p: sum(stands[c][p] == "corner" for c in paired) for p in ("grid", "meter")}
+            meter_at_grid = sum(stands[c]["meter"] == "grid" for c in paired)
             with_meter = [c for c in paired if placed[c]["meter"] is not None]
             ok = lambda c, p: placed[c][p]["success"]  # noqa: E731
             pt = lambda c, p: placed[c][p]["p_target"]  # noqa: E731
