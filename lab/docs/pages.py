@@ -42,11 +42,12 @@ def _pages_slowest(root: Path) -> str:
     return "\n".join(lines)
 
 
-def control_seconds(path: Path, page: str) -> tuple[float, float] | None:
-    """(redraw, first answer) seconds of ``page``'s control in a printout's controls table (None when absent)."""
+def control_seconds(path: Path, page: str, what: str = "") -> tuple[float, float] | None:
+    """(redraw, first answer) seconds of ``page``'s first control whose description contains ``what``, in a
+    printout's controls table (None when absent)."""
     for line in tables.printed_table(path, 1)[1][2:]:
         cells = [c.strip() for c in line.strip("|").split("|")]
-        if cells[0] == page:
+        if cells[0] == page and what in cells[1]:
             return float(cells[2]), float(cells[3])
     return None
 
